@@ -1,0 +1,9 @@
+"""multiq: a distributed task queue with a Redis broker and a built-in process supervisor."""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from multiq.app import MultiQ, shared_task  # noqa: E402
+from multiq.task import Task  # noqa: E402
+
+__all__ = ["MultiQ", "Task", "shared_task", "__version__"]

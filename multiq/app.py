@@ -1,0 +1,446 @@
+"""MultiQ: the application — configuration, task registry, sending, and its connections."""
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import importlib
+import inspect
+import logging
+import os
+import threading
+import time
+import uuid
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
+
+from multiq import config as config_mod
+from multiq import signals
+from multiq.exceptions import BackendNotConfigured, ImproperlyConfigured, OperationalError
+from multiq.message import Message
+from multiq.task import Task
+
+logger = logging.getLogger("multiq.app")
+
+_state = threading.local()
+_apps: List[MultiQ] = []
+_shared_tasks: List[Callable[[MultiQ], Task]] = []
+_default_app: Optional[MultiQ] = None
+
+
+def current_app() -> MultiQ:
+    """The app made last in this process (a default one if none was made)."""
+    global _default_app
+    app = getattr(_state, "current", None) or (_apps[-1] if _apps else None)
+    if app is None:
+        if _default_app is None:
+            _default_app = MultiQ("default", set_as_current=False)
+        app = _default_app
+    return app
+
+
+class TaskRegistry(dict):
+    """Task name -> Task instance."""
+
+    def register(self, task: Task) -> Task:
+        self[task.name] = task
+        return task
+
+    def regular(self) -> Dict[str, Task]:
+        return {k: v for k, v in self.items() if not k.startswith("multiq.")}
+
+
+class MultiQ:
+    """A task queue application: ``app = MultiQ("proj", broker=..., backend=...)``."""
+
+    def __init__(
+        self, main: Optional[str] = None, *, broker: Optional[str] = None,
+        backend: Optional[str] = None, include: Optional[Iterable[str]] = None,
+        config_source: Any = None, set_as_current: bool = True, task_cls: type = Task,
+        **settings: Any,
+    ) -> None:
+        self.main = main
+        self.conf = config_mod.Settings()
+        self.tasks = TaskRegistry()
+        self.task_cls = task_cls
+        self._include = list(include or ())
+        self._autodiscover: List[Any] = []
+        self._broker: Any = None
+        self._backend: Any = None
+        self._control: Any = None
+        self._lock = threading.RLock()
+        self._finalized = False
+        if config_source is not None:
+            self.config_from_object(config_source)
+        if broker:
+            self.conf["broker_url"] = broker
+        if backend:
+            self.conf["result_backend"] = backend
+        if settings:
+            self.conf.update(settings)
+        _apps.append(self)
+        if set_as_current:
+            _state.current = self
+        for make in _shared_tasks:
+            make(self)
+
+    def __repr__(self) -> str:
+        return f"<MultiQ {self.main or '__main__'} at {id(self):#x}>"
+
+    # -- configuration -----------------------------------------------------------------
+
+    def config_from_object(self, obj: Any, namespace: Optional[str] = None, force: bool = True,
+                           silent: bool = False) -> None:
+        """Load settings from a module, an object, or ``"module"`` / ``"module:attr"``."""
+        try:
+            values = config_mod.load_object(obj, namespace=namespace)
+        except ImportError:
+            if silent:
+                return
+            raise
+        self.conf.update(values)
+        self._reset_connections()
+
+    def config_from_envvar(self, variable_name: str, silent: bool = False,
+                           force: bool = False) -> bool:
+        """Load settings from the module named by an environment variable."""
+        try:
+            module = config_mod.load_envvar(variable_name)
+        except ImproperlyConfigured:
+            if silent:
+                return False
+            raise
+        self.config_from_object(module)
+        return True
+
+    def _reset_connections(self) -> None:
+        self._broker = self._backend = None
+
+    def autodiscover_tasks(self, packages: Any = None, related_name: str = "tasks",
+                           force: bool = False) -> None:
+        """Import ``<package>.<related_name>`` of each package (lazily, unless ``force``)."""
+        self._autodiscover.append((packages, related_name))
+        if force:
+            self._run_autodiscover()
+
+    def _run_autodiscover(self) -> None:
+        pending, self._autodiscover = self._autodiscover, []
+        for packages, related_name in pending:
+            if packages is None:
+                packages = _django_apps()
+            if callable(packages):
+                packages = packages()
+            for pkg in packages or ():
+                name = f"{pkg}.{related_name}" if related_name else pkg
+                try:
+                    importlib.import_module(name)
+                except ModuleNotFoundError as exc:
+                    if exc.name not in (name, pkg):
+                        raise
+
+    def import_default_modules(self) -> None:
+        """Import ``include`` / ``imports`` modules and run autodiscovery (worker start-up)."""
+        signals.import_modules.send(sender=self)
+        for name in [*self._include, *(self.conf.include or ()), *(self.conf.imports or ())]:
+            importlib.import_module(name)
+        self._run_autodiscover()
+
+    def finalize(self) -> None:
+        with self._lock:
+            if self._finalized:
+                return
+            self._finalized = True
+            for task in self.tasks.values():
+                self._annotate(task)
+
+    def _annotate(self, task: Task) -> None:
+        annotations = self.conf.task_annotations or {}
+        if isinstance(annotations, dict):
+            annotations = [annotations]
+        for mapping in annotations:
+            for key in ("*", task.name):
+                for attr, value in (mapping.get(key) or {}).items():
+                    setattr(task, attr, value)
+
+    # -- tasks -------------------------------------------------------------------------
+
+    def task(self, *args: Any, **options: Any) -> Any:
+        """Decorator making a function a task: ``@app.task`` or ``@app.task(name=..., ...)``."""
+        if len(args) == 1 and callable(args[0]) and not options:
+            return self._create_task(args[0])
+        if args:
+            raise TypeError("@app.task takes keyword options only")
+
+        def decorator(fun: Callable[..., Any]) -> Task:
+            return self._create_task(fun, **options)
+        return decorator
+
+    def _create_task(self, fun: Callable[..., Any], *, name: Optional[str] = None,
+                     base: Optional[type] = None, bind: bool = False, **options: Any) -> Task:
+        task_name = name or self.gen_task_name(fun.__name__, fun.__module__)
+        existing = self.tasks.get(task_name)
+        if existing is not None and getattr(existing, "__wrapped__", None) is fun:
+            return existing
+        base_cls = base or self.task_cls
+        run = fun if bind else staticmethod(fun)
+        attrs = {
+            "name": task_name, "app": self, "run": run, "_bind": bind, "__wrapped__": fun,
+            "__doc__": fun.__doc__, "__module__": fun.__module__,
+            "__qualname__": fun.__qualname__, **options,
+        }
+        cls = type(fun.__name__, (base_cls,), attrs)
+        task: Task = cls()
+        if self._finalized:
+            self._annotate(task)
+        return self.tasks.register(task)
+
+    def gen_task_name(self, name: str, module: str) -> str:
+        if module == "__main__" and self.main:
+            module = self.main
+        return f"{module}.{name}"
+
+    # -- connections -------------------------------------------------------------------
+
+    @property
+    def broker(self) -> Any:
+        """The broker connection, made on first use."""
+        if self._broker is None:
+            with self._lock:
+                if self._broker is None:
+                    from multiq.broker.redis import RedisBroker
+                    url = self.conf.broker_url or os.environ.get("MULTIQ_BROKER_URL")
+                    if not url:
+                        raise ImproperlyConfigured("No broker_url configured")
+                    self._broker = RedisBroker(url, self.conf.broker_transport_options)
+        return self._broker
+
+    @property
+    def backend(self) -> Any:
+        """The result backend, made on first use; a clear error when none is configured."""
+        if self._backend is None:
+            with self._lock:
+                if self._backend is None:
+                    from multiq.backends.redis import RedisBackend
+                    url = self.conf.result_backend or os.environ.get("MULTIQ_RESULT_BACKEND")
+                    if not url:
+                        raise BackendNotConfigured(
+                            "No result backend is configured: pass backend=... to MultiQ() "
+                            "or set result_backend to read task results"
+                        )
+                    if url == "redis":  # Celery's shorthand: results next to the broker
+                        url = self.conf.broker_url
+                    self._backend = RedisBackend(
+                        url, self.conf.result_expires, self.conf.result_backend_transport_options
+                    )
+        return self._backend
+
+    @property
+    def control(self) -> Any:
+        if self._control is None:
+            from multiq.control.client import Control
+            self._control = Control(self)
+        return self._control
+
+    def close(self) -> None:
+        for conn in (self._broker, self._backend):
+            if conn is not None:
+                conn.close()
+        self._reset_connections()
+
+    # -- sending -----------------------------------------------------------------------
+
+    def send_task(
+        self, name: str, args: Optional[Sequence[Any]] = None,
+        kwargs: Optional[Dict[str, Any]] = None, *, countdown: Optional[float] = None,
+        eta: Union[dt.datetime, float, None] = None, expires: Any = None,
+        task_id: Optional[str] = None, queue: Optional[str] = None,
+        priority: Optional[int] = None, serializer: Optional[str] = None,
+        compression: Optional[str] = None, headers: Optional[Dict[str, Any]] = None,
+        link: Any = None, link_error: Any = None, shadow: Optional[str] = None,
+        ignore_result: Optional[bool] = None, retry: Optional[bool] = None,
+        retry_policy: Optional[Dict[str, Any]] = None, task_type: Optional[Task] = None,
+        parent_id: Optional[str] = None, root_id: Optional[str] = None,
+        time_limit: Optional[float] = None, soft_time_limit: Optional[float] = None,
+        **extra: Any,
+    ) -> Any:
+        """Send a task by name; returns its AsyncResult."""
+        from multiq.result import AsyncResult
+
+        conf = self.conf
+        if kwargs is not None and not isinstance(kwargs, dict):
+            raise TypeError("kwargs must be a mapping")
+        if args is not None and not isinstance(args, (list, tuple)):
+            raise TypeError("args must be a list or tuple")
+        route = self.route(name, args, kwargs, task_type)
+        queue = queue or extra.pop("routing_key", None) or route.get("queue") \
+            or conf.task_default_queue
+        if priority is None:
+            priority = route.get("priority", conf.task_default_priority)
+        now = time.time()
+        due = self._eta(eta, countdown, now)
+        parent = _current_request()
+        message = Message(
+            id=str(task_id or uuid.uuid4()), task=name, args=list(args or ()),
+            kwargs=dict(kwargs or {}), queue=queue, priority=priority, eta=due,
+            expires=self._expires(expires, now), headers=dict(headers or {}),
+            root_id=root_id or (parent.root_id or parent.id if parent else None),
+            parent_id=parent_id or (parent.id if parent else None), shadow=shadow, sent=now,
+        )
+        options: Dict[str, Any] = {}
+        if link:
+            options["link"] = _sig_list(link)
+        if link_error:
+            options["link_error"] = _sig_list(link_error)
+        if ignore_result is None and task_type is not None:
+            ignore_result = task_type.ignore_result
+        if ignore_result:
+            options["ignore_result"] = True
+        if time_limit is not None or soft_time_limit is not None:
+            options["timelimit"] = [time_limit, soft_time_limit]
+        message.options = options
+        data = message.encode(serializer or conf.task_serializer,
+                              compression or conf.task_compression)
+        limit = conf.task_message_max_bytes
+        if limit and len(data) > limit:
+            raise ValueError(f"Message of task {name} is {len(data)} bytes; "
+                             f"task_message_max_bytes is {limit}")
+        if signals.before_task_publish.has_receivers():
+            signals.before_task_publish.send(sender=name, body=message, routing_key=queue)
+        self._publish(message, data, retry, retry_policy)
+        if signals.after_task_publish.has_receivers():
+            signals.after_task_publish.send(sender=name, body=message, routing_key=queue)
+        return AsyncResult(message.id, app=self, task_name=name)
+
+    def _publish(self, message: Message, data: bytes, retry: Optional[bool],
+                 policy: Optional[Dict[str, Any]]) -> None:
+        import redis
+
+        retry = self.conf.task_publish_retry if retry is None else retry
+        policy = {**(self.conf.task_publish_retry_policy or {}), **(policy or {})}
+        attempts = int(policy.get("max_retries", 3) or 0) if retry else 0
+        interval = float(policy.get("interval_start", 0))
+        for attempt in range(attempts + 1):
+            try:
+                self.broker.publish(message.queue, data, priority=message.priority,
+                                    eta=message.eta, member=f"{message.id}:{message.retries}")
+                return
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if attempt >= attempts:
+                    raise OperationalError(f"Could not publish {message.task}: {exc}") from exc
+                logger.warning("Publishing %s failed (%s); retrying in %.1fs",
+                               message.id, exc, interval)
+                time.sleep(interval)
+                interval = min(interval + float(policy.get("interval_step", 0.2)),
+                               float(policy.get("interval_max", 0.2)))
+
+    def route(self, name: str, args: Any = None, kwargs: Any = None,
+              task: Optional[Task] = None) -> Dict[str, Any]:
+        """Options from ``task_routes`` for this task name (first match wins)."""
+        routes = self.conf.task_routes
+        if not routes:
+            return {}
+        for router in routes if isinstance(routes, (list, tuple)) else [routes]:
+            found = _match_route(router, name, args, kwargs, task)
+            if found:
+                return found
+        return {}
+
+    def _eta(self, eta: Any, countdown: Optional[float], now: float) -> Optional[float]:
+        if countdown is not None:
+            return now + float(countdown)
+        if eta is None:
+            return None
+        if isinstance(eta, dt.datetime):
+            return self._aware(eta).timestamp()
+        return float(eta)
+
+    def _expires(self, expires: Any, now: float) -> Optional[float]:
+        if expires is None:
+            return None
+        if isinstance(expires, dt.datetime):
+            return self._aware(expires).timestamp()
+        if isinstance(expires, dt.timedelta):
+            return now + expires.total_seconds()
+        return now + float(expires)
+
+    def _aware(self, value: dt.datetime) -> dt.datetime:
+        if value.tzinfo is not None:
+            return value
+        if self.conf.enable_utc or not self.conf.timezone:
+            return value.replace(tzinfo=dt.timezone.utc)
+        from zoneinfo import ZoneInfo
+        return value.replace(tzinfo=ZoneInfo(self.conf.timezone))
+
+    def AsyncResult(self, task_id: str, **kwargs: Any) -> Any:  # noqa: N802 - Celery's name
+        from multiq.result import AsyncResult
+        return AsyncResult(task_id, app=self, **kwargs)
+
+    def store_eager(self, task: Task, task_id: str, state: str, value: Any,
+                    tb: Optional[str]) -> None:
+        from multiq.backends.base import exception_to_dict, make_doc
+        result = exception_to_dict(value) if isinstance(value, BaseException) else value
+        self.backend.store(task_id, make_doc(task_id, state, result, tb))
+
+
+def _match_route(router: Any, name: str, args: Any, kwargs: Any,
+                 task: Optional[Task]) -> Optional[Dict[str, Any]]:
+    if callable(router):
+        params = inspect.signature(router).parameters
+        found = router(name, args, kwargs, {}, task=task) if len(params) >= 4 else router(name)
+        return {"queue": found} if isinstance(found, str) else found
+    if isinstance(router, dict):
+        for pattern, target in router.items():
+            if pattern == name or fnmatch.fnmatchcase(name, pattern):
+                return {"queue": target} if isinstance(target, str) else dict(target)
+    return None
+
+
+def _sig_list(value: Any) -> List[Any]:
+    items = value if isinstance(value, (list, tuple)) else [value]
+    return [dict(item) for item in items]
+
+
+def _current_request() -> Any:
+    from multiq.worker.state import current_request
+    return current_request()
+
+
+def _django_apps() -> List[str]:
+    try:
+        from django.conf import settings  # type: ignore[import-not-found]
+        return list(settings.INSTALLED_APPS)
+    except Exception:
+        return []
+
+
+def shared_task(*args: Any, **options: Any) -> Any:
+    """Like ``@app.task`` but for every app, present and future (reusable libraries)."""
+    def create(fun: Callable[..., Any]) -> Any:
+        def make(app: MultiQ) -> Task:
+            return app._create_task(fun, **options)
+        _shared_tasks.append(make)
+        made = [make(app) for app in _apps]
+        return _SharedTaskProxy(fun, options, made[-1] if made else None)
+
+    if len(args) == 1 and callable(args[0]) and not options:
+        return create(args[0])
+    return create
+
+
+class _SharedTaskProxy:
+    """Stands for a shared task; resolves to the current app's instance when used."""
+
+    def __init__(self, fun: Callable[..., Any], options: Dict[str, Any],
+                 task: Optional[Task]) -> None:
+        self._fun, self._options, self._task = fun, options, task
+
+    def _resolve(self) -> Task:
+        app = current_app()
+        name = self._options.get("name") or app.gen_task_name(
+            self._fun.__name__, self._fun.__module__)
+        task = app.tasks.get(name)
+        return task if task is not None else app._create_task(self._fun, **self._options)
+
+    def __getattr__(self, item: str) -> Any:
+        return getattr(self._resolve(), item)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._resolve()(*args, **kwargs)

@@ -1,0 +1,85 @@
+"""The result document and how exceptions travel inside it."""
+from __future__ import annotations
+
+import builtins
+import datetime as dt
+import importlib
+from typing import Any, Dict, Optional
+
+from multiq import exceptions, states
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def make_doc(
+    task_id: str,
+    status: str,
+    result: Any = None,
+    traceback: Optional[str] = None,
+    extended: Optional[Dict[str, Any]] = None,
+    children: Optional[list] = None,
+) -> Dict[str, Any]:
+    """A result document with Celery's field names."""
+    done = status in states.READY_STATES
+    doc: Dict[str, Any] = {
+        "status": status,
+        "result": result,
+        "traceback": traceback,
+        "children": children or [],
+        "date_done": utcnow().isoformat() if done else None,
+        "task_id": task_id,
+    }
+    if extended:
+        doc.update(extended)
+    return doc
+
+
+def exception_to_dict(exc: BaseException) -> Dict[str, Any]:
+    """``{exc_type, exc_message, exc_module}`` as Celery stores it."""
+    cls = type(exc)
+    args = list(exc.args)
+    try:
+        from multiq.serialization import json_dumps
+        json_dumps(args)
+    except Exception:
+        args = [str(exc)]
+    return {"exc_type": cls.__qualname__, "exc_message": args, "exc_module": cls.__module__}
+
+
+def exception_from_dict(info: Any) -> BaseException:
+    """Rebuild the exception of a FAILURE document; TaskError when its type is not importable."""
+    if not isinstance(info, dict) or "exc_type" not in info:
+        return exceptions.TaskError(str(info))
+    name, module = info.get("exc_type", ""), info.get("exc_module") or "builtins"
+    message = info.get("exc_message", [])
+    args = message if isinstance(message, (list, tuple)) else [message]
+    cls = _find_exception_class(module, name)
+    if cls is not None:
+        try:
+            return cls(*args)
+        except Exception:
+            pass
+    text = ", ".join(str(a) for a in args)
+    return exceptions.TaskError(text, exc_type=name, exc_module=module)
+
+
+def _find_exception_class(module: str, name: str) -> Optional[type]:
+    try:
+        obj: Any = builtins if module == "builtins" else importlib.import_module(module)
+        for part in name.split("."):
+            obj = getattr(obj, part)
+    except Exception:
+        return None
+    return obj if isinstance(obj, type) and issubclass(obj, BaseException) else None
+
+
+def parse_date(value: Any) -> Optional[dt.datetime]:
+    if not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)

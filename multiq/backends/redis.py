@@ -1,0 +1,91 @@
+"""Results in Redis: one JSON document per task, PUBLISHed on write (see multiq.keys)."""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Dict, Iterable, Optional, Tuple
+
+import redis
+
+from multiq import states
+from multiq.exceptions import TimeoutError
+from multiq.keys import result_key
+from multiq.redisconn import connect
+from multiq.serialization import json_dumps
+
+Doc = Dict[str, Any]
+
+
+class RedisBackend:
+    """Stores, reads and waits for result documents."""
+
+    def __init__(
+        self, url: str, expires: Optional[float] = 86400,
+        transport_options: Optional[Dict[str, Any]] = None,
+    ) -> None:
+        options = dict(transport_options or {})
+        self.url = url
+        self.prefix = options.pop("global_keyprefix", "") or ""
+        self.expires = int(expires) if expires else None
+        self.client: redis.Redis = connect(url, options)
+
+    def key(self, task_id: str) -> str:
+        return result_key(task_id, self.prefix)
+
+    def encode(self, doc: Doc) -> bytes:
+        return json_dumps(doc).encode()
+
+    def store(self, task_id: str, doc: Doc, pipe: Any = None) -> None:
+        """Write a document and notify waiters; with ``pipe`` the caller executes."""
+        p = pipe if pipe is not None else self.client.pipeline(transaction=False)
+        key, data = self.key(task_id), self.encode(doc)
+        if self.expires:
+            p.set(key, data, ex=self.expires)
+        else:
+            p.set(key, data)
+        p.publish(key, data)
+        if pipe is None:
+            p.execute()
+
+    def store_many(self, items: Iterable[Tuple[str, Doc]]) -> None:
+        p = self.client.pipeline(transaction=False)
+        for task_id, doc in items:
+            self.store(task_id, doc, p)
+        p.execute()
+
+    def get_meta(self, task_id: str) -> Doc:
+        raw = self.client.get(self.key(task_id))
+        return self.decode(task_id, raw)
+
+    def decode(self, task_id: str, raw: Optional[bytes]) -> Doc:
+        if raw is None:
+            return {"status": states.PENDING, "result": None, "traceback": None,
+                    "children": [], "date_done": None, "task_id": task_id}
+        return json.loads(raw)
+
+    def wait_for(self, task_id: str, timeout: Optional[float] = None) -> Doc:
+        """Block until the task is ready; woken by the write's notification."""
+        key = self.key(task_id)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe(key)  # before reading, so no write slips between
+            doc = self.get_meta(task_id)
+            while doc["status"] not in states.READY_STATES:
+                left = 1.0 if deadline is None else deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"The operation timed out waiting for task {task_id}")
+                msg = pubsub.get_message(timeout=min(left, 1.0))
+                if msg is not None and msg["type"] == "message":
+                    doc = json.loads(msg["data"])
+                elif msg is None:
+                    doc = self.get_meta(task_id)  # resync after a quiet spell
+            return doc
+        finally:
+            pubsub.close()
+
+    def forget(self, task_id: str) -> None:
+        self.client.delete(self.key(task_id))
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,295 @@
+"""The Redis broker: queues as streams with consumer groups (see :mod:`multiq.keys`)."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+
+import redis
+
+from multiq.broker import scripts
+from multiq.keys import GROUP, Keys, band_of
+from multiq.redisconn import connect
+
+Pipeline = Any
+
+
+@dataclass
+class Delivery:
+    """One stream entry handed to this node."""
+
+    queue: str
+    band: int
+    entry_id: bytes
+    data: bytes
+    redeliveries: int = 0
+
+
+@dataclass
+class LostEntry:
+    """An early-ack entry whose task had started on a node that died."""
+
+    queue: str
+    band: int
+    entry_id: bytes
+    data: bytes
+
+
+class RedisBroker:
+    """Publishes, fetches, acknowledges and recovers messages in one Redis."""
+
+    def __init__(self, url: str, transport_options: Optional[Dict[str, Any]] = None) -> None:
+        options = dict(transport_options or {})
+        self.url = url
+        self.keys = Keys(options.pop("global_keyprefix", None) or "multiq")
+        self.max_deliveries = int(options.pop("max_deliveries", 5))
+        options.pop("visibility_timeout", None)  # accepted; redelivery follows liveness
+        self.client: redis.Redis = connect(url, options)
+        self._fetch = self.client.register_script(scripts.FETCH)
+        self._promote = self.client.register_script(scripts.PROMOTE)
+        self._recover = self.client.register_script(scripts.RECOVER)
+        self._handback = self.client.register_script(scripts.HANDBACK)
+        self._known_queues: Set[str] = set()
+
+    # -- producing ---------------------------------------------------------------------
+
+    def publish(
+        self,
+        queue: str,
+        data: bytes,
+        *,
+        priority: Optional[int] = None,
+        eta: Optional[float] = None,
+        member: str = "",
+        pipe: Optional[Pipeline] = None,
+    ) -> None:
+        """Enqueue ``data``; with ``eta`` in the future it waits in the delayed set."""
+        own = pipe is None
+        p = self.client.pipeline(transaction=eta is not None) if own else pipe
+        band = band_of(priority)
+        if queue not in self._known_queues:
+            p.sadd(self.keys.queues, queue)
+            self._known_queues.add(queue)
+        if eta is not None and eta > time.time():
+            self.add_delayed(p, queue, band, member, data, eta)
+        else:
+            p.xadd(self.keys.stream(queue, band), {"m": data, "n": 0})
+        if own:
+            p.execute()
+
+    def add_delayed(
+        self, p: Pipeline, queue: str, band: int, member: str, data: bytes, eta: float,
+        redeliveries: int = 0,
+    ) -> None:
+        p.zadd(self.keys.delayed(queue), {member: eta})
+        p.hset(self.keys.delayed_bodies(queue), member, b"%d,%d|" % (band, redeliveries) + data)
+
+    # -- consuming ---------------------------------------------------------------------
+
+    def declare(self, queues: Iterable[str]) -> None:
+        """Create the consumer group of every band stream of ``queues``."""
+        p = self.client.pipeline(transaction=False)
+        for queue in queues:
+            p.sadd(self.keys.queues, queue)
+            for stream in self.keys.streams(queue):
+                p.xgroup_create(stream, GROUP, id="0", mkstream=True)
+        for result in p.execute(raise_on_error=False):
+            if isinstance(result, Exception) and "BUSYGROUP" not in str(result):
+                raise result
+
+    def fetch(self, consumer: str, queues: Sequence[str], count: int) -> List[Delivery]:
+        """Take up to ``count`` new entries, higher priority bands first, without blocking."""
+        out: List[Delivery] = []
+        for queue in queues:
+            if count <= 0:
+                break
+            try:
+                rows = self._fetch(keys=self.keys.streams(queue), args=[GROUP, consumer, count])
+            except redis.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                self.declare([queue])
+                continue
+            for band, entries in rows:
+                for entry_id, fields in entries:
+                    out.append(_delivery(queue, int(band), entry_id, fields))
+            count -= sum(len(entries) for _, entries in rows)
+        return out
+
+    def wait(
+        self, consumer: str, queues: Sequence[str], count: int, block_ms: int
+    ) -> List[Delivery]:
+        """Block up to ``block_ms`` for new entries on any band of any queue."""
+        streams = {s: ">" for q in queues for s in self.keys.streams(q)}
+        try:
+            reply = self.client.xreadgroup(GROUP, consumer, streams, count=count, block=block_ms)
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            self.declare(queues)
+            return []
+        out = []
+        for stream, entries in reply or ():
+            queue, band = self._parse_stream(stream)
+            for entry_id, fields in entries:
+                out.append(_delivery(queue, band, entry_id, fields))
+        return out
+
+    def _parse_stream(self, stream: Any) -> Tuple[str, int]:
+        name = stream.decode() if isinstance(stream, bytes) else stream
+        head, _, band = name.rpartition(":")
+        queue = head[head.index("{") + 1: head.rindex("}")]
+        return queue, int(band)
+
+    def mark_started(self, p: Pipeline, d: Delivery, consumer: str) -> None:
+        p.hset(self.keys.started(d.queue), d.entry_id, consumer)
+
+    def ack(self, p: Pipeline, d: Delivery, started: bool = False) -> None:
+        stream = self.keys.stream(d.queue, d.band)
+        p.xack(stream, GROUP, d.entry_id)
+        p.xdel(stream, d.entry_id)
+        if started:
+            p.hdel(self.keys.started(d.queue), d.entry_id)
+
+    def requeue_delayed(
+        self, p: Pipeline, d: Delivery, data: bytes, eta: float, member: str, started: bool
+    ) -> None:
+        """Put a new version of ``d`` in the delayed set (or its stream) and ack ``d``."""
+        if eta > time.time():
+            self.add_delayed(p, d.queue, d.band, member, data, eta)
+        else:
+            p.xadd(self.keys.stream(d.queue, d.band), {"m": data, "n": 0})
+        self.ack(p, d, started)
+
+    def dead_letter(self, p: Pipeline, d: Delivery, reason: str, started: bool = False) -> None:
+        p.xadd(
+            self.keys.deadletter(d.queue),
+            {"m": d.data, "reason": reason, "band": d.band, "time": time.time()},
+            maxlen=100_000, approximate=True,
+        )
+        self.ack(p, d, started)
+
+    def handback(self, deliveries: Sequence[Delivery]) -> int:
+        """Give fetched, never started entries back to their streams; returns how many."""
+        by_queue: Dict[str, List[Delivery]] = {}
+        for d in deliveries:
+            by_queue.setdefault(d.queue, []).append(d)
+        total = 0
+        for queue, items in by_queue.items():
+            args: List[Any] = [GROUP]
+            for d in items:
+                args += [d.band, d.entry_id]
+            keys = [*self.keys.streams(queue), self.keys.started(queue)]
+            total += int(self._handback(keys=keys, args=args))
+        return total
+
+    # -- delays, liveness and recovery -------------------------------------------------
+
+    def promote(self, queue: str, now: float, limit: int = 500) -> Tuple[int, Optional[float]]:
+        """Move due delayed messages of ``queue`` into its streams."""
+        k = self.keys
+        keys = [*k.streams(queue), k.delayed(queue), k.delayed_bodies(queue)]
+        moved, nxt = self._promote(keys=keys, args=[now, limit])
+        return int(moved), (float(nxt) if nxt else None)
+
+    def heartbeat(self, consumer: str, info: Dict[str, Any], ttl: float) -> None:
+        p = self.client.pipeline(transaction=False)
+        p.set(self.keys.node(consumer), json.dumps(info), px=int(ttl * 1000))
+        p.zadd(self.keys.nodes, {consumer: time.time()})
+        p.execute()
+
+    def forget_node(self, consumer: str) -> None:
+        p = self.client.pipeline(transaction=False)
+        p.delete(self.keys.node(consumer))
+        p.zrem(self.keys.nodes, consumer)
+        p.execute()
+
+    def live_nodes(self) -> Dict[str, Dict[str, Any]]:
+        """Info of every node whose heartbeat has not expired, keyed by consumer name."""
+        names = [n.decode() for n in self.client.zrange(self.keys.nodes, 0, -1)]
+        if not names:
+            return {}
+        values = self.client.mget([self.keys.node(n) for n in names])
+        return {n: json.loads(v) for n, v in zip(names, values) if v is not None}
+
+    def holders(self, queue: str) -> Set[str]:
+        """Consumers that hold pending entries of ``queue``."""
+        p = self.client.pipeline(transaction=False)
+        for stream in self.keys.streams(queue):
+            p.xpending(stream, GROUP)
+        found: Set[str] = set()
+        for summary in p.execute(raise_on_error=False):
+            if isinstance(summary, dict):
+                for c in summary.get("consumers") or ():
+                    name = c["name"]
+                    found.add(name.decode() if isinstance(name, bytes) else name)
+        return found
+
+    def is_alive(self, consumers: Sequence[str]) -> List[bool]:
+        p = self.client.pipeline(transaction=False)
+        for c in consumers:
+            p.exists(self.keys.node(c))
+        return [bool(x) for x in p.execute()]
+
+    def recover(self, queue: str, consumer: str) -> Tuple[int, int, List[LostEntry]]:
+        """Hand back a dead consumer's entries of ``queue``; returns (requeued, dead, lost)."""
+        keys = [*self.keys.streams(queue), self.keys.started(queue), self.keys.deadletter(queue)]
+        requeued, dead, lost = self._recover(
+            keys=keys, args=[GROUP, consumer, self.max_deliveries, time.time()]
+        )
+        return int(requeued), int(dead), [
+            LostEntry(queue, int(band), entry_id, data) for band, entry_id, data in lost
+        ]
+
+    def ack_lost(self, entries: Sequence[LostEntry]) -> None:
+        p = self.client.pipeline(transaction=False)
+        for e in entries:
+            stream = self.keys.stream(e.queue, e.band)
+            p.xack(stream, GROUP, e.entry_id)
+            p.xdel(stream, e.entry_id)
+            p.hdel(self.keys.started(e.queue), e.entry_id)
+        p.execute()
+
+    # -- revokes ---------------------------------------------------------------------
+
+    def revoke(self, task_ids: Sequence[str], expires: float, payload: Dict[str, Any]) -> None:
+        p = self.client.pipeline(transaction=False)
+        until = time.time() + expires
+        p.zadd(self.keys.revoked, {t: until for t in task_ids})
+        p.zremrangebyscore(self.keys.revoked, "-inf", time.time())
+        p.publish(self.keys.revoked_channel, json.dumps({**payload, "ids": list(task_ids)}))
+        p.execute()
+
+    def revoked_ids(self) -> Set[str]:
+        return {
+            t.decode() for t in self.client.zrangebyscore(self.keys.revoked, time.time(), "+inf")
+        }
+
+    # -- administration ------------------------------------------------------------------
+
+    def queue_names(self) -> List[str]:
+        return sorted(q.decode() for q in self.client.smembers(self.keys.queues))
+
+    def queue_length(self, queue: str) -> int:
+        p = self.client.pipeline(transaction=False)
+        for stream in self.keys.streams(queue):
+            p.xlen(stream)
+        p.zcard(self.keys.delayed(queue))
+        return sum(int(x) for x in p.execute())
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _delivery(queue: str, band: int, entry_id: bytes, fields: Any) -> Delivery:
+    if isinstance(fields, dict):
+        data, n = fields.get(b"m", b""), fields.get(b"n", b"0")
+    else:  # Lua replies come back as flat lists
+        f = dict(zip(fields[::2], fields[1::2]))
+        data, n = f.get(b"m", b""), f.get(b"n", b"0")
+    try:
+        redeliveries = int(n)
+    except ValueError:
+        redeliveries = 0
+    return Delivery(queue, band, entry_id, data, redeliveries)

@@ -1,0 +1,119 @@
+"""Lua scripts of the Redis broker. Each touches the keys of one queue only (one hash slot).
+
+Band streams are always passed as KEYS[1..10], highest priority (band 9) first, so the
+stream of band ``b`` is ``KEYS[10 - b]``.
+"""
+
+# KEYS: 10 band streams. ARGV: group, consumer, count.
+# Reads up to ``count`` new entries, highest band first. Returns {{band, entries}, ...}.
+FETCH = """
+local out = {}
+local left = tonumber(ARGV[3])
+for i = 1, #KEYS do
+  if left <= 0 then break end
+  local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', left,
+                       'STREAMS', KEYS[i], '>')
+  if r and r[1] and #r[1][2] > 0 then
+    out[#out + 1] = {10 - i, r[1][2]}
+    left = left - #r[1][2]
+  end
+end
+return out
+"""
+
+# KEYS: 10 band streams, delayed zset, delayed bodies hash. ARGV: now, limit.
+# Moves due delayed messages into their streams (each exactly once).
+# Returns {moved, next due time or false}.
+PROMOTE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[11], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, member in ipairs(due) do
+  local v = redis.call('HGET', KEYS[12], member)
+  if v then
+    local bar = string.find(v, '|', 1, true)
+    local head = string.sub(v, 1, bar - 1)
+    local comma = string.find(head, ',', 1, true)
+    local band = tonumber(string.sub(head, 1, comma - 1))
+    redis.call('XADD', KEYS[10 - band], '*', 'm', string.sub(v, bar + 1),
+               'n', string.sub(head, comma + 1))
+    redis.call('HDEL', KEYS[12], member)
+  end
+  redis.call('ZREM', KEYS[11], member)
+end
+local nxt = redis.call('ZRANGE', KEYS[11], 0, 0, 'WITHSCORES')
+return {#due, nxt[2] or false}
+"""
+
+# KEYS: 10 band streams, started hash, dead-letter stream.
+# ARGV: group, dead consumer, max deliveries, now.
+# Hands the dead consumer's entries back to their streams (delivery count + 1), moves
+# entries delivered too often to the dead-letter stream, and leaves early-ack entries whose
+# task had started in place: they are returned as {band, id, envelope} so the caller can
+# record WorkerLostError before acknowledging them. Returns {requeued, dead, lost}.
+RECOVER = """
+local group, consumer, maxd = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local requeued, dead, lost = 0, 0, {}
+for i = 1, 10 do
+  local key = KEYS[i]
+  local pend = redis.call('XPENDING', key, group, '-', '+', 10000, consumer)
+  for _, p in ipairs(pend) do
+    local id = p[1]
+    local e = redis.call('XRANGE', key, id, id)
+    local owner = redis.call('HGET', KEYS[11], id)
+    if e[1] == nil then
+      redis.call('XACK', key, group, id)
+      redis.call('HDEL', KEYS[11], id)
+    elseif owner then
+      local f = e[1][2]
+      local m
+      for j = 1, #f, 2 do if f[j] == 'm' then m = f[j + 1] end end
+      lost[#lost + 1] = {10 - i, id, m or ''}
+    else
+      local f = e[1][2]
+      local m, n = '', 0
+      for j = 1, #f, 2 do
+        if f[j] == 'm' then m = f[j + 1] elseif f[j] == 'n' then n = tonumber(f[j + 1]) end
+      end
+      n = n + 1
+      if n >= maxd then
+        redis.call('XADD', KEYS[12], 'MAXLEN', '~', 100000, '*', 'm', m, 'reason',
+                   'delivered ' .. n .. ' times; its worker died each time',
+                   'band', 10 - i, 'time', ARGV[4])
+        dead = dead + 1
+      else
+        redis.call('XADD', key, '*', 'm', m, 'n', n)
+        requeued = requeued + 1
+      end
+      redis.call('XACK', key, group, id)
+      redis.call('XDEL', key, id)
+    end
+  end
+  if #pend == 0 then
+    redis.call('XGROUP', 'DELCONSUMER', key, group, consumer)
+  end
+end
+return {requeued, dead, lost}
+"""
+
+# KEYS: 10 band streams, started hash. ARGV: group, then band, id pairs.
+# Gives entries that were fetched but never started back to their streams, unchanged.
+HANDBACK = """
+local group = ARGV[1]
+local n = 0
+for i = 2, #ARGV, 2 do
+  local key = KEYS[10 - tonumber(ARGV[i])]
+  local id = ARGV[i + 1]
+  local e = redis.call('XRANGE', key, id, id)
+  if e[1] and redis.call('XACK', key, group, id) == 1 then
+    local f = e[1][2]
+    local m, c = '', '0'
+    for j = 1, #f, 2 do
+      if f[j] == 'm' then m = f[j + 1] elseif f[j] == 'n' then c = f[j + 1] end
+    end
+    redis.call('XADD', key, '*', 'm', m, 'n', c)
+    n = n + 1
+  end
+  redis.call('XDEL', key, id)
+  redis.call('HDEL', KEYS[11], id)
+end
+return n
+"""

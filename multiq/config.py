@@ -1,0 +1,350 @@
+"""Settings: the defaults, the ``app.conf`` mapping, and loading from objects and modules.
+
+``Settings`` is a dict of every setting (defaults underneath what the user set) with attribute
+access. ``load_object`` reads settings from a module, class, object or dotted name;
+``load_envvar`` reads the name of a configuration module from the environment.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import importlib
+import inspect
+import os
+import re
+import types
+import warnings
+from typing import Any, Iterable, Mapping, Optional, Tuple, Union
+
+from multiq.exceptions import ImproperlyConfigured
+
+__all__ = [
+    "DEFAULTS", "Settings", "UnknownSettingWarning", "load_envvar", "load_object", "mask_url",
+]
+
+DEFAULTS: dict[str, Any] = {
+    "accept_content": ["json"],
+    "beat_max_loop_interval": 5,
+    "beat_schedule": {},
+    "broker_connection_max_retries": 100,
+    "broker_connection_retry": True,
+    "broker_connection_retry_on_startup": True,
+    "broker_pool_limit": 10,
+    "broker_transport_options": {},
+    "broker_url": None,
+    "control_queue_expires": 10.0,
+    "enable_utc": True,
+    "imports": [],
+    "include": [],
+    "result_accept_content": None,
+    "result_backend": None,
+    "result_backend_transport_options": {},
+    "result_compression": None,
+    "result_expires": 86400,
+    "result_extended": False,
+    "result_serializer": "json",
+    "task_acks_late": False,
+    "task_always_eager": False,
+    "task_annotations": None,
+    "task_compression": None,
+    "task_create_missing_queues": True,
+    "task_default_priority": None,
+    "task_default_queue": "multiq",
+    "task_default_rate_limit": None,
+    "task_eager_propagates": False,
+    "task_ignore_result": False,
+    "task_max_deliveries": 5,
+    "task_message_max_bytes": 16 * 1024 * 1024,
+    "task_publish_retry": True,
+    "task_publish_retry_policy": {
+        "max_retries": 3, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2,
+    },
+    "task_reject_on_worker_lost": False,
+    "task_routes": None,
+    "task_serializer": "json",
+    "task_soft_time_limit": None,
+    "task_store_eager_result": False,
+    "task_time_limit": None,
+    "task_track_started": False,
+    "timezone": "UTC",
+    "worker_concurrency": None,  # None: the number of CPUs
+    "worker_heartbeat_interval": 1.0,
+    "worker_hostname": None,
+    "worker_log_format": "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s",
+    "worker_lost_timeout": 5.0,
+    "worker_max_memory_per_child": None,
+    "worker_max_tasks_per_child": None,
+    "worker_pool": "prefork",
+    "worker_prefetch_multiplier": 4,
+    "worker_redirect_stdouts": True,
+    "worker_redirect_stdouts_level": "WARNING",
+    "worker_revoke_expires": 86400,
+    "worker_send_task_events": False,
+    "worker_soft_shutdown_timeout": 0.0,
+    "worker_task_log_format": (
+        "[%(asctime)s: %(levelname)s/%(processName)s] %(task_name)s[%(task_id)s]: %(message)s"
+    ),
+}
+
+MASK = "********"
+_HIDDEN = ("API", "TOKEN", "KEY", "SECRET", "PASS", "SIGNATURE", "DATABASE")
+# scheme://user:password@ -- the password ends at the last "@" before the path/query.
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][\w+.-]*://[^:/?#@;\s]*):[^/?#;\s]+@")
+_RESERVED_ATTRS = frozenset({"changes"})
+_MISSING = object()
+
+MappingOrPairs = Union[Mapping[str, Any], Iterable[Tuple[str, Any]]]
+
+
+class UnknownSettingWarning(UserWarning):
+    """A setting name that multiq does not know was set (the value is still stored)."""
+
+
+def mask_url(url: str) -> str:
+    """Return ``url`` with the password of every ``scheme://user:password@`` replaced by ``**``."""
+    return _URL_PASSWORD.sub(r"\g<head>:**@", url)
+
+
+def _censor(key: str, value: Any) -> Any:
+    if any(word in key.upper() for word in _HIDDEN):
+        return MASK
+    if isinstance(value, str):
+        return mask_url(value) if "://" in value else value
+    if isinstance(value, Mapping):
+        return {k: _censor(str(k), v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_censor(key, v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_censor(key, v) for v in value)
+    return value
+
+
+def _warn_unknown(key: str, stacklevel: int) -> None:
+    close = difflib.get_close_matches(key, DEFAULTS, n=1)
+    message = f"Unknown setting {key!r}"
+    if close:
+        message += f"; did you mean {close[0]!r}?"
+    warnings.warn(message, UnknownSettingWarning, stacklevel=stacklevel)
+
+
+def _rebuild(values: dict[str, Any], changes: dict[str, Any]) -> Settings:
+    settings = Settings()
+    dict.update(settings, values)
+    settings.changes = changes
+    return settings
+
+
+class Settings(dict[str, Any]):
+    """All settings, defaults included, as a dict with attribute access.
+
+    ``changes`` holds only what was set explicitly. Keys are folded to lower case; setting a
+    name that is not in :data:`DEFAULTS` warns with :class:`UnknownSettingWarning`.
+    """
+
+    changes: dict[str, Any]
+
+    def __init__(self, mapping: Optional[MappingOrPairs] = None, /, **kwargs: Any) -> None:
+        super().__init__(copy.deepcopy(DEFAULTS))
+        object.__setattr__(self, "changes", {})
+        self._update(mapping, kwargs, stacklevel=3)
+
+    def _set(self, key: str, value: Any, stacklevel: int) -> None:
+        key = key.lower()
+        if key not in DEFAULTS:
+            _warn_unknown(key, stacklevel + 1)
+        self.changes[key] = value
+        dict.__setitem__(self, key, value)
+
+    def _update(
+        self, mapping: Optional[MappingOrPairs], kwargs: Mapping[str, Any], stacklevel: int
+    ) -> None:
+        pairs: Iterable[Tuple[str, Any]] = ()
+        if isinstance(mapping, Mapping):
+            pairs = mapping.items()
+        elif mapping is not None:
+            pairs = mapping
+        for key, value in [*pairs, *kwargs.items()]:
+            self._set(key, value, stacklevel + 1)
+
+    def update(  # type: ignore[override]
+        self, mapping: Optional[MappingOrPairs] = None, /, **kwargs: Any
+    ) -> None:
+        """Set many settings at once, from a mapping, pairs and/or keyword arguments."""
+        self._update(mapping, kwargs, stacklevel=3)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._set(key, value, stacklevel=3)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name.startswith("_") or name in _RESERVED_ATTRS:
+            object.__setattr__(self, name, value)
+        else:
+            self._set(name, value, stacklevel=3)
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        """Return the value of ``key``, setting it to ``default`` first if it has none."""
+        if key not in self:
+            self._set(key, default, stacklevel=3)
+        return self[key]
+
+    def __delitem__(self, key: str) -> None:
+        """Forget what the user set for ``key``: a known setting goes back to its default."""
+        key = key.lower()
+        if key not in self:
+            raise KeyError(key)
+        self.changes.pop(key, None)
+        if key in DEFAULTS:
+            dict.__setitem__(self, key, copy.deepcopy(DEFAULTS[key]))
+        else:
+            dict.__delitem__(self, key)
+
+    def __delattr__(self, name: str) -> None:
+        try:
+            del self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def pop(self, key: str, default: Any = _MISSING) -> Any:
+        """Remove the user's value of ``key`` (a known setting returns to its default)."""
+        if key not in self:
+            if default is _MISSING:
+                raise KeyError(key)
+            return default
+        value = self[key]
+        del self[key]
+        return value
+
+    def clear(self) -> None:
+        """Forget every user setting: back to the defaults."""
+        dict.clear(self)
+        dict.update(self, copy.deepcopy(DEFAULTS))
+        self.changes.clear()
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return dict.__getitem__(self, key)
+        except KeyError:
+            if not isinstance(key, str) or key == key.lower():
+                raise
+            return dict.__getitem__(self, key.lower())
+
+    def __contains__(self, key: object) -> bool:
+        return dict.__contains__(self, key.lower() if isinstance(key, str) else key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Return the value of ``key`` (defaults included), or ``default``."""
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"Settings has no setting {name!r}") from None
+
+    def __dir__(self) -> list[str]:
+        return sorted({*super().__dir__(), *self.keys()})
+
+    def find_value_for_key(self, name: str, namespace: Optional[str] = None) -> Any:
+        """Return the value of ``name``, also given upper-case or as ``<NAMESPACE>_<NAME>``."""
+        key = name.lower()
+        prefix = f"{namespace.lower()}_" if namespace else ""
+        if prefix and key.startswith(prefix) and key[len(prefix):] in self:
+            key = key[len(prefix):]
+        if key not in self:
+            raise KeyError(f"No setting named {name!r}")
+        return self[key]
+
+    def copy(self) -> Settings:
+        """A shallow copy that keeps track of the user's changes."""
+        return _rebuild(dict(self), dict(self.changes))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild, (dict(self), dict(self.changes))
+
+    def table(self, with_defaults: bool = False, censored: bool = True) -> dict[str, Any]:
+        """The settings sorted by name; without defaults, only those that differ from them."""
+        out: dict[str, Any] = {}
+        for key in sorted(self):
+            value = dict.__getitem__(self, key)
+            unchanged = key not in self.changes and DEFAULTS.get(key, _MISSING) == value
+            if unchanged and not with_defaults:
+                continue
+            out[key] = _censor(key, value) if censored else value
+        return out
+
+    def humanize(self, with_defaults: bool = False, censored: bool = True) -> str:
+        """The settings as ``key: repr(value)`` lines, sorted, secrets masked."""
+        return "\n".join(f"{k}: {v!r}" for k, v in self.table(with_defaults, censored).items())
+
+
+def _import_string(name: str) -> Any:
+    """Import ``"module"``, ``"module:attr"`` or ``"module.attr"`` (like ``symbol_by_name``)."""
+    if ":" in name:
+        module_name, _, attr = name.partition(":")
+    else:
+        try:
+            return importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            # Fall back to module.attr only when the last part is what was missing.
+            if exc.name != name or "." not in name:
+                raise ImportError(f"Cannot import configuration {name!r}: {exc}") from exc
+        module_name, _, attr = name.rpartition(".")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ImportError(f"Cannot import configuration {name!r}: {exc}") from exc
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ImportError(
+                f"Cannot import configuration {name!r}: {module_name!r} has no attribute {attr!r}"
+            ) from None
+    return obj
+
+
+def load_object(obj: Any, namespace: Optional[str] = None) -> dict[str, Any]:
+    """Return the settings held by a module, class, object, mapping or importable name.
+
+    With ``namespace="MULTIQ"`` only ``MULTIQ_<NAME>`` attributes are read (as ``<name>``).
+    Without one, lower-case names are read, and upper-case ones only if they name a known
+    setting, so that constants such as Django's ``DEBUG`` are left alone.
+    """
+    if isinstance(obj, str):
+        obj = _import_string(obj)
+    if isinstance(obj, Mapping):
+        items = [(str(k), v) for k, v in obj.items()]
+    else:
+        items = [(name, getattr(obj, name, None)) for name in dir(obj)]
+    prefix = f"{namespace.upper()}_" if namespace else ""
+    settings: dict[str, Any] = {}
+    for name, value in items:
+        if name.startswith("_") or isinstance(value, (types.ModuleType, type)):
+            continue
+        if inspect.isroutine(value):
+            continue
+        key = name.lower()
+        if prefix:
+            if not name.upper().startswith(prefix) or len(name) == len(prefix):
+                continue
+            key = key[len(prefix):]
+        elif name != key and key not in DEFAULTS:
+            continue
+        settings[key] = value
+    return settings
+
+
+def load_envvar(variable: str) -> str:
+    """Return the module name held by environment variable ``variable``."""
+    value = os.environ.get(variable, "").strip()
+    if not value:
+        raise ImproperlyConfigured(
+            f"The environment variable {variable!r} is not set: it must name the module that "
+            f"holds the configuration (e.g. {variable}=proj.multiqconfig)."
+        )
+    return value

@@ -1,0 +1,1 @@
+"""Remote control of worker nodes."""

@@ -1,0 +1,98 @@
+"""Every Redis key multiq uses, and why the layout is what it is.
+
+Broker (one Redis, ``broker_url``; all names start with the prefix, default ``multiq``)::
+
+    multiq:q:{<queue>}:<band>       STREAM   ready messages of <queue> with priority <band>
+                                             (0..9, 9 is read first). Field ``m`` holds the
+                                             envelope, ``n`` how often it was delivered before.
+                                             Consumer group ``multiq``; its pending-entries list
+                                             is the record of what each node holds.
+    multiq:q:{<queue>}:delayed      ZSET     countdown / eta / retry messages, score = due time
+    multiq:q:{<queue>}:delayed:m    HASH     their bodies: member -> "<band>,<n>|<envelope>"
+    multiq:q:{<queue>}:started      HASH     entry id -> consumer, for early-ack messages whose
+                                             task has started (at most once: not redelivered)
+    multiq:queues                   SET      names of the queues ever published to
+    multiq:node:<consumer>          STRING   a live node's info (JSON), expires unless renewed
+                                             by its heartbeat: this key *is* the liveness
+    multiq:nodes                    ZSET     consumer -> time of its last heartbeat
+    multiq:revoked                  ZSET     task id -> time the revoke expires
+    multiq:revoked:channel          PUBSUB   revoked ids, so live nodes learn at once
+    multiq:q:{<queue>}:deadletter   STREAM   messages of <queue> that cannot be run, with why
+
+Result store (``result_backend``, may be another Redis or database)::
+
+    multiq-task-meta-<task id>      STRING   JSON result document, expires after result_expires;
+                                             each write is also PUBLISHed on a channel of the
+                                             same name, so ``get()`` is woken, not polling.
+
+Why streams: one ``XADD`` enqueues; one blocking ``XREADGROUP`` waits on all of a node's
+queues and bands; the pending-entries list records what a node holds without a second write;
+``XACK`` + ``XDEL`` acknowledge in one pipeline. A consumer name is ``<node name>|<incarnation>``,
+so entries held by a previous life of the same node are told apart and recovered. Redelivery
+follows liveness: a node's entries are handed back only once its ``node`` key has expired —
+never because a message was held for a long time, so a healthy long task runs once.
+
+Every key of one queue carries the hash tag ``{<queue>}``: a Redis Cluster keeps a queue on
+one shard, and the Lua scripts, which touch only one queue's keys, stay on one slot.
+"""
+from __future__ import annotations
+
+from typing import List
+
+GROUP = "multiq"
+BANDS = tuple(range(9, -1, -1))  # read order: highest priority first
+DEFAULT_PREFIX = "multiq"
+RESULT_PREFIX = "multiq-task-meta-"
+
+
+class Keys:
+    """Names of the broker keys under one prefix."""
+
+    def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
+        self.prefix = prefix.rstrip(":")
+        p = self.prefix
+        self.queues = f"{p}:queues"
+        self.nodes = f"{p}:nodes"
+        self.revoked = f"{p}:revoked"
+        self.revoked_channel = f"{p}:revoked:channel"
+
+    def _q(self, queue: str) -> str:
+        return f"{self.prefix}:q:{{{queue}}}"
+
+    def stream(self, queue: str, band: int) -> str:
+        return f"{self._q(queue)}:{band}"
+
+    def streams(self, queue: str) -> List[str]:
+        """The queue's band streams, highest priority first."""
+        base = self._q(queue)
+        return [f"{base}:{band}" for band in BANDS]
+
+    def delayed(self, queue: str) -> str:
+        return f"{self._q(queue)}:delayed"
+
+    def delayed_bodies(self, queue: str) -> str:
+        return f"{self._q(queue)}:delayed:m"
+
+    def started(self, queue: str) -> str:
+        return f"{self._q(queue)}:started"
+
+    def deadletter(self, queue: str) -> str:
+        return f"{self._q(queue)}:deadletter"
+
+    def node(self, consumer: str) -> str:
+        return f"{self.prefix}:node:{consumer}"
+
+
+def result_key(task_id: str, prefix: str = "") -> str:
+    """The key (and notification channel) of a task's result document."""
+    return f"{prefix}{RESULT_PREFIX}{task_id}"
+
+
+def band_of(priority: object) -> int:
+    """Clamp a priority to a band 0..9; None means 0 (the lowest)."""
+    if priority is None:
+        return 0
+    try:
+        return min(9, max(0, int(priority)))  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return 0

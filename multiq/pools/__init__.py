@@ -1,0 +1,1 @@
+"""Execution pools: solo, threads (and prefork)."""

@@ -1,0 +1,46 @@
+"""The pool interface: where requests run."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, List
+
+if TYPE_CHECKING:
+    from multiq.worker.execute import Request
+
+Execute = Callable[["Request"], None]
+
+
+class Pool:
+    """Runs requests; the consumer asks how many more it can take."""
+
+    kind = "base"
+
+    def __init__(self, execute: Execute, concurrency: int) -> None:
+        self.execute = execute
+        self.concurrency = max(1, int(concurrency))
+
+    def start(self) -> None:
+        """Start the pool's threads or processes."""
+
+    def stop(self, wait: bool = True, timeout: float = 0.0) -> None:
+        """Stop; with ``wait`` the running requests finish first."""
+
+    def free_slots(self) -> int:
+        raise NotImplementedError
+
+    def apply(self, req: Request) -> None:
+        raise NotImplementedError
+
+    def wait_for_slot(self, timeout: float) -> None:
+        """Block until a slot may be free (or the timeout passes)."""
+
+    def active(self) -> List[Request]:
+        raise NotImplementedError
+
+    def grow(self, n: int = 1) -> int:
+        raise NotImplementedError(f"The {self.kind} pool cannot grow")
+
+    def shrink(self, n: int = 1) -> int:
+        raise NotImplementedError(f"The {self.kind} pool cannot shrink")
+
+    def info(self) -> dict:
+        return {"implementation": self.kind, "max-concurrency": self.concurrency}

@@ -1,0 +1,30 @@
+"""The solo pool: requests run one at a time in the node's main thread."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, List, Optional
+
+from multiq.pools.base import Execute, Pool
+
+if TYPE_CHECKING:
+    from multiq.worker.execute import Request
+
+
+class SoloPool(Pool):
+    kind = "solo"
+
+    def __init__(self, execute: Execute, concurrency: int = 1) -> None:
+        super().__init__(execute, 1)
+        self.current: Optional[Request] = None
+
+    def free_slots(self) -> int:
+        return 1
+
+    def apply(self, req: Request) -> None:
+        self.current = req
+        try:
+            self.execute(req)
+        finally:
+            self.current = None
+
+    def active(self) -> List[Request]:
+        return [self.current] if self.current is not None else []

@@ -1,0 +1,226 @@
+"""Task: what ``@app.task`` makes of a function, and the request context it runs in."""
+from __future__ import annotations
+
+import random
+import threading
+import uuid
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+
+from multiq import states
+from multiq.canvas import Signature
+from multiq.exceptions import MaxRetriesExceededError, Retry
+
+if TYPE_CHECKING:
+    from multiq.app import MultiQ
+    from multiq.result import AsyncResult
+
+
+class Context:
+    """``self.request`` inside a running task."""
+
+    id: Optional[str] = None
+    task: Optional[str] = None
+    args: Sequence[Any] = ()
+    kwargs: Dict[str, Any] = {}
+    retries: int = 0
+    is_eager: bool = False
+    called_directly: bool = True
+    hostname: Optional[str] = None
+    delivery_info: Dict[str, Any] = {}
+    eta: Optional[str] = None
+    expires: Optional[str] = None
+    headers: Optional[Dict[str, Any]] = None
+    root_id: Optional[str] = None
+    parent_id: Optional[str] = None
+    origin: Optional[str] = None
+    priority: Optional[int] = None
+    ignore_result: bool = False
+    timelimit: Tuple[Optional[float], Optional[float]] = (None, None)
+    callbacks: Optional[List[Any]] = None
+    errbacks: Optional[List[Any]] = None
+    shadow: Optional[str] = None
+
+    def __init__(self, **fields: Any) -> None:
+        self.__dict__.update(fields)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key, default)
+
+    def __repr__(self) -> str:
+        return f"<Context: {self.__dict__!r}>"
+
+
+class Task:
+    """Base class of tasks; subclass it and pass ``base=`` to add hooks."""
+
+    name: str = ""
+    app: MultiQ = None  # type: ignore[assignment]
+    typing = True
+    max_retries: Optional[int] = 3
+    default_retry_delay: float = 180
+    autoretry_for: Tuple[type, ...] = ()
+    retry_kwargs: Dict[str, Any] = {}
+    retry_backoff: Any = False
+    retry_backoff_max: float = 600
+    retry_jitter: bool = True
+    rate_limit: Optional[str] = None
+    time_limit: Optional[float] = None
+    soft_time_limit: Optional[float] = None
+    ignore_result: Optional[bool] = None
+    store_errors_even_if_ignored = False
+    acks_late: Optional[bool] = None
+    reject_on_worker_lost: Optional[bool] = None
+    track_started: Optional[bool] = None
+    serializer: Optional[str] = None
+    compression: Optional[str] = None
+    queue: Optional[str] = None
+    priority: Optional[int] = None
+    expires: Any = None
+    bind = False
+
+    _local = threading.local()
+
+    # -- calling -----------------------------------------------------------------------
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:  # replaced by the decorated function
+        raise NotImplementedError("Tasks must define the run method.")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.run(*args, **kwargs)
+
+    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
+        """Send the task with these arguments: ``apply_async(args, kwargs)``."""
+        return self.apply_async(args, kwargs)
+
+    def apply_async(
+        self, args: Optional[Sequence[Any]] = None, kwargs: Optional[Dict[str, Any]] = None,
+        **options: Any,
+    ) -> AsyncResult:
+        """Send the task to a worker; see SPEC for the options."""
+        if self.app.conf.task_always_eager:
+            return self.apply(args, kwargs, task_id=options.get("task_id"), **options)
+        for attr in ("queue", "priority", "expires", "serializer", "compression"):
+            if options.get(attr) is None and getattr(self, attr) is not None:
+                options[attr] = getattr(self, attr)
+        if options.get("ignore_result") is None and self.ignore_result is not None:
+            options["ignore_result"] = self.ignore_result
+        return self.app.send_task(self.name, args, kwargs, task_type=self, **options)
+
+    def apply(
+        self, args: Optional[Sequence[Any]] = None, kwargs: Optional[Dict[str, Any]] = None,
+        task_id: Optional[str] = None, retries: int = 0, throw: Optional[bool] = None,
+        **options: Any,
+    ) -> AsyncResult:
+        """Run the task here and now; returns an EagerResult."""
+        from multiq.result import EagerResult
+        from multiq.trace import run_eager
+
+        task_id = task_id or str(uuid.uuid4())
+        state, value, tb = run_eager(self, list(args or ()), dict(kwargs or {}), task_id,
+                                     retries=retries, options=options)
+        propagate = self.app.conf.task_eager_propagates if throw is None else throw
+        if propagate and state == states.FAILURE:
+            raise value
+        result = EagerResult(task_id, value, state, tb, name=self.name, app=self.app)
+        if self.app.conf.task_store_eager_result and self.app.conf.result_backend:
+            self.app.store_eager(self, task_id, state, value, tb)
+        return result
+
+    # -- context -----------------------------------------------------------------------
+
+    @property
+    def request(self) -> Context:
+        stack = getattr(self._local, "stack", None)
+        return stack[-1] if stack else Context()
+
+    def push_request(self, request: Context) -> None:
+        stack = getattr(self._local, "stack", None)
+        if stack is None:
+            stack = self._local.stack = []
+        stack.append(request)
+
+    def pop_request(self) -> None:
+        self._local.stack.pop()
+
+    # -- retrying ----------------------------------------------------------------------
+
+    def retry(
+        self, args: Optional[Sequence[Any]] = None, kwargs: Optional[Dict[str, Any]] = None,
+        exc: Optional[BaseException] = None, throw: bool = True, eta: Any = None,
+        countdown: Optional[float] = None, max_retries: Optional[int] = None, **options: Any,
+    ) -> Retry:
+        """Ask the worker to run this task again later; raises :class:`Retry`."""
+        request = self.request
+        limit = self.max_retries if max_retries is None else max_retries
+        if request.called_directly:
+            if exc is not None:
+                raise exc
+            raise Retry("Task can be retried", None)
+        if limit is not None and request.retries >= limit:
+            if exc is not None:
+                raise exc
+            raise MaxRetriesExceededError(
+                f"Can't retry {self.name}[{request.id}] args:{request.args} "
+                f"kwargs:{request.kwargs}"
+            )
+        if eta is None and countdown is None:
+            countdown = self.default_retry_delay
+        retry = Retry(exc=exc, when=eta if eta is not None else countdown)
+        retry.plan = {  # type: ignore[attr-defined]
+            "args": list(request.args if args is None else args),
+            "kwargs": dict(request.kwargs if kwargs is None else kwargs),
+            "countdown": countdown, "eta": eta, "options": options,
+        }
+        if throw:
+            raise retry
+        return retry
+
+    def backoff_delay(self, retries: int) -> float:
+        """Exponential backoff for autoretry: factor * 2**retries, capped, maybe jittered."""
+        factor = 1 if self.retry_backoff is True else float(self.retry_backoff)
+        delay = min(factor * (2 ** retries), float(self.retry_backoff_max))
+        if self.retry_jitter:
+            delay = random.randrange(int(delay) + 1)
+        return delay
+
+    # -- hooks ---------------------------------------------------------------------------
+
+    def before_start(self, task_id: str, args: Sequence[Any], kwargs: Dict[str, Any]) -> None:
+        """Called before the task runs."""
+
+    def on_success(self, retval: Any, task_id: str, args: Sequence[Any],
+                   kwargs: Dict[str, Any]) -> None:
+        """Called when the task succeeded."""
+
+    def on_failure(self, exc: BaseException, task_id: str, args: Sequence[Any],
+                   kwargs: Dict[str, Any], einfo: Any) -> None:
+        """Called when the task failed."""
+
+    def on_retry(self, exc: BaseException, task_id: str, args: Sequence[Any],
+                 kwargs: Dict[str, Any], einfo: Any) -> None:
+        """Called when the task is to be retried."""
+
+    def after_return(self, status: str, retval: Any, task_id: str, args: Sequence[Any],
+                     kwargs: Dict[str, Any], einfo: Any) -> None:
+        """Called after the task returned, whatever the outcome."""
+
+    # -- signatures --------------------------------------------------------------------
+
+    def signature(self, args: Optional[Sequence[Any]] = None,
+                  kwargs: Optional[Dict[str, Any]] = None, **options: Any) -> Signature:
+        return Signature(self.name, args, kwargs, options, app=self.app)
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        return self.signature(args, kwargs)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature:
+        return self.signature(args, kwargs, immutable=True)
+
+    subtask = signature
+
+    def AsyncResult(self, task_id: str) -> AsyncResult:  # noqa: N802 - Celery's name
+        from multiq.result import AsyncResult
+        return AsyncResult(task_id, app=self.app, task_name=self.name)
+
+    def __repr__(self) -> str:
+        return f"<@task: {self.name} of {self.app.main if self.app else None}>"

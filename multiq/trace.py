@@ -1,0 +1,172 @@
+"""Running one task call: hooks, signals, retries and the outcome, for workers and eager calls."""
+from __future__ import annotations
+
+import logging
+import sys
+import traceback as tb_module
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
+
+from multiq import signals, states
+from multiq.canvas import signature
+from multiq.exceptions import Ignore, Reject, Retry
+from multiq.task import Context, Task
+
+logger = logging.getLogger("multiq.task")
+
+IGNORED = "IGNORED"
+
+
+class ExceptionInfo:
+    """An exception with its formatted traceback (``einfo`` in the hooks)."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exception = exc
+        self.type = type(exc)
+        self.tb = exc.__traceback__
+        self.traceback = "".join(tb_module.format_exception(self.type, exc, self.tb))
+
+    def __str__(self) -> str:
+        return self.traceback
+
+
+@dataclass
+class Outcome:
+    """What happened to one call."""
+
+    state: str
+    retval: Any = None
+    exc: Optional[BaseException] = None
+    traceback: Optional[str] = None
+    retry: Optional[Retry] = None
+    requeue: bool = False  # Reject(requeue=True)
+
+
+def trace(task: Task, request: Context) -> Outcome:
+    """Run ``task`` with ``request`` pushed; never raises for the task's own errors."""
+    args, kwargs, task_id = request.args, request.kwargs, request.id
+    task.push_request(request)
+    outcome: Outcome
+    try:
+        if signals.task_prerun.has_receivers():
+            signals.task_prerun.send(sender=task, task_id=task_id, task=task,
+                                     args=args, kwargs=kwargs)
+        try:
+            task.before_start(task_id, args, kwargs)  # type: ignore[arg-type]
+            retval = task.run(*args, **kwargs)
+        except Retry as exc:
+            outcome = _on_retry(task, request, exc)
+        except Ignore:
+            outcome = Outcome(IGNORED)
+        except Reject as exc:
+            outcome = Outcome(states.REJECTED, exc=exc, requeue=exc.requeue)
+        except (Exception, SystemExit) as exc:
+            outcome = _on_error(task, request, exc)
+        else:
+            outcome = Outcome(states.SUCCESS, retval)
+            task.on_success(retval, task_id, args, kwargs)  # type: ignore[arg-type]
+            if signals.task_success.has_receivers():
+                signals.task_success.send(sender=task, result=retval)
+        try:
+            einfo = ExceptionInfo(outcome.exc) if outcome.exc is not None else None
+            task.after_return(outcome.state, outcome.retval if outcome.exc is None else outcome.exc,
+                              task_id, args, kwargs, einfo)  # type: ignore[arg-type]
+        except Exception:
+            logger.exception("after_return of %s[%s] raised", task.name, task_id)
+    except (Exception, SystemExit) as exc:  # a hook raised: the call fails, the worker goes on
+        outcome = _failure(task, request, exc)
+    finally:
+        task.pop_request()
+    if signals.task_postrun.has_receivers():
+        signals.task_postrun.send(sender=task, task_id=task_id, task=task, args=args,
+                                  kwargs=kwargs, retval=outcome.retval, state=outcome.state)
+    return outcome
+
+
+def _on_error(task: Task, request: Context, exc: BaseException) -> Outcome:
+    if task.autoretry_for and isinstance(exc, tuple(task.autoretry_for)):
+        options = dict(task.retry_kwargs or {})
+        if task.retry_backoff and "countdown" not in options:
+            options["countdown"] = task.backoff_delay(request.retries)
+        try:
+            task.retry(exc=exc, **options)
+        except Retry as retry:
+            return _on_retry(task, request, retry)
+        except (Exception, SystemExit) as final:
+            return _failure(task, request, final)
+    return _failure(task, request, exc)
+
+
+def _on_retry(task: Task, request: Context, retry: Retry) -> Outcome:
+    if not hasattr(retry, "plan"):  # a bare ``raise Retry()`` from user code
+        return _failure(task, request, retry)
+    exc = retry.exc or retry
+    einfo = ExceptionInfo(exc)
+    task.on_retry(exc, request.id, request.args, request.kwargs, einfo)  # type: ignore[arg-type]
+    if signals.task_retry.has_receivers():
+        signals.task_retry.send(sender=task, request=request, reason=retry, einfo=einfo)
+    return Outcome(states.RETRY, exc=exc, traceback=einfo.traceback, retry=retry)
+
+
+def _failure(task: Task, request: Context, exc: BaseException) -> Outcome:
+    einfo = ExceptionInfo(exc)
+    try:
+        task.on_failure(exc, request.id, request.args, request.kwargs, einfo)  # type: ignore[arg-type]
+    except Exception:
+        logger.exception("on_failure of %s[%s] raised", task.name, request.id)
+    if signals.task_failure.has_receivers():
+        signals.task_failure.send(sender=task, task_id=request.id, exception=exc,
+                                  args=request.args, kwargs=request.kwargs,
+                                  traceback=exc.__traceback__, einfo=einfo)
+    return Outcome(states.FAILURE, exc=exc, traceback=einfo.traceback)
+
+
+def send_links(task: Task, request: Context, outcome: Outcome) -> None:
+    """Apply ``link`` callbacks after success and ``link_error`` ones after failure."""
+    if outcome.state == states.SUCCESS:
+        for sig in request.callbacks or ():
+            _apply_link(task, sig, (outcome.retval,))
+    elif outcome.state == states.FAILURE:
+        for sig in request.errbacks or ():
+            _apply_link(task, sig, (request.id,))
+
+
+def _apply_link(task: Task, sig: Any, args: Tuple[Any, ...]) -> None:
+    try:
+        signature(sig, app=task.app).apply_async(args, parent_id=task.request.id)
+    except Exception:
+        logger.exception("Could not apply callback %r of %s", sig, task.name)
+
+
+def run_eager(
+    task: Task, args: List[Any], kwargs: Dict[str, Any], task_id: str, retries: int = 0,
+    options: Optional[Dict[str, Any]] = None,
+) -> Tuple[str, Any, Optional[str]]:
+    """Run a task in this process as ``apply()`` does; retries run again at once."""
+    options = options or {}
+    while True:
+        request = Context(
+            id=task_id, task=task.name, args=args, kwargs=kwargs, retries=retries,
+            is_eager=True, called_directly=False, hostname="localhost",
+            delivery_info={"is_eager": True}, headers=options.get("headers"),
+            callbacks=_as_list(options.get("link")), errbacks=_as_list(options.get("link_error")),
+        )
+        outcome = trace(task, request)
+        if outcome.state == states.RETRY and outcome.retry is not None:
+            plan = outcome.retry.plan  # type: ignore[attr-defined]
+            args, kwargs, retries = plan["args"], plan["kwargs"], retries + 1
+            continue
+        send_links(task, request, outcome)
+        if outcome.state == states.FAILURE:
+            return states.FAILURE, outcome.exc, outcome.traceback
+        return outcome.state, outcome.retval, None
+
+
+def _as_list(value: Any) -> List[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def exc_info_text() -> str:
+    return "".join(tb_module.format_exception(*sys.exc_info()))

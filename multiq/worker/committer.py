@@ -1,0 +1,245 @@
+"""Group commit: results first, then acks, for every outcome gathered since the last write.
+
+Tasks finish into a queue; one thread writes whatever has gathered in one result pipeline
+and one broker transaction, so under load many tasks share two round trips, and when idle a
+single result goes out at once. Results are written before their messages are acknowledged:
+a crash in between runs the task again, it never loses it. Nothing is dropped on a broker
+error: the batch is written again once Redis answers.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Sequence, Tuple
+
+import redis
+
+from multiq import states
+from multiq.backends.base import exception_to_dict, make_doc
+from multiq.exceptions import BackendNotConfigured, TaskRevokedError, WorkerLostError
+from multiq.message import peek
+
+if TYPE_CHECKING:
+    from multiq.app import MultiQ
+    from multiq.broker.redis import Delivery, LostEntry
+    from multiq.trace import Outcome
+    from multiq.worker.execute import Request
+
+logger = logging.getLogger("multiq.worker")
+
+Item = Tuple[str, Any, Any]
+
+
+class Committer:
+    """Writes outcomes to the result store and acknowledges their messages, in batches."""
+
+    def __init__(self, app: MultiQ, consumer: str, hostname: str) -> None:
+        self.app = app
+        self.broker = app.broker
+        self.consumer = consumer
+        self.hostname = hostname
+        try:
+            self.backend: Any = app.backend
+        except BackendNotConfigured:
+            self.backend = None
+        self.extended = bool(app.conf.result_extended)
+        self.track_started = bool(app.conf.task_track_started)
+        self.ignore_result = bool(app.conf.task_ignore_result)
+        self._items: Deque[Item] = deque()
+        self._cond = threading.Condition()
+        self._busy = False
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name="committer", daemon=True)
+
+    # -- producers (any thread) --------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def mark_started(self, req: Request) -> None:
+        """Record, before the task runs, that it has started (early ack / track_started)."""
+        pipe = self.broker.client.pipeline(transaction=False)
+        if req.early_ack:
+            self.broker.mark_started(pipe, req.delivery, self.consumer)
+        self._retrying(pipe.execute)
+        req.started = req.early_ack
+        if self.track_started and self.backend is not None:
+            doc = make_doc(req.id, states.STARTED, {"pid": req.worker_pid,
+                                                    "hostname": self.hostname})
+            self._retrying(lambda: self.backend.store(req.id, self._extend(doc, req)))
+
+    def mark_many(self, reqs: Sequence[Request]) -> None:
+        """``mark_started`` for several requests in one round trip (prefork dispatch)."""
+        pipe = self.broker.client.pipeline(transaction=False)
+        for req in reqs:
+            if req.early_ack:
+                self.broker.mark_started(pipe, req.delivery, self.consumer)
+                req.started = True
+        self._retrying(pipe.execute)
+
+    def complete(self, req: Request, outcome: Outcome) -> None:
+        self._put(("done", req, outcome))
+
+    def revoked(self, req: Request, reason: str) -> None:
+        self._put(("revoked", req, reason))
+
+    def refuse(self, d: Delivery, reason: str, task_id: Optional[str],
+               exc: BaseException) -> None:
+        self._put(("refuse", d, (reason, task_id, exc)))
+
+    def _put(self, item: Item) -> None:
+        with self._cond:
+            self._items.append(item)
+            self._cond.notify()
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until everything handed in so far is written."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._items or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._thread.is_alive():
+                    return False
+                self._cond.wait(min(left, 0.1))
+        return True
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.flush(timeout)
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    # -- the writer thread ---------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._items and not self._stopping:
+                    self._cond.wait()
+                if not self._items and self._stopping:
+                    return
+                batch = list(self._items)
+                self._items.clear()
+                self._busy = True
+            try:
+                self._retrying(lambda b=batch: self._commit(b))
+            except Exception:
+                logger.exception("Could not commit %d outcomes", len(batch))
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def _retrying(self, fun: Any) -> Any:
+        delay = 0.1
+        while True:
+            try:
+                return fun()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                logger.warning("Redis unavailable while committing (%s); retrying in %.1fs",
+                               exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _commit(self, batch: List[Item]) -> None:
+        results = self.backend.client.pipeline(transaction=False) if self.backend else None
+        acks = self.broker.client.pipeline(transaction=True)
+        for kind, subject, detail in batch:
+            if kind == "done":
+                self._done(results, acks, subject, detail)
+            elif kind == "revoked":
+                exc = TaskRevokedError(detail)
+                self._store(results, subject.id, states.REVOKED, exception_to_dict(exc), None,
+                            subject, force=True)
+                self.broker.ack(acks, subject.delivery, subject.started)
+            else:
+                reason, task_id, exc = detail
+                if task_id:
+                    self._store(results, task_id, states.FAILURE, exception_to_dict(exc),
+                                None, None, force=True)
+                self.broker.dead_letter(acks, subject, reason)
+        if results is not None and len(results):
+            results.execute()
+        acks.execute()
+
+    def _done(self, results: Any, acks: Any, req: Request, outcome: Outcome) -> None:
+        d, state = req.delivery, outcome.state
+        if state == states.SUCCESS:
+            self._store(results, req.id, state, outcome.retval, None, req)
+        elif state == states.FAILURE:
+            self._store(results, req.id, state, exception_to_dict(outcome.exc),  # type: ignore
+                        outcome.traceback, req)
+        elif state == states.RETRY:
+            self._retry(results, acks, req, outcome)
+            return
+        elif state == states.REJECTED:
+            if outcome.requeue:
+                acks.xadd(self.broker.keys.stream(d.queue, d.band), {"m": d.data, "n": 0})
+                self.broker.ack(acks, d, req.started)
+            else:
+                self.broker.dead_letter(acks, d, f"rejected: {outcome.exc}", req.started)
+            return
+        self.broker.ack(acks, d, req.started)
+
+    def _retry(self, results: Any, acks: Any, req: Request, outcome: Outcome) -> None:
+        plan = outcome.retry.plan  # type: ignore[union-attr]
+        msg = req.message
+        eta = self.app._eta(plan["eta"], plan["countdown"], time.time()) or time.time()
+        retried = type(msg)(**{**msg.__dict__, "args": plan["args"], "kwargs": plan["kwargs"],
+                               "retries": msg.retries + 1, "eta": eta})
+        options = plan.get("options") or {}
+        data = retried.encode(options.get("serializer") or msg.ctype,
+                              options.get("compression") or msg.cenc)
+        self._store(results, req.id, states.RETRY, exception_to_dict(outcome.exc),  # type: ignore
+                    outcome.traceback, req, force=True)
+        self.broker.requeue_delayed(acks, req.delivery, data, eta,
+                                    f"{msg.id}:{retried.retries}", req.started)
+
+    def _store(self, pipe: Any, task_id: str, state: str, result: Any, tb: Optional[str],
+               req: Optional[Request], force: bool = False) -> None:
+        if pipe is None:
+            return
+        if not force and req is not None and self._ignored(req, state):
+            return
+        doc = make_doc(task_id, state, result, tb)
+        self.backend.store(task_id, self._extend(doc, req), pipe)
+
+    def _ignored(self, req: Request, state: str) -> bool:
+        task = req.task
+        ignore = req.message.options.get("ignore_result")
+        if ignore is None:
+            ignore = task.ignore_result if task.ignore_result is not None else self.ignore_result
+        return bool(ignore) and not (state == states.FAILURE and task.store_errors_even_if_ignored)
+
+    def _extend(self, doc: Dict[str, Any], req: Optional[Request]) -> Dict[str, Any]:
+        if self.extended and req is not None:
+            m = req.message
+            doc.update(name=m.task, args=m.args, kwargs=m.kwargs, worker=self.hostname,
+                       retries=m.retries, queue=m.queue)
+        return doc
+
+    # -- recovery of a dead node's started tasks ---------------------------------------------
+
+    def lost(self, entries: Sequence[LostEntry], node: str) -> None:
+        """Record WorkerLostError for started early-ack tasks of a dead node, then ack them."""
+        if self.backend is not None:
+            pipe = self.backend.client.pipeline(transaction=False)
+            for e in entries:
+                try:
+                    env = peek(e.data)
+                except Exception:
+                    continue
+                exc = WorkerLostError(f"Worker exited prematurely: node {node} was lost "
+                                      "while running the task")
+                doc = make_doc(str(env["id"]), states.FAILURE, exception_to_dict(exc))
+                if self.extended:
+                    doc.update(name=env.get("task"), args=env.get("args"),
+                               kwargs=env.get("kwargs"), worker=node.split("|")[0],
+                               retries=env.get("retries", 0), queue=env.get("queue"))
+                self.backend.store(str(env["id"]), doc, pipe)
+            pipe.execute()
+        self.broker.ack_lost(entries)

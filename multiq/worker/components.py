@@ -1,0 +1,200 @@
+"""Background duties of a node, each a thread with ``start()`` / ``stop()``.
+
+Started in this order by the worker and stopped in reverse: Heartbeat (so the node is alive
+before it takes anything), RevokeSync, Promoter, Recovery.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
+
+import redis
+
+if TYPE_CHECKING:
+    from multiq.broker.redis import RedisBroker
+    from multiq.worker.committer import Committer
+    from multiq.worker.state import WorkerState
+
+logger = logging.getLogger("multiq.worker")
+
+
+class Component:
+    """A daemon thread running ``tick()`` until stopped; ``tick`` returns the next wait."""
+
+    name = "component"
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def wake(self) -> None:
+        """Hook for components that can be nudged early."""
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                wait = self.tick()
+                failures = 0
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                failures += 1
+                wait = min(0.2 * 2 ** failures, 5.0)
+                logger.warning("%s: Redis unavailable (%s); retrying in %.1fs",
+                               self.name, exc, wait)
+            except Exception:
+                logger.exception("%s failed; retrying", self.name)
+                wait = 1.0
+            self._stop.wait(wait)
+
+    def tick(self) -> float:
+        raise NotImplementedError
+
+
+class Heartbeat(Component):
+    """Renews this node's liveness key; other nodes recover its work once it expires."""
+
+    name = "heartbeat"
+
+    def __init__(self, broker: RedisBroker, consumer: str, info: Callable[[], Dict[str, Any]],
+                 interval: float, ttl: float) -> None:
+        super().__init__()
+        self.broker, self.consumer, self.info = broker, consumer, info
+        self.interval, self.ttl = interval, ttl
+
+    def beat(self) -> None:
+        self.broker.heartbeat(self.consumer, self.info(), self.ttl)
+
+    def tick(self) -> float:
+        self.beat()
+        return self.interval
+
+    def stop(self, timeout: float = 5.0) -> None:
+        super().stop(timeout)
+        try:
+            self.broker.forget_node(self.consumer)
+        except redis.RedisError as exc:
+            logger.warning("Could not remove node record: %s", exc)
+
+
+class Promoter(Component):
+    """Moves due countdown / eta / retry messages into their streams (each exactly once)."""
+
+    name = "promoter"
+    max_wait = 1.0
+
+    def __init__(self, broker: RedisBroker, queues: Callable[[], List[str]]) -> None:
+        super().__init__()
+        self.broker, self.queues = broker, queues
+        self._nudge = threading.Event()
+
+    def tick(self) -> float:
+        now = time.time()
+        wait = self.max_wait
+        for queue in self.queues():
+            while True:
+                moved, nxt = self.broker.promote(queue, now)
+                if moved < 500:
+                    break
+            if nxt is not None:
+                wait = min(wait, max(nxt - time.time(), 0.005))
+        return wait
+
+
+class Recovery(Component):
+    """Hands back the messages held by nodes whose heartbeat has expired."""
+
+    name = "recovery"
+
+    def __init__(self, broker: RedisBroker, consumer: str, queues: Callable[[], List[str]],
+                 committer: Committer, interval: float) -> None:
+        super().__init__()
+        self.broker, self.consumer, self.queues = broker, consumer, queues
+        self.committer, self.interval = committer, interval
+
+    def tick(self) -> float:
+        for queue in self.queues():
+            holders = [c for c in self.broker.holders(queue) if c != self.consumer]
+            if not holders:
+                continue
+            for holder, alive in zip(holders, self.broker.is_alive(holders)):
+                if not alive:
+                    self.recover(queue, holder)
+        return self.interval
+
+    def recover(self, queue: str, holder: str) -> None:
+        requeued, dead, lost = self.broker.recover(queue, holder)
+        if lost:
+            self.committer.lost(lost, holder)
+        if requeued or dead or lost:
+            logger.warning(
+                "Node %s is gone: %d of its messages in queue %r handed back, %d dead-lettered, "
+                "%d started tasks marked lost (WorkerLostError)",
+                holder.split("|")[0], requeued, queue, dead, len(lost),
+            )
+
+
+class RevokeSync(Component):
+    """Keeps the node's set of revoked ids current: a full read, then live notifications."""
+
+    name = "revokes"
+    resync = 10.0
+
+    def __init__(self, broker: RedisBroker, state: WorkerState,
+                 on_revoke: Optional[Callable[[Dict[str, Any]], None]] = None) -> None:
+        super().__init__()
+        self.broker, self.state, self.on_revoke = broker, state, on_revoke
+        self._pubsub: Any = None
+
+    def load(self) -> None:
+        self.state.replace_revoked(self.broker.revoked_ids() | set())
+
+    def tick(self) -> float:
+        pubsub = self.broker.client.pubsub(ignore_subscribe_messages=True)
+        self._pubsub = pubsub
+        try:
+            pubsub.subscribe(self.broker.keys.revoked_channel)
+            self.load()  # after subscribing: nothing published in between is missed
+            deadline = time.monotonic() + self.resync
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                msg = pubsub.get_message(timeout=0.5)
+                if msg and msg.get("type") == "message":
+                    self._handle(msg["data"])
+        finally:
+            pubsub.close()
+        return 0.0
+
+    def _handle(self, data: bytes) -> None:
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            return
+        ids = payload.get("ids") or []
+        self.state.add_revoked(ids)
+        if self.on_revoke is not None:
+            self.on_revoke(payload)
+
+
+def node_info(hostname: str, consumer: str, pool: str, concurrency: Callable[[], int],
+              queues: Callable[[], List[str]], started: float,
+              ready: Callable[[], bool]) -> Callable[[], Dict[str, Any]]:
+    """The heartbeat payload, computed at each beat."""
+    pid = os.getpid()
+
+    def info() -> Dict[str, Any]:
+        return {"hostname": hostname, "consumer": consumer, "pid": pid, "pool": pool,
+                "concurrency": concurrency(), "queues": queues(), "started": started,
+                "ready": ready(), "time": time.time()}
+    return info

@@ -1,0 +1,95 @@
+"""The fetch loop: keep up to ``prefetch`` messages on hand and feed the pool."""
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Callable, Deque, List
+
+import redis
+
+if TYPE_CHECKING:
+    from multiq.broker.redis import RedisBroker
+    from multiq.pools.base import Pool
+    from multiq.worker.execute import Executor, Request
+
+logger = logging.getLogger("multiq.worker")
+
+BLOCK_MS = 1000
+
+
+class Consumer:
+    """Fetches from the node's queues, highest priority first, and dispatches to the pool."""
+
+    def __init__(self, broker: RedisBroker, consumer: str, queues: List[str], prefetch: int,
+                 pool: Pool, executor: Executor) -> None:
+        self.broker = broker
+        self.consumer = consumer
+        self.queues = list(queues)
+        self.prefetch = max(1, prefetch)
+        self.pool = pool
+        self.executor = executor
+        self.reserved: Deque[Request] = deque()
+        self.consuming = False
+
+    def run(self, should_stop: Callable[[], bool]) -> None:
+        """Loop until ``should_stop()``; Redis outages are waited out with backoff."""
+        failures = 0
+        while not should_stop():
+            try:
+                self._step(should_stop)
+                if failures:
+                    logger.warning("Connection to the broker restored; consuming again")
+                failures = 0
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                failures += 1
+                self.consuming = False
+                delay = min(0.1 * 2 ** failures, 5.0)
+                logger.error("Cannot reach the broker (%s); trying again in %.1fs", exc, delay)
+                end = time.monotonic() + delay
+                while time.monotonic() < end and not should_stop():
+                    time.sleep(0.05)
+
+    def _step(self, should_stop: Callable[[], bool]) -> None:
+        self._dispatch(should_stop)
+        if should_stop():
+            return
+        room = self.prefetch - len(self.reserved) - len(self.pool.active())
+        if room <= 0 or (self.reserved and room < self.prefetch // 2):
+            if self.pool.free_slots() <= 0:
+                self.pool.wait_for_slot(0.5)
+            return
+        got = self.broker.fetch(self.consumer, self.queues, room)
+        if not got and not self.reserved:
+            self.consuming = True
+            got = self.broker.wait(self.consumer, self.queues, room, BLOCK_MS)
+        self.consuming = True
+        for d in got:
+            req = self.executor.prepare(d)
+            if req is not None:
+                self.reserved.append(req)
+
+    def _dispatch(self, should_stop: Callable[[], bool]) -> None:
+        while self.reserved and self.pool.free_slots() > 0 and not should_stop():
+            self.pool.apply(self.reserved.popleft())
+
+    def handback(self) -> int:
+        """Give every reserved, never started message back to its stream at once."""
+        pending, self.reserved = list(self.reserved), deque()
+        if not pending:
+            return 0
+        try:
+            return self.broker.handback([r.delivery for r in pending])
+        except redis.RedisError as exc:
+            logger.error("Could not hand back %d messages (%s); they return to the queue "
+                         "when this node's heartbeat expires", len(pending), exc)
+            return 0
+
+    def add_queue(self, queue: str) -> None:
+        if queue not in self.queues:
+            self.broker.declare([queue])
+            self.queues.append(queue)
+
+    def cancel_queue(self, queue: str) -> None:
+        if queue in self.queues:
+            self.queues.remove(queue)

@@ -1,0 +1,198 @@
+"""From a fetched entry to a finished call: decode, check, run, hand the outcome on."""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
+
+from multiq import message as message_mod
+from multiq import serialization, signals, states
+from multiq.exceptions import ContentDisallowed, DecodeError, NotRegistered
+from multiq.task import Context, Task
+from multiq.trace import Outcome, send_links, trace
+from multiq.worker.ratelimit import TokenBucket
+
+if TYPE_CHECKING:
+    from multiq.app import MultiQ
+    from multiq.broker.redis import Delivery
+    from multiq.worker.committer import Committer
+    from multiq.worker.state import WorkerState
+
+logger = logging.getLogger("multiq.worker")
+
+
+@dataclass
+class Request:
+    """A decoded message this node holds, with what it needs to run and commit it."""
+
+    delivery: Delivery
+    message: message_mod.Message
+    task: Task
+    early_ack: bool
+    started: bool = False
+    time_start: Optional[float] = None
+    worker_pid: Optional[int] = None
+    info: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return self.message.id
+
+    @property
+    def name(self) -> str:
+        return self.message.task
+
+    def describe(self) -> Dict[str, Any]:
+        """The fields ``inspect active`` / ``reserved`` show."""
+        m = self.message
+        return {
+            "id": m.id, "name": m.task, "args": m.args, "kwargs": m.kwargs,
+            "type": m.task, "hostname": self.info.get("hostname"),
+            "time_start": self.time_start, "acknowledged": self.started and self.early_ack,
+            "delivery_info": {"routing_key": m.queue, "priority": m.priority,
+                              "redelivered": self.delivery.redeliveries > 0},
+            "worker_pid": self.worker_pid, "retries": m.retries, "eta": m.eta,
+            "expires": m.expires,
+        }
+
+
+class Executor:
+    """Turns deliveries into requests and requests into outcomes for the committer."""
+
+    def __init__(self, app: MultiQ, hostname: str, consumer: str, state: WorkerState,
+                 committer: Committer) -> None:
+        self.app = app
+        self.hostname = hostname
+        self.consumer = consumer
+        self.state = state
+        self.committer = committer
+        conf = app.conf
+        self.accept = serialization.accepted(conf.accept_content)
+        self.max_bytes = conf.task_message_max_bytes
+        self.acks_late = bool(conf.task_acks_late)
+        self.track_started = bool(conf.task_track_started)
+        self._buckets: Dict[str, Optional[TokenBucket]] = {}
+        self._bucket_lock = threading.Lock()
+        self.info_logging = logger.isEnabledFor(logging.INFO)
+
+    # -- receiving ---------------------------------------------------------------------
+
+    def prepare(self, d: Delivery) -> Optional[Request]:
+        """Decode and check a delivery; anything that cannot run is committed here."""
+        if self.max_bytes and len(d.data) > self.max_bytes:
+            return self._refuse(d, "oversized", f"message of {len(d.data)} bytes exceeds "
+                                f"task_message_max_bytes ({self.max_bytes})")
+        try:
+            env = message_mod.peek(d.data)
+        except DecodeError as exc:
+            return self._refuse(d, "undecodable", str(exc))
+        try:
+            msg = message_mod.from_envelope(env, self.accept)
+        except ContentDisallowed as exc:
+            return self._refuse(d, "disallowed content", str(exc), env)
+        except (DecodeError, Exception) as exc:
+            return self._refuse(d, "undecodable", str(exc), env)
+        task = self.app.tasks.get(msg.task)
+        if task is None:
+            logger.error("Received unregistered task of type %r (id %s). The message has been "
+                         "moved to the dead-letter stream; is the module with this task "
+                         "imported by the worker (-A, include, imports)?", msg.task, msg.id)
+            signals.task_unknown.send(sender=self, name=msg.task, id=msg.id, message=msg)
+            return self._refuse(d, "unknown task", str(NotRegistered(msg.task)), env,
+                                exc=NotRegistered(msg.task))
+        acks_late = task.acks_late if task.acks_late is not None else self.acks_late
+        req = Request(d, msg, task, early_ack=not acks_late, info={"hostname": self.hostname})
+        if self.info_logging:
+            logger.info("Task %s[%s] received", msg.task, msg.id)
+        if signals.task_received.has_receivers():
+            signals.task_received.send(sender=self, request=req)
+        return req
+
+    def _refuse(self, d: Delivery, kind: str, reason: str,
+                env: Optional[Dict[str, Any]] = None, exc: Optional[BaseException] = None) -> None:
+        task_id = (env or {}).get("id")
+        if kind != "unknown task":
+            logger.error("Refused message %s (task id %s): %s: %s", d.entry_id.decode(),
+                         task_id, kind, reason)
+        self.committer.refuse(d, f"{kind}: {reason}", task_id,
+                              exc or DecodeError(f"{kind}: {reason}"))
+        return None
+
+    def should_skip(self, req: Request) -> Optional[str]:
+        """'revoked' or 'expired' when the request must not run."""
+        if self.state.is_revoked(req.id):
+            return "revoked"
+        expires = req.message.expires
+        if expires is not None and time.time() > expires:
+            return "expired"
+        return None
+
+    # -- running -----------------------------------------------------------------------
+
+    def execute(self, req: Request, mark: Optional[Callable[[Request], None]] = None) -> None:
+        """Run one request in this thread and pass its outcome to the committer."""
+        reason = self.should_skip(req)
+        if reason:
+            logger.info("Discarding %s task %s[%s]", reason, req.name, req.id)
+            signals.task_revoked.send(sender=req.task, request=req, terminated=False,
+                                      signum=None, expired=reason == "expired")
+            self.committer.revoked(req, reason)
+            return
+        self._rate_limit(req.task)
+        if req.early_ack or self.track_started:
+            (mark or self.committer.mark_started)(req)
+        req.time_start = time.time()
+        req.worker_pid = os.getpid()
+        outcome = self.run(req)
+        self.committer.complete(req, outcome)
+
+    def run(self, req: Request) -> Outcome:
+        m = req.message
+        request = Context(
+            id=m.id, task=m.task, args=m.args, kwargs=m.kwargs, retries=m.retries,
+            is_eager=False, called_directly=False, hostname=self.hostname,
+            delivery_info={"routing_key": m.queue, "priority": m.priority,
+                           "redelivered": req.delivery.redeliveries > 0},
+            eta=m.eta, expires=m.expires, headers=m.headers, root_id=m.root_id,
+            parent_id=m.parent_id, origin=m.headers.get("origin"), priority=m.priority,
+            ignore_result=bool(m.options.get("ignore_result")),
+            timelimit=tuple(m.options.get("timelimit") or (None, None)),
+            callbacks=m.options.get("link"), errbacks=m.options.get("link_error"),
+            shadow=m.shadow, reply_to=None, correlation_id=m.id,
+        )
+        started = time.monotonic()
+        outcome = trace(req.task, request)
+        runtime = time.monotonic() - started
+        self.state.count(m.task)
+        self._log(req, outcome, runtime)
+        if outcome.state in (states.SUCCESS, states.FAILURE):
+            send_links(req.task, request, outcome)
+        return outcome
+
+    def _log(self, req: Request, outcome: Outcome, runtime: float) -> None:
+        if outcome.state == states.SUCCESS:
+            if self.info_logging:
+                logger.info("Task %s[%s] succeeded in %.6fs: %r", req.name, req.id, runtime,
+                            outcome.retval)
+        elif outcome.state == states.FAILURE:
+            logger.error("Task %s[%s] raised unexpected: %r\n%s", req.name, req.id,
+                         outcome.exc, outcome.traceback)
+        elif outcome.state == states.RETRY:
+            logger.info("Task %s[%s] retry: %s", req.name, req.id, outcome.retry)
+
+    def _rate_limit(self, task: Task) -> None:
+        bucket = self._buckets.get(task.name, False)
+        if bucket is False:
+            with self._bucket_lock:
+                rate = task.rate_limit or self.app.conf.task_default_rate_limit
+                bucket = TokenBucket.from_rate(rate) if rate else None
+                self._buckets[task.name] = bucket
+        if bucket is not None:
+            bucket.take()  # type: ignore[union-attr]
+
+    def set_rate_limit(self, name: str, rate: Optional[str]) -> None:
+        with self._bucket_lock:
+            self._buckets[name] = TokenBucket.from_rate(rate) if rate else None

@@ -1,0 +1,49 @@
+"""What one worker process knows right now: revoked ids and counters."""
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Any, Optional, Set
+
+_local = threading.local()
+
+
+def current_request() -> Any:
+    """The request of the task running in this thread, if any (to set parent ids)."""
+    from multiq.task import Task
+    stack = getattr(Task._local, "stack", None)
+    return stack[-1] if stack else None
+
+
+class WorkerState:
+    """Revoked ids and per-task totals, shared by the worker's threads."""
+
+    def __init__(self) -> None:
+        self.revoked: Set[str] = set()
+        self.total: Counter = Counter()
+        self.lock = threading.Lock()
+
+    def is_revoked(self, task_id: str) -> bool:
+        return task_id in self.revoked
+
+    def add_revoked(self, ids: Any) -> None:
+        with self.lock:
+            self.revoked.update(ids)
+
+    def replace_revoked(self, ids: Set[str]) -> None:
+        with self.lock:
+            self.revoked = ids
+
+    def count(self, name: str) -> None:
+        self.total[name] += 1
+
+
+def hostname_expand(template: str, nodename: Optional[str] = None) -> str:
+    """Expand ``%h %n %d`` in a node name (``w1@%h``) with this host's name."""
+    import socket
+
+    host = socket.gethostname()
+    short, _, domain = host.partition(".")
+    out = template.replace("%%", "\0")
+    out = out.replace("%h", host).replace("%n", short).replace("%d", domain)
+    return out.replace("\0", "%")
