@@ -405,7 +405,7 @@ def _current_request() -> Any:
 
 def _django_apps() -> List[str]:
     try:
-        from django.conf import settings  # type: ignore[import-not-found]
+        from django.conf import settings
         return list(settings.INSTALLED_APPS)
     except Exception:
         return []

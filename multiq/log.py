@@ -23,9 +23,9 @@ def setup(level: Union[str, int, None] = "WARNING", logfile: Optional[str] = Non
           fmt: Optional[str] = None, colorize: bool = False) -> None:
     """Send multiq's and the tasks' logs to ``logfile`` (or stderr) at ``level``."""
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-        handler.close()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+        old.close()
     handler: logging.Handler
     if logfile:
         handler = logging.FileHandler(logfile, encoding="utf-8")

@@ -158,7 +158,8 @@ class EagerResult(AsyncResult):
 
     info = result
 
-    def get(self, timeout: Optional[float] = None, propagate: bool = True, **_: Any) -> Any:
+    def get(self, timeout: Optional[float] = None, propagate: bool = True,
+            interval: float = 0.5, disable_sync_subtasks: bool = True, **_: Any) -> Any:
         if self._status in states.PROPAGATE_STATES and propagate:
             raise self._value
         return self._value

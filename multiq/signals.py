@@ -91,7 +91,7 @@ def _sender_matches(want: Any, sender: Any) -> bool:
 
 def _make_ref(fun: Receiver) -> Any:
     if hasattr(fun, "__self__") and hasattr(fun, "__func__"):
-        return weakref.WeakMethod(fun)  # type: ignore[arg-type]
+        return weakref.WeakMethod(fun)
     return weakref.ref(fun)
 
 

@@ -98,7 +98,7 @@ class Task:
     ) -> AsyncResult:
         """Send the task to a worker; see SPEC for the options."""
         if self.app.conf.task_always_eager:
-            return self.apply(args, kwargs, task_id=options.get("task_id"), **options)
+            return self.apply(args, kwargs, **options)
         for attr in ("queue", "priority", "expires", "serializer", "compression"):
             if options.get(attr) is None and getattr(self, attr) is not None:
                 options[attr] = getattr(self, attr)

@@ -36,8 +36,22 @@ def make_doc(
     return doc
 
 
+class RemoteError(Exception):
+    """An exception raised in another process, carried as its description."""
+
+    def __init__(self, info: Dict[str, Any]) -> None:
+        super().__init__(*(info.get("exc_message") or []))
+        self.info = info
+
+    def __str__(self) -> str:
+        msg = self.info.get("exc_message") or []
+        return f"{self.info.get('exc_type')}: {', '.join(map(str, msg))}"
+
+
 def exception_to_dict(exc: BaseException) -> Dict[str, Any]:
     """``{exc_type, exc_message, exc_module}`` as Celery stores it."""
+    if isinstance(exc, RemoteError):
+        return dict(exc.info)
     cls = type(exc)
     args = list(exc.args)
     try:

@@ -5,8 +5,6 @@ import json
 import time
 from typing import Any, Dict, Iterable, Optional, Tuple
 
-import redis
-
 from multiq import states
 from multiq.exceptions import TimeoutError
 from multiq.keys import result_key
@@ -27,7 +25,7 @@ class RedisBackend:
         self.url = url
         self.prefix = options.pop("global_keyprefix", "") or ""
         self.expires = int(expires) if expires else None
-        self.client: redis.Redis = connect(url, options)
+        self.client: Any = connect(url, options)
 
     def key(self, task_id: str) -> str:
         return result_key(task_id, self.prefix)

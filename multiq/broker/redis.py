@@ -45,7 +45,7 @@ class RedisBroker:
         self.keys = Keys(options.pop("global_keyprefix", None) or "multiq")
         self.max_deliveries = int(options.pop("max_deliveries", 5))
         options.pop("visibility_timeout", None)  # accepted; redelivery follows liveness
-        self.client: redis.Redis = connect(url, options)
+        self.client: Any = connect(url, options)
         self._fetch = self.client.register_script(scripts.FETCH)
         self._promote = self.client.register_script(scripts.PROMOTE)
         self._recover = self.client.register_script(scripts.RECOVER)
@@ -66,7 +66,7 @@ class RedisBroker:
     ) -> None:
         """Enqueue ``data``; with ``eta`` in the future it waits in the delayed set."""
         own = pipe is None
-        p = self.client.pipeline(transaction=eta is not None) if own else pipe
+        p: Any = self.client.pipeline(transaction=eta is not None) if own else pipe
         band = band_of(priority)
         if queue not in self._known_queues:
             p.sadd(self.keys.queues, queue)

@@ -59,28 +59,20 @@ class Committer:
         self._thread.start()
 
     def mark_started(self, req: Request) -> None:
-        """Record, before the task runs, that it has started (early ack / track_started)."""
-        pipe = self.broker.client.pipeline(transaction=False)
-        if req.early_ack:
-            self.broker.mark_started(pipe, req.delivery, self.consumer)
-        self._retrying(pipe.execute)
-        req.started = req.early_ack
-        if self.track_started and self.backend is not None:
-            doc = make_doc(req.id, states.STARTED, {"pid": req.worker_pid,
-                                                    "hostname": self.hostname})
-            self._retrying(lambda: self.backend.store(req.id, self._extend(doc, req)))
+        """Record that the task starts (early ack / track_started), in the next batch.
 
-    def mark_many(self, reqs: Sequence[Request]) -> None:
-        """``mark_started`` for several requests in one round trip (prefork dispatch)."""
-        pipe = self.broker.client.pipeline(transaction=False)
-        for req in reqs:
-            if req.early_ack:
-                self.broker.mark_started(pipe, req.delivery, self.consumer)
-                req.started = True
-        self._retrying(pipe.execute)
+        The task does not wait for this write: should the node die before it lands, the
+        message counts as not started and runs again (at least once wins over at most once).
+        """
+        req.started = req.early_ack
+        self._put(("start", req, None))
 
     def complete(self, req: Request, outcome: Outcome) -> None:
         self._put(("done", req, outcome))
+
+    def redeliver(self, req: Request, count: bool = True) -> None:
+        """Put a message back in its queue (its process died, or a cold shutdown)."""
+        self._put(("redeliver", req, count))
 
     def revoked(self, req: Request, reason: str) -> None:
         self._put(("revoked", req, reason))
@@ -149,8 +141,12 @@ class Committer:
         results = self.backend.client.pipeline(transaction=False) if self.backend else None
         acks = self.broker.client.pipeline(transaction=True)
         for kind, subject, detail in batch:
-            if kind == "done":
+            if kind == "start":
+                self._start(results, acks, subject)
+            elif kind == "done":
                 self._done(results, acks, subject, detail)
+            elif kind == "redeliver":
+                self._redeliver(acks, subject, detail)
             elif kind == "revoked":
                 exc = TaskRevokedError(detail)
                 self._store(results, subject.id, states.REVOKED, exception_to_dict(exc), None,
@@ -165,6 +161,26 @@ class Committer:
         if results is not None and len(results):
             results.execute()
         acks.execute()
+
+    def _redeliver(self, acks: Any, req: Request, count: bool) -> None:
+        d = req.delivery
+        n = d.redeliveries + (1 if count else 0)
+        if n >= self.broker.max_deliveries:
+            self.broker.dead_letter(acks, d, f"delivered {n} times; its process died each "
+                                    "time", req.started)
+            logger.error("Task %s[%s] moved to the dead-letter stream after %d deliveries",
+                         req.name, req.id, n)
+            return
+        acks.xadd(self.broker.keys.stream(d.queue, d.band), {"m": d.data, "n": n})
+        self.broker.ack(acks, d, req.started)
+
+    def _start(self, results: Any, acks: Any, req: Request) -> None:
+        if req.early_ack:
+            self.broker.mark_started(acks, req.delivery, self.consumer)
+        if self.track_started and results is not None:
+            doc = make_doc(req.id, states.STARTED, {"pid": req.worker_pid,
+                                                    "hostname": self.hostname})
+            self.backend.store(req.id, self._extend(doc, req), results)
 
     def _done(self, results: Any, acks: Any, req: Request, outcome: Outcome) -> None:
         d, state = req.delivery, outcome.state

@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("multiq.worker")
 
-BLOCK_MS = 1000
+# How long one blocking read waits: short enough that a stop request is seen at once.
+BLOCK_MS = 250
 
 
 class Consumer:

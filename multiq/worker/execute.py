@@ -6,7 +6,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from multiq import message as message_mod
 from multiq import serialization, signals, states
@@ -92,7 +92,7 @@ class Executor:
         try:
             msg = message_mod.from_envelope(env, self.accept)
         except ContentDisallowed as exc:
-            return self._refuse(d, "disallowed content", str(exc), env)
+            return self._refuse(d, "disallowed content", str(exc), env, exc=exc)
         except (DecodeError, Exception) as exc:
             return self._refuse(d, "undecodable", str(exc), env)
         task = self.app.tasks.get(msg.task)
@@ -112,7 +112,8 @@ class Executor:
         return req
 
     def _refuse(self, d: Delivery, kind: str, reason: str,
-                env: Optional[Dict[str, Any]] = None, exc: Optional[BaseException] = None) -> None:
+                env: Optional[Dict[str, Any]] = None,
+                exc: Optional[BaseException] = None) -> Optional[Request]:
         task_id = (env or {}).get("id")
         if kind != "unknown task":
             logger.error("Refused message %s (task id %s): %s: %s", d.entry_id.decode(),
@@ -132,22 +133,28 @@ class Executor:
 
     # -- running -----------------------------------------------------------------------
 
-    def execute(self, req: Request, mark: Optional[Callable[[Request], None]] = None) -> None:
-        """Run one request in this thread and pass its outcome to the committer."""
+    def admit(self, req: Request) -> bool:
+        """Checks before a request runs: revoked or expired ones are committed here.
+
+        Waits for the task's rate limit, then records the start (early ack)."""
         reason = self.should_skip(req)
         if reason:
             logger.info("Discarding %s task %s[%s]", reason, req.name, req.id)
             signals.task_revoked.send(sender=req.task, request=req, terminated=False,
                                       signum=None, expired=reason == "expired")
             self.committer.revoked(req, reason)
-            return
+            return False
         self._rate_limit(req.task)
-        if req.early_ack or self.track_started:
-            (mark or self.committer.mark_started)(req)
         req.time_start = time.time()
         req.worker_pid = os.getpid()
-        outcome = self.run(req)
-        self.committer.complete(req, outcome)
+        if req.early_ack or self.track_started:
+            self.committer.mark_started(req)
+        return True
+
+    def execute(self, req: Request) -> None:
+        """Run one request in this thread and pass its outcome to the committer."""
+        if self.admit(req):
+            self.committer.complete(req, self.run(req))
 
     def run(self, req: Request) -> Outcome:
         m = req.message

@@ -96,6 +96,7 @@ class Worker:
     def run(self) -> int:
         """Start, consume until asked to stop, shut down; returns the exit code."""
         app = self.app
+        set_title(f"multiq worker: {self.hostname} main")
         app.import_default_modules()
         app.finalize()
         signals.worker_init.send(sender=self)
@@ -127,10 +128,10 @@ class Worker:
             components.Promoter(broker, queues),
             components.Recovery(broker, self.consumer_name, queues, committer, interval * 2),
         ]
+        self.pool.start()  # fork before any other thread exists
         committer.start()
         for part in self.components:
             part.start()
-        self.pool.start()
         self.ready = True
         heartbeat.beat()
         logger.info("%s ready.", self.hostname)
@@ -166,14 +167,24 @@ class Worker:
         if self.pool_kind == "threads":
             from multiq.pools.threads import ThreadPool
             return ThreadPool(executor.execute, self.concurrency)
-        try:
-            from multiq.pools.prefork import PreforkPool  # type: ignore[import-not-found]
-        except ImportError:
-            logger.warning("The prefork pool is not available here; using threads instead")
-            from multiq.pools.threads import ThreadPool
-            self.pool_kind = "threads"
-            return ThreadPool(executor.execute, self.concurrency)
-        return PreforkPool(executor, self.concurrency)  # pragma: no cover
+        from multiq.pools.prefork import PreforkPool
+        opts, conf = self.options, self.app.conf
+        return PreforkPool(
+            executor, self.concurrency,
+            max_tasks_per_child=opts.get("max_tasks_per_child")
+            or conf.worker_max_tasks_per_child,
+            max_memory_per_child=opts.get("max_memory_per_child")
+            or conf.worker_max_memory_per_child,
+            time_limit=opts.get("time_limit"), soft_time_limit=opts.get("soft_time_limit"),
+            child_setup=self._child_setup,
+        )
+
+    def _child_setup(self, index: int) -> None:
+        """Runs first in each pool child: its title and, with %i / %I, its own log file."""
+        set_title(f"multiq worker: {self.hostname} child {index}")
+        setup_logging = self.options.get("setup_child_logging")
+        if setup_logging is not None:
+            setup_logging(index)
 
     def shutdown(self) -> None:
         """Hand back what was never started, let running tasks finish, flush, leave."""
@@ -196,6 +207,17 @@ class Worker:
         return {"pid": os.getpid(), "uptime": int(time.time() - self.started),
                 "total": dict(self.state.total), "prefetch_count": self.prefetch,
                 "pool": self.pool.info() if self.pool else {}}
+
+
+def set_title(title: str) -> None:
+    """Name the process in ps/top (setproctitle), unless MULTIQ_NOSETPS is set."""
+    if os.environ.get("MULTIQ_NOSETPS"):
+        return
+    try:
+        import setproctitle
+    except ImportError:  # pragma: no cover - a declared dependency
+        return
+    setproctitle.setproctitle(title)
 
 
 def _masked(url: str) -> str:

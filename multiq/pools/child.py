@@ -1,0 +1,134 @@
+"""Inside a prefork child: take jobs from the parent's pipe, run them, send outcomes back."""
+from __future__ import annotations
+
+import ctypes
+import faulthandler
+import logging
+import os
+import pickle
+import signal
+import sys
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any, Optional, Tuple
+
+from multiq import signals
+from multiq.backends.base import exception_to_dict
+from multiq.exceptions import SoftTimeLimitExceeded
+
+if TYPE_CHECKING:
+    from multiq.worker.execute import Executor
+
+logger = logging.getLogger("multiq.worker")
+
+PR_SET_PDEATHSIG = 1
+
+
+@dataclass
+class Job:
+    """What the parent sends: the decoded message and how the child should run it."""
+
+    message: Any
+    redeliveries: int
+    soft_limit: Optional[float]
+
+
+@dataclass
+class ChildConfig:
+    index: int
+    max_tasks: Optional[int]
+    max_memory_kib: Optional[int]
+    setup: Any  # callable(index) run first in the child (logging, process title)
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (no orphans)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
+
+
+def _soft_timeout(signum: int, frame: Any) -> None:
+    raise SoftTimeLimitExceeded("SoftTimeLimitExceeded()")
+
+
+def child_main(conn: Connection, executor: Executor, config: ChildConfig,
+               parent_pid: int) -> None:
+    """The child's whole life; never returns (``os._exit``)."""
+    code = 0
+    try:
+        die_with_parent()
+        if os.getppid() != parent_pid:
+            os._exit(1)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        signal.signal(signal.SIGALRM, _soft_timeout)
+        faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
+        config.setup(config.index)
+        executor.app._reset_connections()  # never share a connection across fork
+        executor.committer = None  # type: ignore[assignment]
+        signals.worker_process_init.send(sender=None, index=config.index)
+        _serve(conn, executor, config)
+    except (EOFError, OSError, KeyboardInterrupt):
+        code = 0
+    except BaseException:
+        logger.exception("Pool child %d failed", config.index)
+        code = 1
+    finally:
+        try:
+            signals.worker_process_shutdown.send(sender=None, pid=os.getpid(), exitcode=code)
+            logging.shutdown()
+        finally:
+            os._exit(code)
+
+
+def _serve(conn: Connection, executor: Executor, config: ChildConfig) -> None:
+    from multiq.worker.execute import Request
+
+    done = 0
+    while True:
+        job: Job = pickle.loads(conn.recv_bytes())
+        msg = job.message
+        task = executor.app.tasks[msg.task]
+        delivery: Any = _ChildDelivery(job.redeliveries)
+        req = Request(delivery, msg, task, early_ack=True, info={"hostname": executor.hostname})
+        if job.soft_limit:
+            signal.setitimer(signal.ITIMER_REAL, job.soft_limit)
+        try:
+            outcome = executor.run(req)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        done += 1
+        last = bool(config.max_tasks and done >= config.max_tasks) or _over_memory(config)
+        conn.send_bytes(_encode_outcome(msg.id, outcome, last))
+        if last:
+            return
+
+
+class _ChildDelivery:
+    def __init__(self, redeliveries: int) -> None:
+        self.redeliveries = redeliveries
+
+
+def _over_memory(config: ChildConfig) -> bool:
+    if not config.max_memory_kib:
+        return False
+    import psutil
+    return psutil.Process().memory_info().rss // 1024 > config.max_memory_kib
+
+
+def _encode_outcome(task_id: str, outcome: Any, last: bool) -> bytes:
+    exc = outcome.exc
+    exc_info = exception_to_dict(exc) if exc is not None else None
+    plan = getattr(outcome.retry, "plan", None) if outcome.retry is not None else None
+    fields: Tuple[Any, ...] = (task_id, outcome.state, outcome.retval, exc_info,
+                               outcome.traceback, plan, outcome.requeue, last)
+    try:
+        return pickle.dumps(fields, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as err:  # an unpicklable return value: report it as the failure
+        info = exception_to_dict(TypeError(f"Task result cannot be sent back: {err!r}"))
+        return pickle.dumps((task_id, "FAILURE", None, info, None, None, False, last))

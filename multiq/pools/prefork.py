@@ -1,0 +1,326 @@
+"""The prefork pool: long-lived forked children fed by the node's main process.
+
+The main process decodes each message, records its start, and sends it to an idle child
+over that child's socket pair; a reader thread collects outcomes and hands them to the
+committer, which batches result writes and acks. The reader also enforces hard time limits
+(SIGKILL), notices children that die (WorkerLostError, or a requeue with
+``acks_late`` + ``reject_on_worker_lost``) and replaces every child that leaves.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
+
+from multiq import states
+from multiq.backends.base import RemoteError
+from multiq.exceptions import Retry, TimeLimitExceeded, WorkerLostError
+from multiq.pools.base import Pool
+from multiq.pools.child import ChildConfig, Job, child_main
+from multiq.trace import Outcome
+
+if TYPE_CHECKING:
+    from multiq.worker.execute import Executor, Request
+
+logger = logging.getLogger("multiq.worker")
+
+
+@dataclass
+class Child:
+    index: int
+    pid: int
+    conn: Connection
+    req: Optional[Request] = None
+    deadline: Optional[float] = None
+    timed_out: bool = False
+    retiring: bool = False
+
+
+class PreforkPool(Pool):
+    kind = "prefork"
+
+    def __init__(
+        self, executor: Executor, concurrency: int, *,
+        max_tasks_per_child: Optional[int] = None, max_memory_per_child: Optional[int] = None,
+        time_limit: Optional[float] = None, soft_time_limit: Optional[float] = None,
+        child_setup: Optional[Callable[[int], None]] = None,
+    ) -> None:
+        super().__init__(executor.execute, concurrency)
+        self.executor = executor
+        self.max_tasks = max_tasks_per_child
+        self.max_memory = max_memory_per_child
+        self.time_limit = time_limit
+        self.soft_time_limit = soft_time_limit
+        self.child_setup = child_setup or (lambda index: None)
+        self.children: Dict[int, Child] = {}
+        self._cond = threading.Condition()
+        self._running = False
+        self._cold = False
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._reader: Optional[threading.Thread] = None
+        self._parent_pid = os.getpid()
+
+    # -- life --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._running = True
+        for index in range(1, self.concurrency + 1):
+            self._spawn(index)
+        self._reader = threading.Thread(target=self._read_loop, name="pool-reader",
+                                        daemon=True)
+        self._reader.start()
+
+    def _spawn(self, index: int) -> None:
+        parent_end, child_end = socket.socketpair()
+        pid = os.fork()
+        if pid == 0:  # the child: drop every descriptor that belongs to the parent
+            parent_end.close()
+            self._wake_r.close()
+            self._wake_w.close()
+            for other in self.children.values():
+                other.conn.close()
+            config = ChildConfig(index, self.max_tasks, self.max_memory, self.child_setup)
+            child_main(Connection(child_end.detach()), self.executor, config,
+                       self._parent_pid)
+        child_end.close()
+        with self._cond:
+            self.children[index] = Child(index, pid, Connection(parent_end.detach()))
+            self._cond.notify_all()
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+
+    def stop(self, wait: bool = True, timeout: float = 0.0) -> None:
+        """Warm: let running tasks finish, then close; cold: kill the children now."""
+        deadline = time.monotonic() + timeout if timeout else None
+        if wait:
+            with self._cond:
+                while any(c.req is not None for c in self.children.values()):
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        break
+                    self._cond.wait(0.1 if left is None else min(left, 0.1))
+        self._running = False
+        self._cold = not wait
+        for child in list(self.children.values()):
+            if child.req is not None:
+                child.retiring = True
+                _kill(child.pid, signal.SIGKILL)
+            else:
+                child.conn.close()
+        self._wake()
+        if self._reader is not None:
+            self._reader.join(5.0)
+        for child in list(self.children.values()):
+            _reap(child.pid, block=True)
+
+    # -- dispatch ------------------------------------------------------------------------
+
+    def free_slots(self) -> int:
+        return sum(1 for c in self.children.values() if c.req is None and not c.retiring)
+
+    def wait_for_slot(self, timeout: float) -> None:
+        with self._cond:
+            if self.free_slots() <= 0:
+                self._cond.wait(timeout)
+
+    def apply(self, req: Request) -> None:
+        if not self.executor.admit(req):
+            return
+        with self._cond:
+            child = next((c for c in self.children.values()
+                          if c.req is None and not c.retiring), None)
+            if child is None:
+                raise RuntimeError("apply() called with no free child")
+            hard, soft = self._limits(req)
+            child.req = req
+            child.deadline = time.monotonic() + hard if hard else None
+            req.worker_pid = child.pid
+        try:
+            child.conn.send_bytes(pickle.dumps(
+                Job(req.message, req.delivery.redeliveries, soft),
+                protocol=pickle.HIGHEST_PROTOCOL))
+        except OSError:  # the child died: the reader records the loss
+            self._wake()
+
+    def _limits(self, req: Request) -> tuple:
+        task, opts = req.task, req.message.options.get("timelimit") or (None, None)
+        hard = opts[0] or task.time_limit or self.time_limit \
+            or self.executor.app.conf.task_time_limit
+        soft = opts[1] or task.soft_time_limit or self.soft_time_limit \
+            or self.executor.app.conf.task_soft_time_limit
+        return hard, soft
+
+    def active(self) -> List[Request]:
+        return [c.req for c in list(self.children.values()) if c.req is not None]
+
+    # -- the reader thread ---------------------------------------------------------------
+
+    def _read_loop(self) -> None:
+        while self._running or self.children:
+            conns: List[Any] = [c.conn for c in self.children.values() if not c.conn.closed]
+            timeout = self._next_deadline()
+            try:
+                ready = wait([*conns, self._wake_r], timeout)
+            except OSError:
+                ready = []
+            for conn in ready:
+                if conn is self._wake_r:
+                    self._wake_r.recv(4096)
+                    continue
+                child = next((c for c in self.children.values() if c.conn is conn), None)
+                if child is not None:
+                    self._receive(child)
+            self._enforce_deadlines()
+            self._reap_dead()
+
+    def _next_deadline(self) -> Optional[float]:
+        deadlines = [c.deadline for c in self.children.values() if c.deadline]
+        if not self._running:
+            return 0.02
+        if not deadlines:
+            return 1.0
+        return max(0.0, min(min(deadlines) - time.monotonic(), 1.0))
+
+    def _receive(self, child: Child) -> None:
+        try:
+            data = child.conn.recv_bytes()
+        except (EOFError, OSError):
+            child.conn.close()
+            return  # death is handled by _reap_dead
+        task_id, state, retval, exc_info, tb, plan, requeue, last = pickle.loads(data)
+        req = child.req
+        if req is None or req.id != task_id:
+            logger.error("Pool child %d sent an outcome for %s it was not running",
+                         child.index, task_id)
+            return
+        exc = RemoteError(exc_info) if exc_info is not None else None
+        retry = None
+        if plan is not None:
+            retry = Retry(exc=exc, when=plan.get("countdown") or plan.get("eta"))
+            retry.plan = plan  # type: ignore[attr-defined]
+        self.executor.committer.complete(req, Outcome(state, retval, exc, tb, retry, requeue))
+        with self._cond:
+            child.req, child.deadline = None, None
+            if last:
+                child.retiring = True
+            self._cond.notify_all()
+
+    def _enforce_deadlines(self) -> None:
+        now = time.monotonic()
+        for child in list(self.children.values()):
+            if child.deadline is not None and now >= child.deadline and not child.timed_out:
+                child.timed_out = True
+                logger.error("Hard time limit exceeded for %s[%s]; killing pool child %d "
+                             "(pid %d)", child.req.name if child.req else "?",
+                             child.req.id if child.req else "?", child.index, child.pid)
+                _kill(child.pid, signal.SIGKILL)
+
+    def _reap_dead(self) -> None:
+        for child in list(self.children.values()):
+            status = _reap(child.pid, block=False)
+            if status is None:
+                continue
+            self._on_exit(child, status)
+
+    def _on_exit(self, child: Child, status: int) -> None:
+        with self._cond:
+            self.children.pop(child.index, None)
+            req, child.req = child.req, None
+            self._cond.notify_all()
+        if not child.conn.closed:
+            child.conn.close()
+        if req is not None:
+            self._lost(req, child, status)
+        if self._running and child.index <= self.concurrency:
+            self._spawn(child.index)
+
+    def _lost(self, req: Request, child: Child, status: int) -> None:
+        if child.timed_out:
+            hard, _ = self._limits(req)
+            exc: BaseException = TimeLimitExceeded(hard)
+            logger.error("Task %s[%s] killed by its hard time limit (%ss)", req.name, req.id,
+                         hard)
+            self.executor.committer.complete(req, Outcome(states.FAILURE, exc=exc))
+            return
+        how = _describe_exit(status)
+        exc = WorkerLostError(f"Worker exited prematurely: {how} Job: {req.id}.")
+        task = req.task
+        acks_late = not req.early_ack
+        if self._cold and acks_late:  # cold shutdown: unfinished late-ack work goes back
+            self.executor.committer.redeliver(req, count=False)
+            return
+        requeue = acks_late and (
+            task.reject_on_worker_lost if task.reject_on_worker_lost is not None
+            else bool(self.executor.app.conf.task_reject_on_worker_lost))
+        if requeue:
+            logger.error("Pool child %d died running %s[%s] (%s); the message goes back "
+                         "to the queue", child.index, req.name, req.id, how)
+            self.executor.committer.redeliver(req)
+        else:
+            logger.error("Task %s[%s] raised unexpected: %r", req.name, req.id, exc)
+            self.executor.committer.complete(req, Outcome(states.FAILURE, exc=exc))
+
+    # -- size ----------------------------------------------------------------------------
+
+    def grow(self, n: int = 1) -> int:
+        for _ in range(n):
+            self.concurrency += 1
+            self._spawn(self.concurrency)
+        return self.concurrency
+
+    def shrink(self, n: int = 1) -> int:
+        n = min(n, self.concurrency - 1)
+        for _ in range(n):
+            index = self.concurrency
+            self.concurrency -= 1
+            child = self.children.get(index)
+            if child is not None:
+                child.retiring = True
+                if child.req is None:
+                    child.conn.close()
+        self._wake()
+        return self.concurrency
+
+    def info(self) -> dict:
+        return {"implementation": self.kind, "max-concurrency": self.concurrency,
+                "processes": sorted(c.pid for c in self.children.values()),
+                "max-tasks-per-child": self.max_tasks, "max-memory-per-child": self.max_memory,
+                "timeouts": [self.soft_time_limit, self.time_limit]}
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _reap(pid: int, block: bool) -> Optional[int]:
+    try:
+        done, status = os.waitpid(pid, 0 if block else os.WNOHANG)
+    except ChildProcessError:
+        return 0
+    return status if done else None
+
+
+def _describe_exit(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = str(sig)
+        return f"signal {sig} ({name})"
+    return f"exitcode {os.WEXITSTATUS(status)}"

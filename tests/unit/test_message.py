@@ -1,0 +1,179 @@
+"""Unit tests for the message envelope: serializers, compression, refusals, bad bytes."""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from typing import Any
+
+import pytest
+
+from multiq.exceptions import ContentDisallowed, DecodeError, MultiQError
+from multiq.message import Message, decode, peek
+
+COMPRESSIONS = ["zlib", "bzip2", "gzip", "lzma"]
+
+
+def make_message(**fields: Any) -> Message:
+    values: dict = dict(
+        id="6f1d7c1e-3c39-4b5e-9d43-4b0b3f0e9a11", task="proj.tasks.add",
+        args=[1, "two", [3.5, None], {"k": True}], kwargs={"x": 1, "nested": {"y": [1, 2]}},
+        queue="images", priority=7, eta=1700000000.5, expires=1700003600.0, retries=2,
+        headers={"origin": "gen1@host"}, options={"link": [{"task": "cb"}]},
+        root_id="root-1", parent_id="parent-1", shadow="nice name", sent=1699999999.25,
+    )
+    values.update(fields)
+    return Message(**values)
+
+
+def assert_same(got: Message, sent: Message) -> None:
+    for name in ("id", "task", "args", "kwargs", "queue", "priority", "eta", "expires",
+                 "retries", "headers", "options", "root_id", "parent_id", "shadow", "sent"):
+        assert getattr(got, name) == getattr(sent, name), name
+
+
+# -- round trips -------------------------------------------------------------------------------
+
+
+def test_json_round_trip() -> None:
+    msg = make_message()
+    data = msg.encode("json")
+    assert isinstance(data, bytes)
+    json.loads(data)  # the envelope is JSON
+    got = decode(data, ["json"])
+    assert_same(got, msg)
+
+
+def test_minimal_message_round_trip_has_defaults() -> None:
+    msg = Message(id="i", task="t")
+    got = decode(msg.encode(), ["json"])
+    assert (got.id, got.task, got.args, got.kwargs) == ("i", "t", [], {})
+    assert got.retries == 0 and got.priority is None and got.eta is None
+
+
+def test_msgpack_round_trip() -> None:
+    pytest.importorskip("msgpack")
+    msg = make_message()
+    data = msg.encode("msgpack")
+    got = decode(data, ["json", "msgpack"])
+    assert_same(got, msg)
+    with pytest.raises(ContentDisallowed):
+        decode(data, ["json"])
+
+
+def test_pickle_is_refused_unless_accepted() -> None:
+    when = dt.datetime(2022, 9, 22, 9, 2, 39, tzinfo=dt.timezone.utc)
+    msg = make_message(args=[(1, 2), {3, 4}], kwargs={"when": when})
+    data = msg.encode("pickle")
+    with pytest.raises(ContentDisallowed):
+        decode(data, ["json"])
+    with pytest.raises(ContentDisallowed):
+        decode(data, ["json", "msgpack"])
+    got = decode(data, ["json", "pickle"])
+    assert got.args == [(1, 2), {3, 4}]  # pickle keeps Python types
+    assert got.kwargs == {"when": when}
+    assert got.id == msg.id and got.task == msg.task
+
+
+def test_content_type_names_are_accepted_too() -> None:
+    data = make_message().encode("pickle")
+    got = decode(data, ["application/json", "application/x-python-serialize"])
+    assert got.task == "proj.tasks.add"
+
+
+def test_json_refused_when_not_accepted() -> None:
+    pytest.importorskip("msgpack")
+    with pytest.raises(ContentDisallowed):
+        decode(make_message().encode("json"), ["msgpack"])
+
+
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+@pytest.mark.parametrize("serializer", ["json", "msgpack", "pickle"])
+def test_compression_round_trip(serializer: str, compression: str) -> None:
+    if serializer == "msgpack":
+        pytest.importorskip("msgpack")
+    msg = make_message()
+    data = msg.encode(serializer, compression)
+    got = decode(data, ["json", "msgpack", "pickle"])
+    assert_same(got, msg)
+
+
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+def test_compression_makes_repetitive_payloads_smaller(compression: str) -> None:
+    msg = make_message(args=["x" * 20000], kwargs={})
+    plain = msg.encode("json")
+    packed = msg.encode("json", compression)
+    assert len(packed) < len(plain) / 5
+    assert decode(packed, ["json"]).args == ["x" * 20000]
+
+
+def test_unknown_serializer_and_compression_are_errors() -> None:
+    with pytest.raises(MultiQError):
+        make_message().encode("yaml-ish")
+    with pytest.raises(MultiQError):
+        make_message().encode("json", "brotli-ish")
+
+
+def test_non_ascii_arguments() -> None:
+    msg = make_message(task="加法运算", args=["张三", "🙂", "Grüße"],
+                       kwargs={"名字": "小家伙", "age": 13}, id="小家伙")
+    for serializer in ("json", "pickle"):
+        for compression in (None, "zlib"):
+            got = decode(msg.encode(serializer, compression), ["json", "pickle"])
+            assert got.task == "加法运算" and got.id == "小家伙"
+            assert got.args == ["张三", "🙂", "Grüße"]
+            assert got.kwargs == {"名字": "小家伙", "age": 13}
+    envelope = json.loads(msg.encode("json").decode("utf-8"))
+    assert envelope["id"] == "小家伙"
+
+
+def test_peek_reads_the_envelope_without_the_body() -> None:
+    data = make_message().encode("pickle", "zlib")
+    env = peek(data)
+    assert env["id"] == "6f1d7c1e-3c39-4b5e-9d43-4b0b3f0e9a11"
+    assert env["task"] == "proj.tasks.add"
+
+
+# -- bad input -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("data", [
+    b"",
+    b"\xff\xfe\x00garbage",
+    b"not json at all",
+    b"[1, 2, 3]",
+    b'{"no": "id or task"}',
+    b'"just a string"',
+    b"\x80\x04\x95",  # the start of a pickle, not an envelope
+])
+def test_undecodable_bytes_raise_decode_error(data: bytes) -> None:
+    with pytest.raises(DecodeError):
+        decode(data, ["json", "pickle"])
+
+
+def _envelope(**fields: Any) -> bytes:
+    env = {"v": 1, "id": "i", "task": "t", "queue": "multiq", "retries": 0, "sent": 0}
+    env.update(fields)
+    return json.dumps(env).encode()
+
+
+@pytest.mark.parametrize("data", [
+    _envelope(ct="application/json", body="!!! not base64 !!!"),
+    _envelope(ct="application/json", body=base64.b64encode(b"{broken json").decode()),
+    _envelope(ct="application/json", ce="zlib", body=base64.b64encode(b"not zlib").decode()),
+    _envelope(ct="application/json", body=base64.b64encode(b'{"a": 1}').decode()),
+    _envelope(ct="application/json", body=base64.b64encode(b"[1, 2, 3]").decode()),
+    _envelope(ct="application/x-python-serialize",
+              body=base64.b64encode(b"\x80\x04garbage").decode()),
+    _envelope(args="not a list", kwargs={}),
+    _envelope(args=[], kwargs=[1, 2]),
+])
+def test_bad_bodies_raise_decode_error(data: bytes) -> None:
+    with pytest.raises(DecodeError):
+        decode(data, ["json", "pickle"])
+
+
+def test_an_unknown_content_type_is_refused() -> None:
+    data = _envelope(ct="application/x-yaml", body=base64.b64encode(b"a: 1").decode())
+    with pytest.raises((ContentDisallowed, DecodeError)):
+        decode(data, ["json"])
