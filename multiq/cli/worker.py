@@ -1,9 +1,11 @@
 """``multiq worker``: start a node in the foreground, with Celery's banner."""
 from __future__ import annotations
 
+import logging
+import os
 import platform
 import sys
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import click
 
@@ -27,13 +29,31 @@ def _split(values: Any) -> List[str]:
               help="Number of pool threads/processes (default: CPU count).")
 @click.option("-P", "--pool", type=click.Choice(["prefork", "processes", "solo", "threads"],
                                                   case_sensitive=False), default=None,
-              help="Pool implementation.")
+              help="Pool implementation (default prefork).")
 @click.option("-Q", "--queues", multiple=True, help="Queues to consume from (comma list).")
 @click.option("-X", "--exclude-queues", multiple=True, help="Queues not to consume from.")
 @hostname_option()
-@click.option("-f", "--logfile", default=None, help="Log to this file (default: stderr).")
+@click.option("-f", "--logfile", default=None,
+              help="Log file (default: stderr); %n %h %d %p %i %I are expanded.")
+@click.option("--pidfile", default=None, help="Pid file; %n %h %d %p are expanded.")
+@click.option("-D", "--detach", is_flag=True, default=False, help="Run in the background.")
+@click.option("--uid", default=None, help="User to run as (name or id), with --detach.")
+@click.option("--gid", default=None, help="Group to run as (name or id), with --detach.")
+@click.option("--umask", default=None, help="Umask (octal) of the detached process.")
+@click.option("--executable", default=None, hidden=True)
+@click.option("--ready-timeout", type=float, default=60.0, show_default=True,
+              help="With --detach: how long to wait for the node to be ready.")
 @click.option("--prefetch-multiplier", type=int, default=None,
               help="Messages held per pool slot (default 4).")
+@click.option("--max-tasks-per-child", type=int, default=None,
+              help="Replace a pool child after this many tasks.")
+@click.option("--max-memory-per-child", type=int, default=None,
+              help="Replace a pool child once its resident memory passes this many KiB.")
+@click.option("--time-limit", type=float, default=None, help="Hard time limit (seconds).")
+@click.option("--soft-time-limit", type=float, default=None, help="Soft time limit (seconds).")
+@click.option("--soft-shutdown-timeout", type=float, default=None,
+              help="Bound a warm shutdown: after this many seconds it turns cold.")
+@click.option("--autoscale", default=None, help="MAX,MIN pool processes (prefork).")
 @click.option("-E", "--task-events", "--events", "task_events", is_flag=True, default=False,
               help="Send task events.")
 @click.option("-I", "--include", multiple=True, help="Extra modules to import (comma list).")
@@ -42,32 +62,184 @@ def _split(values: Any) -> List[str]:
 @click.option("--without-mingle", is_flag=True, hidden=True)
 @click.option("-O", "optimization", default=None, hidden=True)
 @click.pass_context
-def worker(ctx: click.Context, loglevel: str, concurrency: Optional[int], pool: Optional[str],
-           queues: Any, exclude_queues: Any, hostname: Optional[str], logfile: Optional[str],
-           prefetch_multiplier: Optional[int], task_events: bool, include: Any,
-           **kwargs: Any) -> None:
+def worker(ctx: click.Context, **kwargs: Any) -> None:
     """Start a worker node."""
-    from multiq import log
-    from multiq.exceptions import ImproperlyConfigured
-    from multiq.worker.worker import Worker
+    from multiq.supervisor import daemon
 
     obj: CLIContext = merge_globals(ctx, kwargs)
     app = obj.app
-    for module in _split(include):
-        app.conf.include = [*(app.conf.include or []), module]
-    if task_events:
-        app.conf.worker_send_task_events = True
-    log.setup(loglevel, logfile, app.conf.get("worker_log_format"))
+    opts = NodeOptions.from_cli(app, kwargs)
+    pidfile = opts.pidfile_path()
+    if kwargs["detach"] and not os.environ.get(daemon.DAEMON_ENV):
+        sys.exit(_detach(obj, opts, pidfile, kwargs))
+    sys.exit(run_node(obj, opts, pidfile, daemon.Reporter(None),
+                      detached=bool(os.environ.get(daemon.DAEMON_ENV))))
+
+
+def _detach(obj: CLIContext, opts: NodeOptions, pidfile: Optional[str],
+            kwargs: Dict[str, Any]) -> int:
+    """In the launcher: check what can be checked here, fork the daemon, wait for READY."""
+    from multiq.supervisor import daemon
+    from multiq.supervisor.pidfile import Pidfile
+
+    if pidfile:
+        owner = Pidfile(pidfile).owner()
+        if owner is not None:
+            click.echo(f"ERROR: Pidfile ({pidfile}) already exists.\n"
+                       f"Seems we're already running? (pid: {owner.pid})", err=True)
+            return 73
+    logfile = opts.main_logfile()
+    if logfile:
+        os.makedirs(os.path.dirname(os.path.abspath(logfile)), exist_ok=True)
+        with open(logfile, "a"):
+            pass
     try:
-        node = Worker(app, hostname=hostname, concurrency=concurrency, pool=pool,
-                      queues=_split(queues) or None, exclude_queues=_split(exclude_queues),
-                      prefetch_multiplier=prefetch_multiplier)
+        uid = daemon.resolve_uid(kwargs["uid"])
+        gid = daemon.resolve_gid(kwargs["gid"], uid)
+        umask = daemon.parse_umask(kwargs["umask"])
+    except (KeyError, ValueError) as exc:
+        raise click.UsageError(f"Bad --uid/--gid/--umask: {exc}") from exc
+
+    def failed(reason: str) -> None:
+        click.echo(f"ERROR: node {opts.hostname} did not start: {reason}", err=True)
+        if logfile:
+            click.echo(tail(logfile), err=True)
+
+    return daemon.detach(
+        lambda reporter: run_node(obj, opts, pidfile, reporter, detached=True),
+        workdir=obj.options.get("workdir") or os.getcwd(), umask=umask, uid=uid, gid=gid,
+        timeout=kwargs["ready_timeout"], on_failure=failed,
+    )
+
+
+def run_node(obj: CLIContext, opts: NodeOptions, pidfile: Optional[str], reporter: Any,
+             detached: bool) -> int:
+    """Run the node in this process until it stops; re-exec on a HUP restart."""
+    from multiq import log
+    from multiq.exceptions import ImproperlyConfigured
+    from multiq.supervisor.pidfile import Pidfile, PidfileHeld
+    from multiq.worker.worker import Worker
+
+    log.setup(opts.loglevel, opts.main_logfile(), opts.log_format, node=opts.hostname)
+    lock = Pidfile(pidfile) if pidfile else None
+    if lock is not None:
+        try:
+            lock.acquire()
+        except PidfileHeld as exc:
+            reporter.error(f"73 {exc}")
+            click.echo(str(exc), err=True)
+            return 73
+    obj.app.import_default_modules()
+    try:
+        node = Worker(obj.app, on_ready=reporter.ready,
+                      on_exit=lock.release if lock is not None else None,
+                      detached=detached, **opts.worker_kwargs())
     except ImproperlyConfigured as exc:
+        if lock is not None:
+            lock.release()
+        reporter.error(str(exc))
         raise click.UsageError(str(exc)) from exc
-    app.import_default_modules()
-    if not obj.quiet:
-        click.echo(banner(node), err=bool(logfile) is False and False)
-    sys.exit(node.run())
+    if not obj.quiet and not detached:
+        click.echo(banner(node))
+    elif detached:
+        logging.getLogger("multiq.worker").info("\n%s", banner(node))
+    code = node.run()
+    if lock is not None:
+        lock.release()
+    if node.failure:
+        reporter.error(node.failure)
+    if node.restart_requested:
+        _reexec()
+    return code
+
+
+def _reexec() -> None:
+    """HUP: start again in place, same pid, same arguments (already detached)."""
+    logging.getLogger("multiq.worker").warning("Restarting node with %s", sys.argv)
+    logging.shutdown()
+    for fd in (0, 1, 2):  # a daemon's std streams are /dev/null; keep them open across exec
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.dup2(os.open(os.devnull, os.O_RDWR), fd)
+    os.execv(sys.executable, [sys.executable, "-m", "multiq", *sys.argv[1:]])
+
+
+def tail(path: str, lines: int = 20) -> str:
+    try:
+        with open(path, errors="replace") as fh:
+            return "".join(fh.readlines()[-lines:])
+    except OSError:
+        return ""
+
+
+class NodeOptions:
+    """The worker command's options, resolved once (templates, autoscale, logging)."""
+
+    def __init__(self, app: Any, values: Dict[str, Any]) -> None:
+        from multiq.naming import nodename
+
+        self.app = app
+        self.values = values
+        self.hostname = nodename(values.get("hostname") or app.conf.worker_hostname)
+        self.loglevel = values.get("loglevel") or "WARNING"
+        self.logfile = values.get("logfile")
+        self.log_format = getattr(app.conf, "changes", {}).get("worker_log_format")
+
+    @classmethod
+    def from_cli(cls, app: Any, values: Dict[str, Any]) -> NodeOptions:
+        for module in _split(values.get("include")):
+            app.conf.include = [*(app.conf.include or []), module]
+        if values.get("task_events"):
+            app.conf.worker_send_task_events = True
+        return cls(app, values)
+
+    def pidfile_path(self) -> Optional[str]:
+        from multiq.naming import node_expand
+        path = self.values.get("pidfile")
+        return os.path.abspath(node_expand(path, self.hostname)) if path else None
+
+    def main_logfile(self) -> Optional[str]:
+        return self.child_logfile(0)
+
+    def child_logfile(self, index: int) -> Optional[str]:
+        from multiq.naming import node_expand
+        if not self.logfile:
+            return None
+        return os.path.abspath(node_expand(self.logfile, self.hostname, index))
+
+    def worker_kwargs(self) -> Dict[str, Any]:
+        from multiq import log
+        from multiq.naming import has_index
+
+        v = self.values
+        autoscale = _autoscale(v.get("autoscale"))
+        concurrency = v.get("concurrency")
+        if autoscale and not concurrency:
+            concurrency = max(1, autoscale[1])
+        kwargs: Dict[str, Any] = dict(
+            hostname=self.hostname, concurrency=concurrency, pool=v.get("pool"),
+            queues=_split(v.get("queues")) or None,
+            exclude_queues=_split(v.get("exclude_queues")),
+            prefetch_multiplier=v.get("prefetch_multiplier"),
+            max_tasks_per_child=v.get("max_tasks_per_child"),
+            max_memory_per_child=v.get("max_memory_per_child"),
+            time_limit=v.get("time_limit"), soft_time_limit=v.get("soft_time_limit"),
+            soft_shutdown_timeout=v.get("soft_shutdown_timeout"), autoscale=autoscale,
+        )
+        if has_index(self.logfile):
+            kwargs["setup_child_logging"] = lambda index: log.setup(
+                self.loglevel, self.child_logfile(index), self.log_format, node=self.hostname)
+        return kwargs
+
+
+def _autoscale(value: Optional[str]) -> Optional[Tuple[int, int]]:
+    if not value:
+        return None
+    parts = [int(p) for p in str(value).split(",") if p.strip()]
+    if len(parts) == 1:
+        parts.append(0)
+    return max(parts[0], parts[1]), min(parts[0], parts[1])
 
 
 def banner(node: Any) -> str:

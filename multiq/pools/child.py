@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import ctypes
-import faulthandler
 import logging
 import os
 import pickle
 import signal
-import sys
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, Optional, Tuple
@@ -67,7 +65,6 @@ def child_main(conn: Connection, executor: Executor, config: ChildConfig,
         signal.signal(signal.SIGQUIT, signal.SIG_DFL)
         signal.signal(signal.SIGHUP, signal.SIG_DFL)
         signal.signal(signal.SIGALRM, _soft_timeout)
-        faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
         config.setup(config.index)
         executor.app._reset_connections()  # never share a connection across fork
         executor.committer = None  # type: ignore[assignment]

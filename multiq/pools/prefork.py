@@ -41,6 +41,8 @@ class Child:
     deadline: Optional[float] = None
     timed_out: bool = False
     retiring: bool = False
+    born: float = 0.0
+    ran: int = 0
 
 
 class PreforkPool(Pool):
@@ -63,6 +65,7 @@ class PreforkPool(Pool):
         self._cond = threading.Condition()
         self._running = False
         self._cold = False
+        self._failures = 0
         self._wake_r, self._wake_w = socket.socketpair()
         self._reader: Optional[threading.Thread] = None
         self._parent_pid = os.getpid()
@@ -91,9 +94,15 @@ class PreforkPool(Pool):
                        self._parent_pid)
         child_end.close()
         with self._cond:
-            self.children[index] = Child(index, pid, Connection(parent_end.detach()))
+            self.children[index] = Child(index, pid, Connection(parent_end.detach()),
+                                         born=time.monotonic())
             self._cond.notify_all()
         self._wake()
+
+    def _stop_wait(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while self._running and time.monotonic() < end:
+            time.sleep(0.05)
 
     def _wake(self) -> None:
         try:
@@ -213,6 +222,7 @@ class PreforkPool(Pool):
         self.executor.committer.complete(req, Outcome(state, retval, exc, tb, retry, requeue))
         with self._cond:
             child.req, child.deadline = None, None
+            child.ran += 1
             if last:
                 child.retiring = True
             self._cond.notify_all()
@@ -244,7 +254,16 @@ class PreforkPool(Pool):
         if req is not None:
             self._lost(req, child, status)
         if self._running and child.index <= self.concurrency:
-            self._spawn(child.index)
+            if not child.ran and time.monotonic() - child.born < 1.0 and status:
+                self._failures += 1  # dies at start-up: do not respawn in a tight loop
+                delay = min(0.1 * 2 ** self._failures, 5.0)
+                logger.error("Pool child %d died at start-up (%s); respawning in %.1fs",
+                             child.index, _describe_exit(status), delay)
+                self._stop_wait(delay)
+            else:
+                self._failures = 0
+            if self._running:
+                self._spawn(child.index)
 
     def _lost(self, req: Request, child: Child, status: int) -> None:
         if child.timed_out:

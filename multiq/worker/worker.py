@@ -1,29 +1,38 @@
 """A worker node: its parts, built and started in order, and its shutdown.
 
-Start-up, top to bottom: import task modules → connect and declare queues → heartbeat →
-revoke sync → committer → promoter → recovery → pool → consume ("ready").
-Shutdown in reverse. Signal handlers only set flags; the main loop acts on them.
+Start-up, top to bottom: import task modules → connect and declare queues → committer and
+executor → pool (prefork forks here, before any other thread exists) → committer thread →
+heartbeat → revoke sync → promoter → recovery → consume ("ready"). Shutdown in reverse.
+
+Signals: TERM warm shutdown; INT warm, a second INT cold; QUIT cold; HUP restart in place
+(detached nodes); USR1 dumps every thread's stack to the log. Handlers only set flags; the
+main loop, or for what cannot wait for it the ``SignalWatcher`` thread, acts on them.
 """
 from __future__ import annotations
 
 import logging
 import os
 import signal
+import sys
 import threading
 import time
+import traceback
 import uuid
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import redis
 
-from multiq import signals
-from multiq.exceptions import ImproperlyConfigured
+from multiq import signals, states
+from multiq.exceptions import ImproperlyConfigured, WorkerLostError
+from multiq.naming import nodename
 from multiq.pools.base import Pool
+from multiq.supervisor.notify import Notifier
+from multiq.trace import Outcome
 from multiq.worker import components
 from multiq.worker.committer import Committer
 from multiq.worker.consumer import Consumer
 from multiq.worker.execute import Executor
-from multiq.worker.state import WorkerState, hostname_expand
+from multiq.worker.state import WorkerState
 
 logger = logging.getLogger("multiq.worker")
 
@@ -37,13 +46,13 @@ class Worker:
         self, app: Any, *, hostname: Optional[str] = None, concurrency: Optional[int] = None,
         pool: Optional[str] = None, queues: Optional[List[str]] = None,
         exclude_queues: Optional[List[str]] = None,
-        prefetch_multiplier: Optional[int] = None, **options: Any,
+        prefetch_multiplier: Optional[int] = None,
+        on_ready: Optional[Callable[[], None]] = None,
+        on_exit: Optional[Callable[[], None]] = None, **options: Any,
     ) -> None:
         conf = app.conf
         self.app = app
-        self.hostname = hostname_expand(hostname or conf.worker_hostname or "multiq@%h")
-        if "@" not in self.hostname:
-            self.hostname = hostname_expand(f"{self.hostname}@%h")
+        self.hostname = nodename(hostname or conf.worker_hostname)
         self.consumer_name = f"{self.hostname}|{uuid.uuid4().hex[:12]}"
         self.pool_kind = (pool or conf.worker_pool or "prefork").lower()
         if self.pool_kind == "processes":
@@ -59,34 +68,58 @@ class Worker:
             raise ImproperlyConfigured("No queues left to consume from after --exclude-queues")
         multiplier = conf.worker_prefetch_multiplier if prefetch_multiplier is None \
             else prefetch_multiplier
-        self.prefetch = max(1, self.concurrency * max(1, int(multiplier or 1)))
+        self.multiplier = max(1, int(multiplier or 1))
+        self.prefetch = self.concurrency * self.multiplier
         self.options = options
+        self.notifier = Notifier.from_environ(unset=True)  # systemd Type=notify, if any
+        self.on_ready = on_ready
+        self.on_exit = on_exit
         self.state = WorkerState()
         self.started = time.time()
         self.ready = False
+        self.restart_requested = False
+        self.exit_code = 0
+        self.failure: Optional[str] = None  # why the node could not start
         self._stop_mode: Optional[str] = None  # "warm" or "cold"
         self._sigint_count = 0
+        self._flags = threading.Event()
+        self._dump_requested = False
+        self._cold_lock = threading.Lock()
+        self._cold_started = False
         self.pool: Optional[Pool] = None
         self.consumer: Optional[Consumer] = None
+        self.committer: Optional[Committer] = None
         self.components: List[components.Component] = []
 
     # -- signals -------------------------------------------------------------------------
 
-    def install_signal_handlers(self) -> None:
+    def install_signal_handlers(self, detached: bool = False) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
         signal.signal(signal.SIGTERM, lambda *_: self.request_stop("warm"))
         signal.signal(signal.SIGQUIT, lambda *_: self.request_stop("cold"))
         signal.signal(signal.SIGINT, self._on_sigint)
+        signal.signal(signal.SIGUSR1, self._on_usr1)
+        if detached:
+            signal.signal(signal.SIGHUP, self._on_hup)
 
     def _on_sigint(self, *_: Any) -> None:
         self._sigint_count += 1
         self.request_stop("warm" if self._sigint_count == 1 else "cold")
 
+    def _on_hup(self, *_: Any) -> None:
+        self.restart_requested = True
+        self.request_stop("warm")
+
+    def _on_usr1(self, *_: Any) -> None:
+        self._dump_requested = True
+        self._flags.set()
+
     def request_stop(self, mode: str = "warm") -> None:
-        """Ask for a warm or cold shutdown (safe from signal handlers: sets a flag only)."""
+        """Ask for a warm or cold shutdown (safe in a signal handler: sets flags only)."""
         if self._stop_mode != "cold":
             self._stop_mode = mode
+        self._flags.set()
 
     def should_stop(self) -> bool:
         return self._stop_mode is not None
@@ -100,47 +133,63 @@ class Worker:
         app.import_default_modules()
         app.finalize()
         signals.worker_init.send(sender=self)
-        self.install_signal_handlers()
+        self.install_signal_handlers(self.options.get("detached", False))
         broker = app.broker
         if not self._connect(broker):
             return 1
         committer = Committer(app, self.consumer_name, self.hostname)
         executor = Executor(app, self.hostname, self.consumer_name, self.state, committer)
-        self.executor = executor
-        self.committer = committer
+        self.executor, self.committer = executor, committer
         self.pool = self._make_pool(executor)
         self.consumer = Consumer(broker, self.consumer_name, self.queues, self.prefetch,
                                  self.pool, executor)
-        conf = app.conf
+        self.pool.start()  # fork before any other thread exists
+        committer.start()
+        self._start_components(broker, committer)
+        self.ready = True
+        self.components[0].beat()  # type: ignore[attr-defined]  # the heartbeat: now "ready"
+        logger.info("%s ready.", self.hostname)
+        signals.worker_ready.send(sender=self)
+        self.notifier.ready(f"{self.hostname} consuming from {', '.join(self.queues)}")
+        if self.on_ready is not None:
+            self.on_ready()
+        try:
+            self.consumer.run(self.should_stop)
+        finally:
+            if self._stop_mode == "cold":
+                self._cold_exit()
+            self.shutdown()
+        return self.exit_code
+
+    def _start_components(self, broker: Any, committer: Committer) -> None:
+        conf = self.app.conf
         interval = float(conf.worker_heartbeat_interval)
         ttl = max(float(conf.worker_lost_timeout), interval * 2)
         info = components.node_info(self.hostname, self.consumer_name, self.pool_kind,
                                     lambda: self.pool.concurrency if self.pool else 0,
-                                    lambda: list(self.consumer.queues) if self.consumer else [],
-                                    self.started, lambda: self.ready)
+                                    self.current_queues, self.started, lambda: self.ready)
         heartbeat = components.Heartbeat(broker, self.consumer_name, info, interval, ttl)
         heartbeat.beat()
         revokes = components.RevokeSync(broker, self.state)
         revokes.load()
-        queues = lambda: list(self.consumer.queues) if self.consumer else []  # noqa: E731
         self.components = [
             heartbeat, revokes,
-            components.Promoter(broker, queues),
-            components.Recovery(broker, self.consumer_name, queues, committer, interval * 2),
+            components.Promoter(broker, self.current_queues),
+            components.Recovery(broker, self.consumer_name, self.current_queues, committer,
+                                interval * 2),
+            SignalWatcher(self),
         ]
-        self.pool.start()  # fork before any other thread exists
-        committer.start()
+        if self.notifier.watchdog_interval:
+            self.components.append(Watchdog(self.notifier))
+        autoscale = self.options.get("autoscale")
+        if autoscale and self.pool is not None:
+            from multiq.worker.autoscale import Autoscaler
+            self.components.append(Autoscaler(self, *autoscale))
         for part in self.components:
             part.start()
-        self.ready = True
-        heartbeat.beat()
-        logger.info("%s ready.", self.hostname)
-        signals.worker_ready.send(sender=self)
-        try:
-            self.consumer.run(self.should_stop)
-        finally:
-            self.shutdown()
-        return 0
+
+    def current_queues(self) -> List[str]:
+        return list(self.consumer.queues) if self.consumer else list(self.queues)
 
     def _connect(self, broker: Any) -> bool:
         retry = self.app.conf.broker_connection_retry_on_startup
@@ -153,6 +202,7 @@ class Worker:
                 if not retry or attempt >= attempts or self.should_stop():
                     logger.critical("Cannot connect to the broker at %s: %s",
                                     _masked(broker.url), exc)
+                    self.failure = f"cannot connect to the broker at {_masked(broker.url)}: {exc}"
                     return False
                 logger.error("Cannot connect to %s: %s. Trying again in %.1fs...",
                              _masked(broker.url), exc, delay)
@@ -181,32 +231,136 @@ class Worker:
 
     def _child_setup(self, index: int) -> None:
         """Runs first in each pool child: its title and, with %i / %I, its own log file."""
+        import multiprocessing
+
+        multiprocessing.current_process().name = f"ForkPoolWorker-{index}"
         set_title(f"multiq worker: {self.hostname} child {index}")
+        signal.signal(signal.SIGUSR1, lambda *_: dump_stacks(f"{self.hostname} child {index}"))
         setup_logging = self.options.get("setup_child_logging")
         if setup_logging is not None:
             setup_logging(index)
 
+    def resize(self, concurrency: int) -> None:
+        """Keep the prefetch in step with the pool's size (grow / shrink / autoscale)."""
+        if self.consumer is not None:
+            self.consumer.prefetch = max(1, concurrency * self.multiplier)
+
+    # -- shutdown --------------------------------------------------------------------------
+
     def shutdown(self) -> None:
-        """Hand back what was never started, let running tasks finish, flush, leave."""
-        mode = self._stop_mode or "warm"
-        logger.warning("worker: %s shutdown (MainProcess)", mode.capitalize())
+        """Warm: hand back what was never started, let running tasks finish, flush, leave."""
+        logger.warning("worker: Warm shutdown (MainProcess)")
+        self.notifier.stopping()
         self.ready = False
         if self.consumer is not None:
             n = self.consumer.handback()
             if n:
                 logger.info("Handed back %d unstarted messages", n)
+        bound = float(self.options.get("soft_shutdown_timeout")
+                      or self.app.conf.worker_soft_shutdown_timeout or 0)
+        if bound > 0:
+            timer = threading.Timer(bound, self.request_stop, args=("cold",))
+            timer.daemon = True
+            timer.start()
         if self.pool is not None:
-            self.pool.stop(wait=mode == "warm")
-        if getattr(self, "committer", None) is not None:
+            self.pool.stop(wait=True)
+        self._finish()
+
+    def _cold_exit(self) -> None:
+        """Cold: stop now; unfinished tasks go back to the queue (late ack) or are lost."""
+        with self._cold_lock:
+            if self._cold_started:
+                return
+            self._cold_started = True
+        logger.warning("worker: Cold shutdown (MainProcess)")
+        self.notifier.stopping()
+        self.ready = False
+        self.exit_code = 1
+        if self.consumer is not None:
+            self.consumer.handback()
+        if self.pool is not None:
+            if self.pool.kind == "prefork":
+                self.pool.stop(wait=False)
+            elif self.committer is not None:
+                for req in self.pool.active():
+                    if req.early_ack:
+                        exc = WorkerLostError("Worker exited prematurely: cold shutdown")
+                        self.committer.complete(req, Outcome(states.FAILURE, exc=exc))
+                    else:
+                        self.committer.redeliver(req, count=False)
+        self._finish()
+        logging.shutdown()
+        os._exit(1)
+
+    def _finish(self) -> None:
+        if self.committer is not None:
             self.committer.stop()
         for part in reversed(self.components):
             part.stop()
         signals.worker_shutdown.send(sender=self)
+        if self.on_exit is not None:
+            self.on_exit()
 
     def stats(self) -> Dict[str, Any]:
         return {"pid": os.getpid(), "uptime": int(time.time() - self.started),
                 "total": dict(self.state.total), "prefetch_count": self.prefetch,
                 "pool": self.pool.info() if self.pool else {}}
+
+
+class Watchdog(components.Component):
+    """Pings systemd's watchdog (``WatchdogSec``) while the node lives."""
+
+    name = "watchdog"
+
+    def __init__(self, notifier: Notifier) -> None:
+        super().__init__()
+        self.notifier = notifier
+
+    def tick(self) -> float:
+        self.notifier.watchdog()
+        return self.notifier.watchdog_interval or 10.0
+
+
+class SignalWatcher(components.Component):
+    """Acts on the flags that cannot wait for the main loop (it may be inside a task)."""
+
+    name = "signals"
+
+    def __init__(self, worker: Worker) -> None:
+        super().__init__()
+        self.worker = worker
+
+    def tick(self) -> float:
+        w = self.worker
+        w._flags.wait(1.0)
+        w._flags.clear()
+        if w._dump_requested:
+            w._dump_requested = False
+            dump_stacks(f"{w.hostname} main")
+            if w.pool is not None and w.pool.kind == "prefork":
+                for pid in w.pool.info().get("processes", []):
+                    try:
+                        os.kill(pid, signal.SIGUSR1)
+                    except ProcessLookupError:
+                        pass
+        if w._stop_mode == "cold":
+            w._cold_exit()  # the main thread may be inside a task or a warm shutdown
+        return 0.0
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self.worker._flags.set()
+        super().stop(timeout)
+
+
+def dump_stacks(who: str) -> None:
+    """Log the stack of every thread of this process."""
+    names = {t.ident: t.name for t in threading.enumerate()}
+    parts = [f"Stacks of {who} (pid {os.getpid()}):"]
+    for ident, frame in sys._current_frames().items():
+        parts.append(f"--- thread {names.get(ident, ident)}")
+        parts.append("".join(traceback.format_stack(frame)).rstrip())
+    logger.warning("\n".join(parts))
 
 
 def set_title(title: str) -> None:
@@ -223,4 +377,3 @@ def set_title(title: str) -> None:
 def _masked(url: str) -> str:
     from multiq.config import mask_url
     return mask_url(url)
-

@@ -28,6 +28,9 @@ pytestmark = pytest.mark.system
 
 RESULT = "name is 张三, age is 13"
 PROJECT_MODULES = ("main", "config", "tasks")
+# The fixtures' workers get the test URLs from the environment; here the URLs must come from
+# the tutorial's own files (MultiQ(broker=..., backend=...), config.py), so blank them.
+OWN_URLS = {"MULTIQ_BROKER_URL": "", "MULTIQ_RESULT_BACKEND": ""}
 
 
 # -- the tutorial's files, names changed ------------------------------------------------------
@@ -327,7 +330,7 @@ def multiq_cli(worker_env: Dict[str, str], process_tracker: Any) -> Callable[...
     def start(*args: str, cwd: Path, timeout: float = 20.0) -> WorkerProcess:
         exe = Path(sys.executable).parent / "multiq"
         argv = [str(exe), *args]
-        env = dict(worker_env)
+        env = {k: v for k, v in worker_env.items() if k not in OWN_URLS}
         log_path = cwd.parent / "multiq-cli.log"
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
@@ -363,7 +366,8 @@ def test_delay_returns_at_once_and_worker_runs_the_task(
 ) -> None:
     project.write("main.py", MAIN_MY_TASK)
     project.write("test.py", TEST_DELAY_TIMING)
-    worker = start_worker("main", cwd=project.root)  # multiq -A main worker -l info
+    # multiq -A main worker -l info
+    worker = start_worker("main", cwd=project.root, env=OWN_URLS)
     banner = worker.log()
     assert "main.my_task" in banner.split("[tasks]", 1)[-1]
 
@@ -382,7 +386,7 @@ def test_query_script_prints_what_the_tutorial_shows(
 ) -> None:
     project.write("main.py", MAIN_MY_TASK)
     project.write("test.py", TEST_QUERY_RESULT)
-    start_worker("main", cwd=project.root)
+    start_worker("main", cwd=project.root, env=OWN_URLS)
 
     before = dt.datetime.now(dt.timezone.utc)
     lines = project.run_script("test.py", script_env)
@@ -408,7 +412,7 @@ def test_async_result_api_and_the_result_document(
     project: Project, start_worker: Any, backend_client: Any
 ) -> None:
     project.write("main.py", MAIN_MY_TASK)
-    worker = start_worker("main", cwd=project.root)
+    worker = start_worker("main", cwd=project.root, env=OWN_URLS)
     main = project.load("main")
     start = time.perf_counter()
     res = main.my_task.delay("张三", 13)
@@ -452,7 +456,7 @@ def test_apply_async_with_task_id_and_countdown(
     project: Project, start_worker: Any, backend_client: Any
 ) -> None:
     project.write("main.py", MAIN_MY_TASK)
-    worker = start_worker("main", cwd=project.root)
+    worker = start_worker("main", cwd=project.root, env=OWN_URLS)
     main = project.load("main")
 
     start = time.monotonic()
@@ -473,7 +477,7 @@ def test_a_task_the_worker_does_not_know_fails_until_the_worker_restarts(
     """The tutorial's tip: a new task factory needs a worker restart; until then the worker
     refuses it (Celery: KeyError) and goes on."""
     project.write("main.py", MAIN_MY_TASK)
-    worker = start_worker("main", cwd=project.root)
+    worker = start_worker("main", cwd=project.root, env=OWN_URLS)
     project.write("main.py", MAIN_MY_TASK + NEW_TASK)  # edited while the worker runs
     main = project.load("main")
 
@@ -488,7 +492,7 @@ def test_a_task_the_worker_does_not_know_fails_until_the_worker_restarts(
     assert main.my_task.delay("张三", 13).get(timeout=10) == RESULT
 
     assert worker.stop() == 0  # 先停止 worker 进程，然后再重新启动
-    restarted = start_worker("main", cwd=project.root)
+    restarted = start_worker("main", cwd=project.root, env=OWN_URLS)
     assert "main.new_task" in restarted.log().split("[tasks]", 1)[-1]
     assert main.new_task.delay(2).get(timeout=10) == "new 2"
 
@@ -499,7 +503,7 @@ def test_a_task_the_worker_does_not_know_fails_until_the_worker_restarts(
 def test_task_name_and_bind_with_ten_threads(project: Project, start_worker: Any) -> None:
     project.write("main.py", MAIN_TASK_OPTIONS)
     # multiq -A main worker -l info -c 10
-    worker = start_worker("main", "-c", "10", cwd=project.root, pool="threads")
+    worker = start_worker("main", "-c", "10", cwd=project.root, pool="threads", env=OWN_URLS)
     banner = worker.log()
     task_list = banner.split("[tasks]", 1)[-1]
     assert "加法运算" in task_list and "减法运算" in task_list
@@ -523,7 +527,7 @@ def test_task_name_and_bind_with_ten_threads(project: Project, start_worker: Any
 
 def test_base_class_hooks_run_in_the_worker(project: Project, start_worker: Any) -> None:
     project.write("main.py", MAIN_BASE_CLASS)
-    worker = start_worker("main", cwd=project.root)
+    worker = start_worker("main", cwd=project.root, env=OWN_URLS)
     assert "地灵殿" in worker.log().split("[tasks]", 1)[-1]
 
     main = project.load("main")
@@ -574,7 +578,7 @@ def test_get_without_backend_raises_a_clear_error(
 ) -> None:
     monkeypatch.delenv("MULTIQ_RESULT_BACKEND", raising=False)
     project.write("main.py", MAIN_NO_BACKEND)
-    worker = start_worker("main", cwd=project.root, env={"MULTIQ_RESULT_BACKEND": ""})
+    worker = start_worker("main", cwd=project.root, env=OWN_URLS)
     main = project.load("main")
     res = main.my_task.delay("张三", 13)
     with pytest.raises(Exception) as caught:

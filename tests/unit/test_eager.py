@@ -129,12 +129,6 @@ def test_always_eager_runs_delay_here() -> None:
     assert runs[-1] == (1, 2)
 
 
-@pytest.mark.xfail(
-    reason="library bug: Task.apply_async under task_always_eager calls "
-    "self.apply(args, kwargs, task_id=options.get('task_id'), **options), passing task_id "
-    "twice (TypeError) when apply_async(task_id=...) is used (multiq/task.py)",
-    strict=True,
-)
 def test_always_eager_keeps_the_given_task_id() -> None:
     app = make_app(task_always_eager=True)
 

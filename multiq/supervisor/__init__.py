@@ -1,0 +1,1 @@
+"""The process supervisor behind ``multiq multi``: pidfiles, daemonizing, systemd notification."""
