@@ -7,6 +7,7 @@ import click
 
 from multiq import __version__
 from multiq.cli.base import global_options, merge_globals
+from multiq.cli.multi import multi
 from multiq.cli.worker import worker
 
 
@@ -20,6 +21,7 @@ def cli(ctx: click.Context, **kwargs: Any) -> None:
 
 
 cli.add_command(worker)
+cli.add_command(multi)
 
 
 def main() -> None:

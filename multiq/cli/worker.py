@@ -61,6 +61,7 @@ def _split(values: Any) -> List[str]:
 @click.option("--without-gossip", is_flag=True, hidden=True)
 @click.option("--without-mingle", is_flag=True, hidden=True)
 @click.option("-O", "optimization", default=None, hidden=True)
+@click.argument("overrides", nargs=-1)
 @click.pass_context
 def worker(ctx: click.Context, **kwargs: Any) -> None:
     """Start a worker node."""
@@ -68,12 +69,28 @@ def worker(ctx: click.Context, **kwargs: Any) -> None:
 
     obj: CLIContext = merge_globals(ctx, kwargs)
     app = obj.app
+    _apply_overrides(app, kwargs.pop("overrides", ()))
     opts = NodeOptions.from_cli(app, kwargs)
     pidfile = opts.pidfile_path()
     if kwargs["detach"] and not os.environ.get(daemon.DAEMON_ENV):
         sys.exit(_detach(obj, opts, pidfile, kwargs))
     sys.exit(run_node(obj, opts, pidfile, daemon.Reporter(None),
                       detached=bool(os.environ.get(daemon.DAEMON_ENV))))
+
+
+def _apply_overrides(app: Any, overrides: Any) -> None:
+    """Settings given after ``--`` as ``name=value`` (a leading ``.`` is allowed)."""
+    import json
+
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.UsageError(f"Expected name=value after --, got {item!r}")
+        try:
+            parsed: Any = json.loads(value)
+        except ValueError:
+            parsed = value
+        app.conf[key.lstrip(".")] = parsed
 
 
 def _detach(obj: CLIContext, opts: NodeOptions, pidfile: Optional[str],
@@ -89,10 +106,11 @@ def _detach(obj: CLIContext, opts: NodeOptions, pidfile: Optional[str],
                        f"Seems we're already running? (pid: {owner.pid})", err=True)
             return 73
     logfile = opts.main_logfile()
+    log_start = 0
     if logfile:
         os.makedirs(os.path.dirname(os.path.abspath(logfile)), exist_ok=True)
-        with open(logfile, "a"):
-            pass
+        with open(logfile, "a") as fh:
+            log_start = fh.tell()
     try:
         uid = daemon.resolve_uid(kwargs["uid"])
         gid = daemon.resolve_gid(kwargs["gid"], uid)
@@ -103,7 +121,7 @@ def _detach(obj: CLIContext, opts: NodeOptions, pidfile: Optional[str],
     def failed(reason: str) -> None:
         click.echo(f"ERROR: node {opts.hostname} did not start: {reason}", err=True)
         if logfile:
-            click.echo(tail(logfile), err=True)
+            click.echo(tail(logfile, since=log_start), err=True)
 
     return daemon.detach(
         lambda reporter: run_node(obj, opts, pidfile, reporter, detached=True),
@@ -165,12 +183,15 @@ def _reexec() -> None:
     os.execv(sys.executable, [sys.executable, "-m", "multiq", *sys.argv[1:]])
 
 
-def tail(path: str, lines: int = 20) -> str:
+def tail(path: str, lines: int = 20, since: int = 0) -> str:
+    """The last lines of a log file written after byte ``since``."""
     try:
-        with open(path, errors="replace") as fh:
-            return "".join(fh.readlines()[-lines:])
+        with open(path, "rb") as fh:
+            fh.seek(since)
+            text = fh.read().decode("utf-8", "replace").splitlines()[-lines:]
     except OSError:
         return ""
+    return "\n".join(text)
 
 
 class NodeOptions:
