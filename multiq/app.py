@@ -305,6 +305,8 @@ class MultiQ:
         if signals.before_task_publish.has_receivers():
             signals.before_task_publish.send(sender=name, body=message, routing_key=queue)
         self._publish(message, data, retry, retry_policy)
+        if conf.task_send_sent_event:
+            self._sent_event(message)
         if signals.after_task_publish.has_receivers():
             signals.after_task_publish.send(sender=name, body=message, routing_key=queue)
         return AsyncResult(message.id, app=self, task_name=name)
@@ -330,6 +332,17 @@ class MultiQ:
                 time.sleep(interval)
                 interval = min(interval + float(policy.get("interval_step", 0.2)),
                                float(policy.get("interval_max", 0.2)))
+
+    def _sent_event(self, message: Message) -> None:
+        from multiq import events
+
+        pipe = self.broker.client.pipeline(transaction=False)
+        events.add(pipe, self.broker.keys.events, events.event(
+            "task-sent", uuid=message.id, name=message.task, queue=message.queue,
+            args=events.safe_repr(message.args), kwargs=events.safe_repr(message.kwargs),
+            eta=message.eta, expires=message.expires, retries=message.retries,
+            hostname=_client_name()))
+        pipe.execute()
 
     def route(self, name: str, args: Any = None, kwargs: Any = None,
               task: Optional[Task] = None) -> Dict[str, Any]:
@@ -401,6 +414,11 @@ def _sig_list(value: Any) -> List[Any]:
 def _current_request() -> Any:
     from multiq.worker.state import current_request
     return current_request()
+
+
+def _client_name() -> str:
+    import socket
+    return f"client@{socket.gethostname()}"
 
 
 def _django_apps() -> List[str]:

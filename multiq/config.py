@@ -65,6 +65,7 @@ DEFAULTS: dict[str, Any] = {
     "task_soft_time_limit": None,
     "task_store_eager_result": False,
     "task_time_limit": None,
+    "task_send_sent_event": False,
     "task_track_started": False,
     "timezone": "UTC",
     "worker_concurrency": None,  # None: the number of CPUs

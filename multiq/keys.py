@@ -17,6 +17,9 @@ Broker (one Redis, ``broker_url``; all names start with the prefix, default ``mu
     multiq:nodes                    ZSET     consumer -> time of its last heartbeat
     multiq:revoked                  ZSET     task id -> time the revoke expires
     multiq:revoked:channel          PUBSUB   revoked ids, so live nodes learn at once
+    multiq:control                  PUBSUB   remote-control commands broadcast to every node
+    multiq:reply:<ticket>           LIST     replies to one command; expires after 10 s
+    multiq:events                   STREAM   task and node events (capped), when enabled
     multiq:q:{<queue>}:deadletter   STREAM   messages of <queue> that cannot be run, with why
 
 Result store (``result_backend``, may be another Redis or database)::
@@ -55,6 +58,8 @@ class Keys:
         self.nodes = f"{p}:nodes"
         self.revoked = f"{p}:revoked"
         self.revoked_channel = f"{p}:revoked:channel"
+        self.control = f"{p}:control"
+        self.events = f"{p}:events"
 
     def _q(self, queue: str) -> str:
         return f"{self.prefix}:q:{{{queue}}}"
@@ -78,6 +83,9 @@ class Keys:
 
     def deadletter(self, queue: str) -> str:
         return f"{self._q(queue)}:deadletter"
+
+    def reply(self, ticket: str) -> str:
+        return f"{self.prefix}:reply:{ticket}"
 
     def node(self, consumer: str) -> str:
         return f"{self.prefix}:node:{consumer}"

@@ -6,7 +6,11 @@ from typing import Any
 import click
 
 from multiq import __version__
+from multiq.cli.admin import call, purge, report, result
 from multiq.cli.base import global_options, merge_globals
+from multiq.cli.control import control, inspect, status
+from multiq.cli.deadletter import deadletter
+from multiq.cli.events import events
 from multiq.cli.multi import multi
 from multiq.cli.worker import worker
 
@@ -22,6 +26,15 @@ def cli(ctx: click.Context, **kwargs: Any) -> None:
 
 cli.add_command(worker)
 cli.add_command(multi)
+cli.add_command(purge)
+cli.add_command(result)
+cli.add_command(call)
+cli.add_command(report)
+cli.add_command(deadletter)
+cli.add_command(inspect)
+cli.add_command(control)
+cli.add_command(status)
+cli.add_command(events)
 
 
 def main() -> None:

@@ -40,6 +40,7 @@ class Child:
     req: Optional[Request] = None
     deadline: Optional[float] = None
     timed_out: bool = False
+    terminated: bool = False
     retiring: bool = False
     born: float = 0.0
     ran: int = 0
@@ -221,7 +222,7 @@ class PreforkPool(Pool):
             retry.plan = plan  # type: ignore[attr-defined]
         self.executor.committer.complete(req, Outcome(state, retval, exc, tb, retry, requeue))
         with self._cond:
-            child.req, child.deadline = None, None
+            child.req, child.deadline, child.terminated = None, None, False
             child.ran += 1
             if last:
                 child.retiring = True
@@ -265,7 +266,21 @@ class PreforkPool(Pool):
             if self._running:
                 self._spawn(child.index)
 
+    def terminate(self, ids: set, signum: int) -> List[str]:
+        """Send ``signum`` to the children running these task ids (revoke --terminate)."""
+        killed = []
+        for child in list(self.children.values()):
+            if child.req is not None and child.req.id in ids:
+                child.terminated = True
+                _kill(child.pid, signum)
+                killed.append(child.req.id)
+        return killed
+
     def _lost(self, req: Request, child: Child, status: int) -> None:
+        if child.terminated:
+            logger.warning("Task %s[%s] terminated (revoked)", req.name, req.id)
+            self.executor.committer.revoked(req, "terminated")
+            return
         if child.timed_out:
             hard, _ = self._limits(req)
             exc: BaseException = TimeLimitExceeded(hard)

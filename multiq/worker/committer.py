@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Sequence, Tu
 
 import redis
 
-from multiq import states
+from multiq import events, states
 from multiq.backends.base import exception_to_dict, make_doc
 from multiq.exceptions import BackendNotConfigured, TaskRevokedError, WorkerLostError
 from multiq.message import peek
@@ -47,6 +47,8 @@ class Committer:
         self.extended = bool(app.conf.result_extended)
         self.track_started = bool(app.conf.task_track_started)
         self.ignore_result = bool(app.conf.task_ignore_result)
+        self.events_enabled = bool(app.conf.worker_send_task_events)
+        self.events_stream = self.broker.keys.events
         self._items: Deque[Item] = deque()
         self._cond = threading.Condition()
         self._busy = False
@@ -80,6 +82,11 @@ class Committer:
     def refuse(self, d: Delivery, reason: str, task_id: Optional[str],
                exc: BaseException) -> None:
         self._put(("refuse", d, (reason, task_id, exc)))
+
+    def send_event(self, type_: str, **fields: Any) -> None:
+        """Queue an event (when enabled) to go out with the next batch."""
+        if self.events_enabled:
+            self._put(("event", events.event(type_, hostname=self.hostname, **fields), None))
 
     def _put(self, item: Item) -> None:
         with self._cond:
@@ -145,9 +152,16 @@ class Committer:
                 self._start(results, acks, subject)
             elif kind == "done":
                 self._done(results, acks, subject, detail)
+            elif kind == "event":
+                events.add(acks, self.events_stream, subject)
             elif kind == "redeliver":
                 self._redeliver(acks, subject, detail)
             elif kind == "revoked":
+                if self.events_enabled:
+                    events.add(acks, self.events_stream, events.event(
+                        "task-revoked", uuid=subject.id, name=subject.name,
+                        hostname=self.hostname, expired=detail == "expired",
+                        terminated=detail == "terminated"))
                 exc = TaskRevokedError(detail)
                 self._store(results, subject.id, states.REVOKED, exception_to_dict(exc), None,
                             subject, force=True)
@@ -177,6 +191,9 @@ class Committer:
     def _start(self, results: Any, acks: Any, req: Request) -> None:
         if req.early_ack:
             self.broker.mark_started(acks, req.delivery, self.consumer)
+        if self.events_enabled:
+            events.add(acks, self.events_stream, events.event(
+                "task-started", uuid=req.id, hostname=self.hostname, pid=req.worker_pid))
         if self.track_started and results is not None:
             doc = make_doc(req.id, states.STARTED, {"pid": req.worker_pid,
                                                     "hostname": self.hostname})
@@ -184,6 +201,8 @@ class Committer:
 
     def _done(self, results: Any, acks: Any, req: Request, outcome: Outcome) -> None:
         d, state = req.delivery, outcome.state
+        if self.events_enabled:
+            self._outcome_event(acks, req, outcome)
         if state == states.SUCCESS:
             self._store(results, req.id, state, outcome.retval, None, req)
         elif state == states.FAILURE:
@@ -200,6 +219,22 @@ class Committer:
                 self.broker.dead_letter(acks, d, f"rejected: {outcome.exc}", req.started)
             return
         self.broker.ack(acks, d, req.started)
+
+    def _outcome_event(self, acks: Any, req: Request, outcome: Outcome) -> None:
+        kind = {states.SUCCESS: "task-succeeded", states.FAILURE: "task-failed",
+                states.RETRY: "task-retried", states.REJECTED: "task-rejected"}.get(
+                    outcome.state)
+        if kind is None:
+            return
+        runtime = time.time() - req.time_start if req.time_start else None
+        fields: Dict[str, Any] = {"uuid": req.id, "name": req.name, "hostname": self.hostname,
+                                  "runtime": runtime}
+        if outcome.state == states.SUCCESS:
+            fields["result"] = events.safe_repr(outcome.retval)
+        elif outcome.exc is not None:
+            fields["exception"] = events.safe_repr(outcome.exc)
+            fields["traceback"] = outcome.traceback
+        events.add(acks, self.events_stream, events.event(kind, **fields))
 
     def _retry(self, results: Any, acks: Any, req: Request, outcome: Outcome) -> None:
         plan = outcome.retry.plan  # type: ignore[union-attr]

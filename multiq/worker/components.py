@@ -69,13 +69,18 @@ class Heartbeat(Component):
     name = "heartbeat"
 
     def __init__(self, broker: RedisBroker, consumer: str, info: Callable[[], Dict[str, Any]],
-                 interval: float, ttl: float) -> None:
+                 interval: float, ttl: float,
+                 on_beat: Optional[Callable[[Dict[str, Any]], None]] = None) -> None:
         super().__init__()
         self.broker, self.consumer, self.info = broker, consumer, info
         self.interval, self.ttl = interval, ttl
+        self.on_beat = on_beat
 
     def beat(self) -> None:
-        self.broker.heartbeat(self.consumer, self.info(), self.ttl)
+        info = self.info()
+        self.broker.heartbeat(self.consumer, info, self.ttl)
+        if self.on_beat is not None:
+            self.on_beat(info)
 
     def tick(self) -> float:
         self.beat()

@@ -8,8 +8,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
+from multiq import events, serialization, signals, states
 from multiq import message as message_mod
-from multiq import serialization, signals, states
 from multiq.exceptions import ContentDisallowed, DecodeError, NotRegistered
 from multiq.task import Context, Task
 from multiq.trace import Outcome, send_links, trace
@@ -107,6 +107,12 @@ class Executor:
         req = Request(d, msg, task, early_ack=not acks_late, info={"hostname": self.hostname})
         if self.info_logging:
             logger.info("Task %s[%s] received", msg.task, msg.id)
+        if self.committer.events_enabled:
+            self.committer.send_event(
+                "task-received", uuid=msg.id, name=msg.task, args=events.safe_repr(msg.args),
+                kwargs=events.safe_repr(msg.kwargs), retries=msg.retries, eta=msg.eta,
+                expires=msg.expires, queue=msg.queue, root_id=msg.root_id,
+                parent_id=msg.parent_id)
         if signals.task_received.has_receivers():
             signals.task_received.send(sender=self, request=req)
         return req

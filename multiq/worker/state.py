@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from typing import Any, Optional, Set
+from typing import Any, Set
 
 _local = threading.local()
 
@@ -22,6 +22,7 @@ class WorkerState:
         self.revoked: Set[str] = set()
         self.total: Counter = Counter()
         self.lock = threading.Lock()
+        self.clock = 0  # a logical clock: advanced by every control command received
 
     def is_revoked(self, task_id: str) -> bool:
         return task_id in self.revoked
@@ -36,14 +37,3 @@ class WorkerState:
 
     def count(self, name: str) -> None:
         self.total[name] += 1
-
-
-def hostname_expand(template: str, nodename: Optional[str] = None) -> str:
-    """Expand ``%h %n %d`` in a node name (``w1@%h``) with this host's name."""
-    import socket
-
-    host = socket.gethostname()
-    short, _, domain = host.partition(".")
-    out = template.replace("%%", "\0")
-    out = out.replace("%h", host).replace("%n", short).replace("%d", domain)
-    return out.replace("\0", "%")

@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import redis
 
-from multiq import signals, states
+from multiq import __version__, signals, states
 from multiq.exceptions import ImproperlyConfigured, WorkerLostError
 from multiq.naming import nodename
 from multiq.pools.base import Pool
@@ -148,6 +148,7 @@ class Worker:
         self._start_components(broker, committer)
         self.ready = True
         self.components[0].beat()  # type: ignore[attr-defined]  # the heartbeat: now "ready"
+        self._node_event("worker-online")({})
         logger.info("%s ready.", self.hostname)
         signals.worker_ready.send(sender=self)
         self.notifier.ready(f"{self.hostname} consuming from {', '.join(self.queues)}")
@@ -168,7 +169,8 @@ class Worker:
         info = components.node_info(self.hostname, self.consumer_name, self.pool_kind,
                                     lambda: self.pool.concurrency if self.pool else 0,
                                     self.current_queues, self.started, lambda: self.ready)
-        heartbeat = components.Heartbeat(broker, self.consumer_name, info, interval, ttl)
+        heartbeat = components.Heartbeat(broker, self.consumer_name, info, interval, ttl,
+                                         on_beat=self._node_event("worker-heartbeat"))
         heartbeat.beat()
         revokes = components.RevokeSync(broker, self.state)
         revokes.load()
@@ -178,6 +180,7 @@ class Worker:
             components.Recovery(broker, self.consumer_name, self.current_queues, committer,
                                 interval * 2),
             SignalWatcher(self),
+            ControlMailbox(self),
         ]
         if self.notifier.watchdog_interval:
             self.components.append(Watchdog(self.notifier))
@@ -187,6 +190,44 @@ class Worker:
             self.components.append(Autoscaler(self, *autoscale))
         for part in self.components:
             part.start()
+
+    # -- remote control ------------------------------------------------------------------
+
+    def set_events(self, enabled: bool) -> None:
+        if self.committer is not None:
+            self.committer.events_enabled = enabled
+        self.app.conf.worker_send_task_events = enabled
+
+    def terminate(self, ids: List[str], signame: str = "SIGTERM") -> List[str]:
+        """Kill the pool processes running these tasks (prefork only)."""
+        from multiq.control.commands import signum
+
+        if self.pool is None or self.pool.kind != "prefork":
+            return []
+        return self.pool.terminate(set(ids), signum(signame))  # type: ignore[attr-defined]
+
+    def set_autoscale(self, max_concurrency: int, min_concurrency: int) -> Any:
+        from multiq.worker.autoscale import Autoscaler
+
+        for part in self.components:
+            if isinstance(part, Autoscaler):
+                part.max = max(max_concurrency, min_concurrency)
+                part.min = min(max_concurrency, min_concurrency)
+                return part
+        scaler = Autoscaler(self, max_concurrency, min_concurrency)
+        self.options["autoscale"] = (scaler.max, scaler.min)
+        self.components.append(scaler)
+        scaler.start()
+        return scaler
+
+    def _node_event(self, kind: str) -> Callable[[Dict[str, Any]], None]:
+        def send(info: Dict[str, Any]) -> None:
+            if self.committer is not None and self.committer.events_enabled:
+                active = len(self.pool.active()) if self.pool else 0
+                self.committer.send_event(kind, freq=self.app.conf.worker_heartbeat_interval,
+                                          active=active, processed=sum(self.state.total.values()),
+                                          sw_ident="multiq", sw_ver=__version__)
+        return send
 
     def current_queues(self) -> List[str]:
         return list(self.consumer.queues) if self.consumer else list(self.queues)
@@ -293,6 +334,7 @@ class Worker:
         os._exit(1)
 
     def _finish(self) -> None:
+        self._node_event("worker-offline")({})
         if self.committer is not None:
             self.committer.stop()
         for part in reversed(self.components):
@@ -319,6 +361,50 @@ class Watchdog(components.Component):
     def tick(self) -> float:
         self.notifier.watchdog()
         return self.notifier.watchdog_interval or 10.0
+
+
+class ControlMailbox(components.Component):
+    """Answers remote-control commands broadcast to the nodes (see control/mailbox.py)."""
+
+    name = "control"
+
+    def __init__(self, worker: Worker) -> None:
+        super().__init__()
+        self.worker = worker
+
+    def tick(self) -> float:
+        broker = self.worker.app.broker
+        pubsub = broker.client.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe(broker.keys.control)
+            while not self._stop.is_set():
+                msg = pubsub.get_message(timeout=0.5)
+                if msg and msg.get("type") == "message":
+                    self.handle(msg["data"])
+        finally:
+            pubsub.close()
+        return 0.0
+
+    def handle(self, data: bytes) -> None:
+        import json
+
+        from multiq.control import commands
+        from multiq.control.mailbox import send_reply
+
+        try:
+            message = json.loads(data)
+        except ValueError:
+            return
+        w = self.worker
+        destination = message.get("destination")
+        if destination and w.hostname not in destination:
+            return
+        if message.get("expires") and time.time() > message["expires"]:
+            return
+        w.state.clock += 1
+        reply = commands.dispatch(w, message.get("method", ""), message.get("arguments") or {})
+        if message.get("reply_to"):
+            send_reply(w.app.broker.client, message["reply_to"], w.hostname, reply)
 
 
 class SignalWatcher(components.Component):

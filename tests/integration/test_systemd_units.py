@@ -290,9 +290,9 @@ def test_template_node_name_and_main_pid(
     ]
     assert pid == sh_pid, "the worker must replace the shell: NotifyAccess=main"
     # ... and the worker turns %h into this host, as multi names its nodes.
-    from multiq.worker.state import hostname_expand
+    from multiq.naming import nodename
 
-    assert hostname_expand(argv[4]) == f"w2@{socket.gethostname()}"
+    assert nodename(argv[4]) == f"w2@{socket.gethostname()}"
 
 
 def test_specifiers_are_all_known() -> None:

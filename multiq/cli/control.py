@@ -1,0 +1,189 @@
+"""``multiq inspect``, ``multiq control`` and ``multiq status``."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+import click
+
+from multiq.cli.base import EX_UNAVAILABLE, CLIContext, echo, global_options, merge_globals
+
+INSPECT_COMMANDS = ("stats", "active", "registered", "reserved", "scheduled", "revoked",
+                    "ping", "conf", "query_task", "active_queues", "clock", "report")
+CONTROL_COMMANDS = ("enable_events", "disable_events", "revoke", "rate_limit", "time_limit",
+                    "shutdown", "pool_grow", "pool_shrink", "add_consumer", "cancel_consumer",
+                    "autoscale", "terminate")
+
+
+def _destination(value: Optional[str]) -> Optional[List[str]]:
+    if not value:
+        return None
+    from multiq.naming import nodename
+    return [nodename(v.strip()) for v in value.split(",") if v.strip()]
+
+
+def _common(fun: Any) -> Any:
+    fun = click.option("-d", "--destination", default=None,
+                       help="Comma list of node names to address (default: all).")(fun)
+    fun = click.option("-t", "--timeout", type=float, default=1.0, show_default=True,
+                       help="Seconds to wait for a node that has not replied.")(fun)
+    fun = click.option("-j", "--json", "as_json", is_flag=True, default=False,
+                       help="Print one JSON object keyed by node.")(fun)
+    return global_options(fun)
+
+
+def _print_replies(obj: CLIContext, replies: Sequence[Dict[str, Any]], as_json: bool) -> int:
+    if not replies:
+        click.echo("Error: No nodes replied within time constraint", err=True)
+        return EX_UNAVAILABLE
+    if as_json:
+        merged: Dict[str, Any] = {}
+        for reply in replies:
+            merged.update(reply)
+        click.echo(json.dumps(merged, indent=None, sort_keys=True, default=repr))
+        return 0
+    for reply in replies:
+        for node, body in reply.items():
+            status, text = _render(body)
+            mark = click.style(status, fg="green" if status == "OK" else "red") \
+                if obj.color else status
+            echo(obj, f"->  {node}: {mark}")
+            if text:
+                echo(obj, text)
+    n = len(replies)
+    echo(obj, f"\n{n} {'node' if n == 1 else 'nodes'} online.")
+    return 0
+
+
+def _render(body: Any) -> tuple:
+    if isinstance(body, dict) and set(body) == {"ok"}:
+        return "OK", _indent(body["ok"]) if body["ok"] != "pong" else "        pong"
+    if isinstance(body, dict) and set(body) == {"error"}:
+        return "ERROR", _indent(body["error"])
+    return "OK", _indent(body)
+
+
+def _item(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, default=repr, ensure_ascii=False)
+
+
+def _indent(value: Any) -> str:
+    if isinstance(value, list):
+        if not value:
+            return "    - empty -"
+        return "\n".join(f"    * {_item(v)}" for v in value)
+    if isinstance(value, dict):
+        text = json.dumps(value, indent=4, sort_keys=True, default=repr, ensure_ascii=False)
+        return "\n".join("    " + line for line in text.splitlines())
+    return f"    {value}"
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("action", type=click.Choice(INSPECT_COMMANDS))
+@click.argument("arguments", nargs=-1)
+@click.option("--include", "include", multiple=True,
+              help="registered: task attributes to show (e.g. rate_limit).")
+@_common
+@click.pass_context
+def inspect(ctx: click.Context, action: str, arguments: Sequence[str], include: Sequence[str],
+            destination: Optional[str], timeout: float, as_json: bool, **kwargs: Any) -> None:
+    """Ask the live nodes: stats, active, registered, reserved, scheduled, revoked, ping..."""
+    obj = merge_globals(ctx, kwargs)
+    inspector = obj.app.control.inspect(destination=_destination(destination), timeout=timeout)
+    if action == "query_task":
+        if not arguments:
+            raise click.UsageError("query_task needs at least one task id")
+        result = inspector.query_task(*arguments)
+    elif action == "registered":
+        result = inspector.registered(*(list(include) + list(arguments)))
+    elif action == "conf":
+        result = inspector.conf(with_defaults=bool(arguments and arguments[0] in ("1", "true")))
+    else:
+        result = getattr(inspector, action)()
+    replies = [{node: body} for node, body in (result or {}).items()]
+    sys.exit(_print_replies(obj, replies, as_json))
+
+
+def _control_arguments(action: str, arguments: Sequence[str], terminate: bool,
+                       signal: Optional[str]) -> Dict[str, Any]:
+    def need(n: int, usage: str) -> None:
+        if len(arguments) < n:
+            raise click.UsageError(f"usage: multiq control {action} {usage}")
+
+    if action in ("revoke", "terminate"):
+        need(1, "TASK_ID..." if action == "revoke" else "SIGNAL TASK_ID...")
+        if action == "terminate":
+            return {"task_id": list(arguments[1:]), "terminate": True, "signal": arguments[0]}
+        return {"task_id": list(arguments), "terminate": terminate,
+                "signal": signal or "SIGTERM"}
+    if action == "rate_limit":
+        need(2, "TASK_NAME RATE (e.g. 10/s, 100/m, 1000/h)")
+        return {"task_name": arguments[0], "rate_limit": arguments[1]}
+    if action == "time_limit":
+        need(2, "TASK_NAME SOFT [HARD]")
+        hard = float(arguments[2]) if len(arguments) > 2 else None
+        return {"task_name": arguments[0], "soft": float(arguments[1]), "hard": hard}
+    if action in ("pool_grow", "pool_shrink"):
+        return {"n": int(arguments[0]) if arguments else 1}
+    if action == "autoscale":
+        need(2, "MAX MIN")
+        return {"max": int(arguments[0]), "min": int(arguments[1])}
+    if action in ("add_consumer", "cancel_consumer"):
+        need(1, "QUEUE")
+        return {"queue": arguments[0]}
+    return {}
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("action", type=click.Choice(CONTROL_COMMANDS))
+@click.argument("arguments", nargs=-1)
+@click.option("--terminate", is_flag=True, default=False,
+              help="revoke: also kill the running task.")
+@click.option("--signal", "signal_name", default=None, help="revoke: signal to kill with.")
+@_common
+@click.pass_context
+def control(ctx: click.Context, action: str, arguments: Sequence[str], terminate: bool,
+            signal_name: Optional[str], destination: Optional[str], timeout: float,
+            as_json: bool, **kwargs: Any) -> None:
+    """Change the live nodes: revoke, rate_limit, time_limit, pool_grow, add_consumer..."""
+    obj = merge_globals(ctx, kwargs)
+    args = _control_arguments(action, arguments, terminate, signal_name)
+    dest = _destination(destination)
+    control_api = obj.app.control
+    if action in ("revoke", "terminate"):
+        replies = control_api.revoke(args["task_id"], destination=dest,
+                                     terminate=args["terminate"], signal=args["signal"],
+                                     reply=True, timeout=timeout)
+    else:
+        replies = control_api.broadcast(action, args, destination=dest, reply=True,
+                                        timeout=timeout)
+    sys.exit(_print_replies(obj, replies, as_json))
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@global_options
+@click.option("-j", "--json", "as_json", is_flag=True, default=False)
+@click.pass_context
+def status(ctx: click.Context, as_json: bool, **kwargs: Any) -> None:
+    """The live nodes, from their heartbeats (no broadcast, no waiting)."""
+    obj = merge_globals(ctx, kwargs)
+    nodes = obj.app.broker.live_nodes()
+    if as_json:
+        click.echo(json.dumps(nodes, sort_keys=True))
+    for info in sorted(nodes.values(), key=lambda i: i.get("hostname", "")):
+        if as_json:
+            break
+        state = "OK" if info.get("ready") else "STARTING"
+        up = int(time.time() - info.get("started", time.time()))
+        echo(obj, f"->  {info.get('hostname')}: {state} (pid {info.get('pid')}, "
+                  f"{info.get('pool')} x{info.get('concurrency')}, up {up}s, "
+                  f"queues {','.join(info.get('queues') or [])})")
+    if not nodes:
+        click.echo("Error: No nodes replied within time constraint", err=True)
+        sys.exit(EX_UNAVAILABLE)
+    if not as_json:
+        echo(obj, f"\n{len(nodes)} {'node' if len(nodes) == 1 else 'nodes'} online.")

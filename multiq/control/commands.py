@@ -1,0 +1,277 @@
+"""What a node does for each remote-control command. Each handler returns a JSON-able reply.
+
+Inspect commands read; control commands change the node and say what changed
+(``{"ok": ...}`` or ``{"error": ...}``, as Celery replies).
+"""
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import signal
+import time
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
+
+from multiq import __version__
+
+if TYPE_CHECKING:
+    from multiq.worker.worker import Worker
+
+Handler = Callable[..., Any]
+COMMANDS: Dict[str, Handler] = {}
+INSPECT = ("ping", "stats", "active", "reserved", "scheduled", "registered", "revoked",
+           "conf", "query_task", "active_queues", "clock", "report")
+
+
+def command(fun: Handler) -> Handler:
+    COMMANDS[fun.__name__] = fun
+    return fun
+
+
+def dispatch(worker: Worker, method: str, arguments: Dict[str, Any]) -> Any:
+    handler = COMMANDS.get(method)
+    if handler is None:
+        return {"error": f"unknown command {method!r}"}
+    try:
+        return handler(worker, **(arguments or {}))
+    except TypeError as exc:
+        return {"error": f"bad arguments for {method}: {exc}"}
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+# -- inspect ---------------------------------------------------------------------------
+
+
+@command
+def ping(worker: Worker) -> Any:
+    return {"ok": "pong"}
+
+
+@command
+def clock(worker: Worker) -> Any:
+    return {"clock": worker.state.clock}
+
+
+@command
+def stats(worker: Worker) -> Any:
+    from multiq.config import mask_url
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    broker = worker.app.broker
+    pool = worker.pool.info() if worker.pool else {}
+    return {
+        "pid": os.getpid(), "uptime": int(time.time() - worker.started),
+        "clock": worker.state.clock, "hostname": worker.hostname,
+        "pool": {**pool, "max-concurrency": worker.pool.concurrency if worker.pool else 0},
+        "prefetch_count": worker.consumer.prefetch if worker.consumer else worker.prefetch,
+        "total": dict(worker.state.total),
+        "broker": {"url": mask_url(broker.url), "transport": "redis",
+                   "prefix": broker.keys.prefix},
+        "rusage": {"utime": usage.ru_utime, "stime": usage.ru_stime,
+                   "maxrss": usage.ru_maxrss, "minflt": usage.ru_minflt,
+                   "majflt": usage.ru_majflt, "nvcsw": usage.ru_nvcsw,
+                   "nivcsw": usage.ru_nivcsw},
+        "queues": worker.current_queues(),
+    }
+
+
+@command
+def active(worker: Worker, safe: bool = False) -> Any:
+    return [req.describe() for req in (worker.pool.active() if worker.pool else [])]
+
+
+@command
+def reserved(worker: Worker) -> Any:
+    return [req.describe() for req in (list(worker.consumer.reserved)
+                                       if worker.consumer else [])]
+
+
+@command
+def scheduled(worker: Worker, limit: int = 100) -> Any:
+    """Countdown / eta messages waiting in Redis for this node's queues (durable delays
+    are held by Redis, not by a node's memory)."""
+    from multiq.message import peek
+
+    broker, out = worker.app.broker, []
+    for queue in worker.current_queues():
+        rows = broker.client.zrange(broker.keys.delayed(queue), 0, limit - 1, withscores=True)
+        bodies = broker.client.hmget(broker.keys.delayed_bodies(queue), [m for m, _ in rows]) \
+            if rows else []
+        for (_member, due), body in zip(rows, bodies):
+            if body is None:
+                continue
+            head, _, data = body.partition(b"|")
+            try:
+                env = peek(data)
+            except Exception:
+                continue
+            out.append({"eta": due, "priority": int(head.split(b",")[0]),
+                        "request": {"id": env["id"], "name": env["task"],
+                                    "args": env.get("args"), "kwargs": env.get("kwargs"),
+                                    "queue": queue}})
+    return sorted(out, key=lambda item: item["eta"])
+
+
+@command
+def registered(worker: Worker, taskinfoitems: Optional[List[str]] = None) -> Any:
+    out = []
+    for name, task in sorted(worker.app.tasks.regular().items()):
+        fields = [f"{attr}={getattr(task, attr, None)}" for attr in taskinfoitems or ()
+                  if getattr(task, attr, None) is not None]
+        out.append(" ".join([name, *[f"[{f}]" for f in fields]]) if fields else name)
+    return out
+
+
+@command
+def revoked(worker: Worker) -> Any:
+    return sorted(worker.state.revoked)
+
+
+@command
+def conf(worker: Worker, with_defaults: bool = False) -> Any:
+    from multiq.serialization import json_dumps
+
+    table = worker.app.conf.table(with_defaults=with_defaults, censored=True)
+    safe = {}
+    for key, value in table.items():
+        try:
+            json_dumps(value)
+            safe[key] = value
+        except (TypeError, ValueError):
+            safe[key] = repr(value)
+    return safe
+
+
+@command
+def query_task(worker: Worker, ids: Optional[List[str]] = None) -> Any:
+    wanted = set(ids or ())
+    out: Dict[str, Any] = {}
+    for req in (worker.pool.active() if worker.pool else []):
+        if req.id in wanted:
+            out[req.id] = ["active", req.describe()]
+    for req in (worker.consumer.reserved if worker.consumer else []):
+        if req.id in wanted:
+            out[req.id] = ["reserved", req.describe()]
+    return out
+
+
+@command
+def active_queues(worker: Worker) -> Any:
+    return [{"name": q, "routing_key": q, "priorities": "0-9"} for q in worker.current_queues()]
+
+
+@command
+def report(worker: Worker) -> Any:
+    return {"ok": f"multiq {__version__} (Python {platform.python_version()}, "
+                  f"{platform.platform()}) node {worker.hostname}"}
+
+
+# -- control ---------------------------------------------------------------------------
+
+
+@command
+def enable_events(worker: Worker) -> Any:
+    worker.set_events(True)
+    return {"ok": "task events enabled"}
+
+
+@command
+def disable_events(worker: Worker) -> Any:
+    worker.set_events(False)
+    return {"ok": "task events disabled"}
+
+
+@command
+def rate_limit(worker: Worker, task_name: str, rate_limit: Any) -> Any:
+    task = worker.app.tasks.get(task_name)
+    if task is None:
+        return {"error": f"unknown task {task_name!r}"}
+    from multiq.worker.ratelimit import parse_rate
+    try:
+        parse_rate(rate_limit)
+    except ValueError as exc:
+        return {"error": str(exc)}
+    task.rate_limit = rate_limit or None
+    worker.executor.set_rate_limit(task_name, rate_limit or None)
+    if not rate_limit:
+        return {"ok": f"rate limit disabled for {task_name}"}
+    return {"ok": f"new rate limit set for {task_name}: {rate_limit}"}
+
+
+@command
+def time_limit(worker: Worker, task_name: str, soft: Optional[float] = None,
+               hard: Optional[float] = None) -> Any:
+    task = worker.app.tasks.get(task_name)
+    if task is None:
+        return {"error": f"unknown task {task_name!r}"}
+    task.soft_time_limit, task.time_limit = soft, hard
+    return {"ok": f"time limits set for {task_name}: soft={soft} hard={hard}"}
+
+
+@command
+def revoke(worker: Worker, task_id: Any, terminate: bool = False,
+           signal: str = "SIGTERM") -> Any:
+    ids = [task_id] if isinstance(task_id, str) else list(task_id)
+    worker.state.add_revoked(ids)
+    killed = worker.terminate(ids, signal) if terminate else []
+    suffix = f"; terminated {killed}" if killed else ""
+    return {"ok": f"tasks {ids} flagged as revoked{suffix}"}
+
+
+@command
+def shutdown(worker: Worker) -> Any:
+    worker.request_stop("warm")
+    return {"ok": "shutting down (warm)"}
+
+
+@command
+def pool_grow(worker: Worker, n: int = 1) -> Any:
+    if worker.options.get("autoscale"):
+        return {"error": "pool_grow is not allowed with autoscale; use autoscale MAX MIN"}
+    size = worker.pool.grow(int(n)) if worker.pool else 0
+    worker.resize(size)
+    return {"ok": f"pool will grow to {size}"}
+
+
+@command
+def pool_shrink(worker: Worker, n: int = 1) -> Any:
+    if worker.options.get("autoscale"):
+        return {"error": "pool_shrink is not allowed with autoscale; use autoscale MAX MIN"}
+    size = worker.pool.shrink(int(n)) if worker.pool else 0
+    worker.resize(size)
+    return {"ok": f"pool will shrink to {size}"}
+
+
+@command
+def autoscale(worker: Worker, max: int, min: int) -> Any:  # noqa: A002 - Celery's names
+    scaler = worker.set_autoscale(int(max), int(min))
+    return {"ok": f"autoscale now max={scaler.max} min={scaler.min}"}
+
+
+@command
+def add_consumer(worker: Worker, queue: str, **_: Any) -> Any:
+    if worker.consumer is None:
+        return {"error": "not consuming"}
+    if queue in worker.consumer.queues:
+        return {"ok": f"already consuming from {queue!r}"}
+    worker.consumer.add_queue(queue)
+    return {"ok": f"add consumer {queue}"}
+
+
+@command
+def cancel_consumer(worker: Worker, queue: str, **_: Any) -> Any:
+    if worker.consumer is None or queue not in worker.consumer.queues:
+        return {"error": f"not consuming from {queue!r}"}
+    if len(worker.consumer.queues) == 1:
+        return {"error": "refusing to cancel the last queue this node consumes"}
+    worker.consumer.cancel_queue(queue)
+    return {"ok": f"no longer consuming from {queue}"}
+
+
+def signum(name: Any) -> int:
+    """``"SIGTERM"``, ``"TERM"`` or ``15`` → 15."""
+    if isinstance(name, int) or str(name).isdigit():
+        return int(name)
+    text = str(name).upper()
+    return int(getattr(signal, text if text.startswith("SIG") else "SIG" + text))
