@@ -233,6 +233,13 @@ class MultiQ:
         return self._backend
 
     @property
+    def beat(self) -> Any:
+        """The dynamic beat table: ``app.beat.add(name, task, schedule)``, ``remove``,
+        ``list``."""
+        from multiq.beat.table import BeatTable
+        return BeatTable(self)
+
+    @property
     def control(self) -> Any:
         if self._control is None:
             from multiq.control.client import Control

@@ -8,6 +8,7 @@ import click
 from multiq import __version__
 from multiq.cli.admin import call, purge, report, result
 from multiq.cli.base import global_options, merge_globals
+from multiq.cli.beat import beat
 from multiq.cli.control import control, inspect, status
 from multiq.cli.deadletter import deadletter
 from multiq.cli.events import events
@@ -35,6 +36,7 @@ cli.add_command(inspect)
 cli.add_command(control)
 cli.add_command(status)
 cli.add_command(events)
+cli.add_command(beat)
 
 
 def main() -> None:

@@ -56,6 +56,9 @@ def _split(values: Any) -> List[str]:
 @click.option("--autoscale", default=None, help="MAX,MIN pool processes (prefork).")
 @click.option("-E", "--task-events", "--events", "task_events", is_flag=True, default=False,
               help="Send task events.")
+@click.option("-B", "--beat", is_flag=True, default=False,
+              help="Also run beat in this node (only one beat sends, whatever runs).")
+@click.option("-s", "--schedule", "schedule_file", default=None, hidden=True)
 @click.option("-I", "--include", multiple=True, help="Extra modules to import (comma list).")
 @click.option("--without-heartbeat", is_flag=True, hidden=True)
 @click.option("--without-gossip", is_flag=True, hidden=True)
@@ -247,6 +250,7 @@ class NodeOptions:
             max_memory_per_child=v.get("max_memory_per_child"),
             time_limit=v.get("time_limit"), soft_time_limit=v.get("soft_time_limit"),
             soft_shutdown_timeout=v.get("soft_shutdown_timeout"), autoscale=autoscale,
+            beat=bool(v.get("beat")),
         )
         if has_index(self.logfile):
             kwargs["setup_child_logging"] = lambda index: log.setup(

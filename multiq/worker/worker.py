@@ -184,6 +184,9 @@ class Worker:
         ]
         if self.notifier.watchdog_interval:
             self.components.append(Watchdog(self.notifier))
+        if self.options.get("beat"):
+            from multiq.beat.scheduler import EmbeddedBeat
+            self.components.append(EmbeddedBeat(self.app))  # type: ignore[arg-type]
         autoscale = self.options.get("autoscale")
         if autoscale and self.pool is not None:
             from multiq.worker.autoscale import Autoscaler

@@ -1,0 +1,1 @@
+"""Beat: periodic tasks, one sender at a time, state in Redis."""

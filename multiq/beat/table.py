@@ -1,0 +1,79 @@
+"""The schedule: ``beat_schedule`` from the app, plus a dynamic table kept in Redis."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
+
+from multiq.schedules import BaseSchedule, from_dict, maybe_schedule
+
+
+@dataclass
+class Entry:
+    name: str
+    task: str
+    schedule: BaseSchedule
+    args: List[Any] = field(default_factory=list)
+    kwargs: Dict[str, Any] = field(default_factory=dict)
+    options: Dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps({"task": self.task, "schedule": self.schedule.to_dict(),
+                           "args": self.args, "kwargs": self.kwargs, "options": self.options})
+
+
+def entry_from_config(name: str, spec: Dict[str, Any]) -> Entry:
+    """An entry of ``beat_schedule`` (``task``, ``schedule``, ``args``, ``kwargs``,
+    ``options``, ``relative``)."""
+    if "task" not in spec or "schedule" not in spec:
+        raise ValueError(f"beat_schedule entry {name!r} needs 'task' and 'schedule'")
+    return Entry(name, spec["task"], maybe_schedule(spec["schedule"], spec.get("relative", False)),
+                 list(spec.get("args") or ()), dict(spec.get("kwargs") or {}),
+                 dict(spec.get("options") or {}))
+
+
+def entry_from_json(name: str, raw: Any) -> Entry:
+    data = json.loads(raw)
+    return Entry(name, data["task"], from_dict(data["schedule"]), list(data.get("args") or ()),
+                 dict(data.get("kwargs") or {}), dict(data.get("options") or {}))
+
+
+class BeatTable:
+    """``app.beat``: add, change and remove periodic tasks while beat runs."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    @property
+    def key(self) -> str:
+        return f"{self.app.broker.keys.prefix}:beat:entries"
+
+    def add(self, name: str, task: Any, schedule: Any, args: Sequence[Any] = (),
+            kwargs: Optional[Dict[str, Any]] = None, options: Optional[Dict[str, Any]] = None,
+            relative: bool = False) -> Entry:
+        """Add or replace a periodic task; beat picks it up on its next tick."""
+        entry = Entry(name, getattr(task, "name", task), maybe_schedule(schedule, relative),
+                      list(args), dict(kwargs or {}), dict(options or {}))
+        self.app.broker.client.hset(self.key, name, entry.to_json())
+        return entry
+
+    def remove(self, name: str) -> bool:
+        return bool(self.app.broker.client.hdel(self.key, name))
+
+    def dynamic(self) -> Dict[str, Entry]:
+        raw = self.app.broker.client.hgetall(self.key)
+        out = {}
+        for name, data in raw.items():
+            key = name.decode() if isinstance(name, bytes) else name
+            try:
+                out[key] = entry_from_json(key, data)
+            except (ValueError, KeyError, TypeError):
+                continue
+        return out
+
+    def list(self) -> Dict[str, Entry]:
+        """Every entry beat would run now: the app's ``beat_schedule`` then the table's."""
+        entries = {name: entry_from_config(name, spec)
+                   for name, spec in (self.app.conf.beat_schedule or {}).items()}
+        entries.update(self.dynamic())
+        return entries

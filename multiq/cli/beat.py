@@ -1,0 +1,102 @@
+"""``multiq beat``: send periodic tasks (one leader among any number of beats)."""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Optional
+
+import click
+
+from multiq import __version__
+from multiq.cli.base import CLIContext, global_options, merge_globals
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@global_options
+@click.option("-l", "--loglevel", default="WARNING", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "FATAL"],
+                                case_sensitive=False))
+@click.option("-f", "--logfile", default=None, help="Log file (default: stderr).")
+@click.option("--pidfile", default=None, help="Pid file.")
+@click.option("-D", "--detach", is_flag=True, default=False, help="Run in the background.")
+@click.option("--max-interval", type=float, default=None,
+              help="Longest sleep between two checks of the schedule (seconds).")
+@click.option("-s", "--schedule", "schedule_file", default=None,
+              help="Accepted for compatibility; state is kept in Redis, not in a file.")
+@click.option("-S", "--scheduler", default=None, hidden=True)
+@click.option("--uid", default=None)
+@click.option("--gid", default=None)
+@click.option("--umask", default=None)
+@click.pass_context
+def beat(ctx: click.Context, loglevel: str, logfile: Optional[str], pidfile: Optional[str],
+         detach: bool, max_interval: Optional[float], schedule_file: Optional[str],
+         scheduler: Optional[str], uid: Any, gid: Any, umask: Any, **kwargs: Any) -> None:
+    """Start beat: sends the tasks of beat_schedule (and app.beat) when they are due."""
+    from multiq.supervisor import daemon
+
+    obj: CLIContext = merge_globals(ctx, kwargs)
+    app = obj.app
+    pidfile = os.path.abspath(pidfile) if pidfile else None
+    logfile = os.path.abspath(logfile) if logfile else None
+    if detach and not os.environ.get(daemon.DAEMON_ENV):
+        code = daemon.detach(
+            lambda reporter: _run(obj, app, loglevel, logfile, pidfile, max_interval, reporter),
+            workdir=obj.options.get("workdir") or os.getcwd(),
+            umask=daemon.parse_umask(umask), uid=daemon.resolve_uid(uid),
+            gid=daemon.resolve_gid(gid, daemon.resolve_uid(uid)), timeout=30,
+            on_failure=lambda reason: click.echo(f"ERROR: beat did not start: {reason}",
+                                                 err=True))
+        sys.exit(code)
+    sys.exit(_run(obj, app, loglevel, logfile, pidfile, max_interval, daemon.Reporter(None)))
+
+
+def _run(obj: CLIContext, app: Any, loglevel: str, logfile: Optional[str],
+         pidfile: Optional[str], max_interval: Optional[float], reporter: Any) -> int:
+    import signal
+
+    from multiq import log
+    from multiq.beat.scheduler import Beat
+    from multiq.supervisor.pidfile import Pidfile, PidfileHeld
+    from multiq.worker.worker import set_title
+
+    log.setup(loglevel, logfile, node="beat")
+    lock = Pidfile(pidfile) if pidfile else None
+    if lock is not None:
+        try:
+            lock.acquire()
+        except PidfileHeld as exc:
+            reporter.error(f"73 {exc}")
+            click.echo(str(exc), err=True)
+            return 73
+    set_title("multiq beat")
+    app.import_default_modules()
+    runner = Beat(app, max_interval)
+    signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+    signal.signal(signal.SIGINT, lambda *_: runner.stop())
+    if not obj.quiet:
+        banner = _banner(app, runner, loglevel, logfile)
+        if logfile or reporter.fd is not None:
+            import logging
+            logging.getLogger("multiq.beat").info("\n%s", banner)
+        else:
+            click.echo(banner)
+    try:
+        runner.run(on_first_tick=reporter.ready)
+    finally:
+        if lock is not None:
+            lock.release()
+    return 0
+
+
+def _banner(app: Any, runner: Any, loglevel: str, logfile: Optional[str]) -> str:
+    from multiq.config import mask_url
+
+    return "\n".join([
+        f"multiq beat v{__version__} is starting.",
+        "Configuration ->",
+        f"    . broker -> {mask_url(str(app.conf.broker_url))}",
+        "    . scheduler -> Redis (leader lease and last-run times in Redis)",
+        f"    . logfile -> {logfile or '[stderr]'}@%{loglevel.upper()}",
+        f"    . maxinterval -> {runner.max_interval:g} seconds",
+        f"    . entries -> {len(runner.table.list())}",
+    ])
