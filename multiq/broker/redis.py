@@ -152,23 +152,36 @@ class RedisBroker:
         if started:
             p.hdel(self.keys.started(d.queue), d.entry_id)
 
+    def ack_many(self, p: Pipeline, items: Sequence[Tuple[Delivery, bool]]) -> None:
+        """Acknowledge many deliveries with one XACK and one XDEL per stream."""
+        by_stream: Dict[str, List[bytes]] = {}
+        started: Dict[str, List[bytes]] = {}
+        for d, marked in items:
+            by_stream.setdefault(self.keys.stream(d.queue, d.band), []).append(d.entry_id)
+            if marked:
+                started.setdefault(self.keys.started(d.queue), []).append(d.entry_id)
+        for stream, ids in by_stream.items():
+            p.xack(stream, GROUP, *ids)
+            p.xdel(stream, *ids)
+        for key, ids in started.items():
+            p.hdel(key, *ids)
+
     def requeue_delayed(
-        self, p: Pipeline, d: Delivery, data: bytes, eta: float, member: str, started: bool
+        self, p: Pipeline, d: Delivery, data: bytes, eta: float, member: str
     ) -> None:
-        """Put a new version of ``d`` in the delayed set (or its stream) and ack ``d``."""
+        """Put a new version of ``d`` in the delayed set (or its stream); the caller acks."""
         if eta > time.time():
             self.add_delayed(p, d.queue, d.band, member, data, eta)
         else:
             p.xadd(self.keys.stream(d.queue, d.band), {"m": data, "n": 0})
-        self.ack(p, d, started)
 
-    def dead_letter(self, p: Pipeline, d: Delivery, reason: str, started: bool = False) -> None:
+    def dead_letter(self, p: Pipeline, d: Delivery, reason: str) -> None:
+        """Copy ``d`` to its queue's dead-letter stream; the caller acks."""
         p.xadd(
             self.keys.deadletter(d.queue),
             {"m": d.data, "reason": reason, "band": d.band, "time": time.time()},
             maxlen=100_000, approximate=True,
         )
-        self.ack(p, d, started)
 
     def handback(self, deliveries: Sequence[Delivery]) -> int:
         """Give fetched, never started entries back to their streams; returns how many."""

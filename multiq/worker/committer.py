@@ -147,9 +147,13 @@ class Committer:
     def _commit(self, batch: List[Item]) -> None:
         results = self.backend.client.pipeline(transaction=False) if self.backend else None
         acks = self.broker.client.pipeline(transaction=True)
+        self._acks: List[Any] = []
+        finished = {id(subject) for kind, subject, _ in batch
+                    if kind in ("done", "revoked", "redeliver")}
         for kind, subject, detail in batch:
             if kind == "start":
-                self._start(results, acks, subject)
+                # a task that also finished within this batch needs no start marker
+                self._start(results, acks, subject, marker=id(subject) not in finished)
             elif kind == "done":
                 self._done(results, acks, subject, detail)
             elif kind == "event":
@@ -157,40 +161,49 @@ class Committer:
             elif kind == "redeliver":
                 self._redeliver(acks, subject, detail)
             elif kind == "revoked":
-                if self.events_enabled:
-                    events.add(acks, self.events_stream, events.event(
-                        "task-revoked", uuid=subject.id, name=subject.name,
-                        hostname=self.hostname, expired=detail == "expired",
-                        terminated=detail == "terminated"))
-                exc = TaskRevokedError(detail)
-                self._store(results, subject.id, states.REVOKED, exception_to_dict(exc), None,
-                            subject, force=True)
-                self.broker.ack(acks, subject.delivery, subject.started)
+                self._revoked(results, acks, subject, detail)
             else:
                 reason, task_id, exc = detail
                 if task_id:
                     self._store(results, task_id, states.FAILURE, exception_to_dict(exc),
                                 None, None, force=True)
                 self.broker.dead_letter(acks, subject, reason)
+                self._acks.append((subject, False))
+        self.broker.ack_many(acks, self._acks)
         if results is not None and len(results):
             results.execute()
         acks.execute()
+
+    def _ack(self, req: Request) -> None:
+        self._acks.append((req.delivery, req.marked))
+
+    def _revoked(self, results: Any, acks: Any, req: Request, reason: str) -> None:
+        if self.events_enabled:
+            events.add(acks, self.events_stream, events.event(
+                "task-revoked", uuid=req.id, name=req.name, hostname=self.hostname,
+                expired=reason == "expired", terminated=reason == "terminated"))
+        exc = TaskRevokedError(reason)
+        self._store(results, req.id, states.REVOKED, exception_to_dict(exc), None, req,
+                    force=True)
+        self._ack(req)
 
     def _redeliver(self, acks: Any, req: Request, count: bool) -> None:
         d = req.delivery
         n = d.redeliveries + (1 if count else 0)
         if n >= self.broker.max_deliveries:
             self.broker.dead_letter(acks, d, f"delivered {n} times; its process died each "
-                                    "time", req.started)
+                                    "time")
+            self._ack(req)
             logger.error("Task %s[%s] moved to the dead-letter stream after %d deliveries",
                          req.name, req.id, n)
             return
         acks.xadd(self.broker.keys.stream(d.queue, d.band), {"m": d.data, "n": n})
-        self.broker.ack(acks, d, req.started)
+        self._ack(req)
 
-    def _start(self, results: Any, acks: Any, req: Request) -> None:
-        if req.early_ack:
+    def _start(self, results: Any, acks: Any, req: Request, marker: bool = True) -> None:
+        if req.early_ack and marker:
             self.broker.mark_started(acks, req.delivery, self.consumer)
+            req.marked = True
         if self.events_enabled:
             events.add(acks, self.events_stream, events.event(
                 "task-started", uuid=req.id, hostname=self.hostname, pid=req.worker_pid))
@@ -214,11 +227,9 @@ class Committer:
         elif state == states.REJECTED:
             if outcome.requeue:
                 acks.xadd(self.broker.keys.stream(d.queue, d.band), {"m": d.data, "n": 0})
-                self.broker.ack(acks, d, req.started)
             else:
-                self.broker.dead_letter(acks, d, f"rejected: {outcome.exc}", req.started)
-            return
-        self.broker.ack(acks, d, req.started)
+                self.broker.dead_letter(acks, d, f"rejected: {outcome.exc}")
+        self._ack(req)
 
     def _outcome_event(self, acks: Any, req: Request, outcome: Outcome) -> None:
         kind = {states.SUCCESS: "task-succeeded", states.FAILURE: "task-failed",
@@ -248,7 +259,8 @@ class Committer:
         self._store(results, req.id, states.RETRY, exception_to_dict(outcome.exc),  # type: ignore
                     outcome.traceback, req, force=True)
         self.broker.requeue_delayed(acks, req.delivery, data, eta,
-                                    f"{msg.id}:{retried.retries}", req.started)
+                                    f"{msg.id}:{retried.retries}")
+        self._ack(req)
 
     def _store(self, pipe: Any, task_id: str, state: str, result: Any, tb: Optional[str],
                req: Optional[Request], force: bool = False) -> None:

@@ -33,6 +33,7 @@ class Request:
     task: Task
     early_ack: bool
     started: bool = False
+    marked: bool = False  # the start marker was written to Redis
     time_start: Optional[float] = None
     worker_pid: Optional[int] = None
     info: Dict[str, Any] = field(default_factory=dict)

@@ -129,6 +129,9 @@ class Worker:
     def run(self) -> int:
         """Start, consume until asked to stop, shut down; returns the exit code."""
         app = self.app
+        # The node's threads hand work to each other constantly; a short GIL switch
+        # interval keeps one from waiting 5 ms for another that is busy.
+        sys.setswitchinterval(float(self.options.get("switch_interval") or 0.0005))
         set_title(f"multiq worker: {self.hostname} main")
         app.import_default_modules()
         app.finalize()
