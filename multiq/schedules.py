@@ -84,7 +84,10 @@ _FIELDS = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
 
 
 class crontab(BaseSchedule):  # noqa: N801 - Celery's name
-    """Cron fields: ``*``, ``*/15``, ``1-5``, ``mon-fri``, lists, or sets of ints."""
+    """Cron fields: ``*``, ``*/15``, ``1-5``, ``mon-fri``, lists, or sets of ints.
+
+    As in Celery, every field must match: ``day_of_month="1-7", day_of_week="mon"`` is the
+    first Monday of the month (classic cron would take either)."""
 
     def __init__(self, minute: Any = "*", hour: Any = "*", day_of_week: Any = "*",
                  day_of_month: Any = "*", month_of_year: Any = "*",
@@ -104,12 +107,33 @@ class crontab(BaseSchedule):  # noqa: N801 - Celery's name
         return " ".join(getattr(self, name) for name in _FIELDS)
 
     def next_after(self, moment: dt.datetime) -> dt.datetime:
+        """Cron on the zone's wall clock. When clocks go back, a time in the repeated hour
+        runs once — unless the hour field is a wildcard (``*``, ``*/2``): such jobs run in
+        both hours, as cron daemons do. A time skipped when clocks go forward runs at the
+        instant zoneinfo gives it (an hour later by the wall clock)."""
         from croniter import croniter
 
         zone = _zone(self.tz)
-        local = moment.astimezone(zone) if moment.tzinfo else moment.replace(tzinfo=zone)
-        result = croniter(self.expression, local).get_next(dt.datetime)
-        return result if result.tzinfo else result.replace(tzinfo=zone)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=zone)
+        instant = moment.astimezone(UTC)  # compare instants: same-zone compares wall clocks
+        wall = instant.astimezone(zone).replace(tzinfo=None, fold=0)
+        both_folds = self.hour.startswith("*")
+        start = wall
+        if both_folds and _offsets_differ(wall, zone):
+            start = wall - _fold_length(wall, zone)
+        steps = croniter(self.expression, start - dt.timedelta(seconds=1), day_or=False)
+        best: Optional[dt.datetime] = None
+        for _ in range(1000):
+            step = steps.get_next(dt.datetime)
+            for fold in (0, 1) if both_folds else (0,):
+                at = step.replace(tzinfo=zone, fold=fold).astimezone(UTC)
+                if at > instant and (best is None or at < best):
+                    best = at
+            if best is not None and step.replace(tzinfo=zone).astimezone(UTC) > instant:
+                break
+        assert best is not None
+        return best.astimezone(zone)
 
     def to_dict(self) -> Dict[str, Any]:
         return {"type": "crontab", **{name: getattr(self, name) for name in _FIELDS}}
@@ -119,6 +143,18 @@ class crontab(BaseSchedule):  # noqa: N801 - Celery's name
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, crontab) and other.expression == self.expression
+
+
+def _offsets_differ(wall: dt.datetime, zone: dt.tzinfo) -> bool:
+    """Whether a wall time is ambiguous or skipped (a clock change)."""
+    return wall.replace(tzinfo=zone, fold=0).utcoffset() != \
+        wall.replace(tzinfo=zone, fold=1).utcoffset()
+
+
+def _fold_length(wall: dt.datetime, zone: dt.tzinfo) -> dt.timedelta:
+    first = wall.replace(tzinfo=zone, fold=0).utcoffset() or dt.timedelta(0)
+    second = wall.replace(tzinfo=zone, fold=1).utcoffset() or dt.timedelta(0)
+    return abs(first - second)
 
 
 def _field(value: Any) -> str:

@@ -83,7 +83,7 @@ class Beat:
         """Renew or take the lease; if leading, send every due entry. Returns the wait."""
         if not self.hold_lease():
             return min(1.0, self.max_interval)
-        zone = self.app.conf.timezone if not self.app.conf.enable_utc else "UTC"
+        zone = self.app.conf.timezone or "UTC"  # crontabs read the app's wall clock
         entries = self.table.list()
         client = self.app.broker.client
         lasts = {k.decode(): v for k, v in client.hgetall(self.last_key).items()}

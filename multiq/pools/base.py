@@ -1,7 +1,7 @@
 """The pool interface: where requests run."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, List
+from typing import TYPE_CHECKING, Callable, List, Optional
 
 if TYPE_CHECKING:
     from multiq.worker.execute import Request
@@ -17,6 +17,8 @@ class Pool:
     def __init__(self, execute: Execute, concurrency: int) -> None:
         self.execute = execute
         self.concurrency = max(1, int(concurrency))
+        #: Set by the consumer: hands out the next request that can start at once.
+        self.feeder: Optional[Callable[[], Optional[Request]]] = None
 
     def start(self) -> None:
         """Start the pool's threads or processes."""
@@ -35,6 +37,10 @@ class Pool:
 
     def active(self) -> List[Request]:
         raise NotImplementedError
+
+    def held(self) -> List[Request]:
+        """Every request inside the pool, running or queued in it."""
+        return self.active()
 
     def grow(self, n: int = 1) -> int:
         raise NotImplementedError(f"The {self.kind} pool cannot grow")

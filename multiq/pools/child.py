@@ -1,4 +1,11 @@
-"""Inside a prefork child: take jobs from the parent's pipe, run them, send outcomes back."""
+"""Inside a prefork child: take jobs from the parent's pipe, run them, send records back.
+
+The parent may queue a few jobs in a child so it never idles. Before starting a job the
+child writes one message with the previous job's outcome (``D``) and this job's start
+(``S``); when it has nothing left to do it writes the outcome at once. So each task costs
+one write, the parent learns of a start before the task's code runs, and an outcome is
+never held back behind a long task.
+"""
 from __future__ import annotations
 
 import ctypes
@@ -6,9 +13,10 @@ import logging
 import os
 import pickle
 import signal
+from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING, Any, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Deque, List, Optional, Tuple
 
 from multiq import signals
 from multiq.backends.base import exception_to_dict
@@ -20,6 +28,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("multiq.worker")
 
 PR_SET_PDEATHSIG = 1
+Record = Tuple[Any, ...]
 
 
 @dataclass
@@ -86,13 +95,23 @@ def child_main(conn: Connection, executor: Executor, config: ChildConfig,
 def _serve(conn: Connection, executor: Executor, config: ChildConfig) -> None:
     from multiq.worker.execute import Request
 
+    inbox: Deque[Job] = deque()
+    pending: List[Record] = []  # records not yet written to the parent
     done = 0
     while True:
-        job: Job = pickle.loads(conn.recv_bytes())
+        if not inbox:
+            if pending:
+                _send(conn, pending)
+            inbox.extend(pickle.loads(conn.recv_bytes()))
+        while conn.poll(0):
+            inbox.extend(pickle.loads(conn.recv_bytes()))
+        job = inbox.popleft()
         msg = job.message
-        task = executor.app.tasks[msg.task]
+        pending.append(("S", msg.id))
+        _send(conn, pending)
         delivery: Any = _ChildDelivery(job.redeliveries)
-        req = Request(delivery, msg, task, early_ack=True, info={"hostname": executor.hostname})
+        req = Request(delivery, msg, executor.app.tasks[msg.task], early_ack=True,
+                      info={"hostname": executor.hostname})
         if job.soft_limit:
             signal.setitimer(signal.ITIMER_REAL, job.soft_limit)
         try:
@@ -100,10 +119,30 @@ def _serve(conn: Connection, executor: Executor, config: ChildConfig) -> None:
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
         done += 1
-        last = bool(config.max_tasks and done >= config.max_tasks) or _over_memory(config)
-        conn.send_bytes(_encode_outcome(msg.id, outcome, last))
-        if last:
+        pending.append(_outcome_record(msg.id, outcome))
+        if (config.max_tasks and done >= config.max_tasks) or _over_memory(config):
+            pending += [("R", job.message.id) for job in inbox]  # never started: give back
+            pending.append(("X",))
+            _send(conn, pending)
             return
+
+
+def _send(conn: Connection, records: List[Record]) -> None:
+    try:
+        data = pickle.dumps(records, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # an unpicklable return value: report it as that task's failure
+        data = pickle.dumps([_picklable(r) for r in records], protocol=pickle.HIGHEST_PROTOCOL)
+    conn.send_bytes(data)
+    records.clear()
+
+
+def _picklable(record: Record) -> Record:
+    try:
+        pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)
+        return record
+    except Exception as err:
+        info = exception_to_dict(TypeError(f"Task result cannot be sent back: {err!r}"))
+        return ("D", record[1], "FAILURE", None, info, None, None, False)
 
 
 class _ChildDelivery:
@@ -115,17 +154,12 @@ def _over_memory(config: ChildConfig) -> bool:
     if not config.max_memory_kib:
         return False
     import psutil
-    return psutil.Process().memory_info().rss // 1024 > config.max_memory_kib
+    return bool(psutil.Process().memory_info().rss // 1024 > config.max_memory_kib)
 
 
-def _encode_outcome(task_id: str, outcome: Any, last: bool) -> bytes:
+def _outcome_record(task_id: str, outcome: Any) -> Record:
     exc = outcome.exc
     exc_info = exception_to_dict(exc) if exc is not None else None
     plan = getattr(outcome.retry, "plan", None) if outcome.retry is not None else None
-    fields: Tuple[Any, ...] = (task_id, outcome.state, outcome.retval, exc_info,
-                               outcome.traceback, plan, outcome.requeue, last)
-    try:
-        return pickle.dumps(fields, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception as err:  # an unpicklable return value: report it as the failure
-        info = exception_to_dict(TypeError(f"Task result cannot be sent back: {err!r}"))
-        return pickle.dumps((task_id, "FAILURE", None, info, None, None, False, last))
+    return ("D", task_id, outcome.state, outcome.retval, exc_info, outcome.traceback, plan,
+            outcome.requeue)

@@ -1,9 +1,11 @@
 """The prefork pool: long-lived forked children fed by the node's main process.
 
-The main process decodes each message, records its start, and sends it to an idle child
-over that child's socket pair; a reader thread collects outcomes and hands them to the
-committer, which batches result writes and acks. The reader also enforces hard time limits
-(SIGKILL), notices children that die (WorkerLostError, or a requeue with
+The main process decodes each message and sends it to a child over that child's socket
+pair, keeping up to ``depth`` jobs queued per child so none waits for the next. A reader
+thread collects the children's records — a job started (``S``), finished (``D``), given
+back unstarted (``R``), the child leaving (``X``) — records starts and hands outcomes to
+the committer, which batches result writes and acks. The reader also enforces hard time
+limits (SIGKILL), notices children that die (WorkerLostError, or a requeue with
 ``acks_late`` + ``reject_on_worker_lost``) and replaces every child that leaves.
 """
 from __future__ import annotations
@@ -15,9 +17,10 @@ import signal
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional
 
 from multiq import states
 from multiq.backends.base import RemoteError
@@ -37,7 +40,8 @@ class Child:
     index: int
     pid: int
     conn: Connection
-    req: Optional[Request] = None
+    queue: Deque[Request] = field(default_factory=deque)  # sent, in order; [0] may run
+    running: Optional[Request] = None
     deadline: Optional[float] = None
     timed_out: bool = False
     terminated: bool = False
@@ -53,7 +57,7 @@ class PreforkPool(Pool):
         self, executor: Executor, concurrency: int, *,
         max_tasks_per_child: Optional[int] = None, max_memory_per_child: Optional[int] = None,
         time_limit: Optional[float] = None, soft_time_limit: Optional[float] = None,
-        child_setup: Optional[Callable[[int], None]] = None,
+        child_setup: Optional[Callable[[int], None]] = None, depth: int = 4,
     ) -> None:
         super().__init__(executor.execute, concurrency)
         self.executor = executor
@@ -62,6 +66,7 @@ class PreforkPool(Pool):
         self.time_limit = time_limit
         self.soft_time_limit = soft_time_limit
         self.child_setup = child_setup or (lambda index: None)
+        self.depth = max(1, depth)
         self.children: Dict[int, Child] = {}
         self._cond = threading.Condition()
         self._running = False
@@ -100,11 +105,6 @@ class PreforkPool(Pool):
             self._cond.notify_all()
         self._wake()
 
-    def _stop_wait(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while self._running and time.monotonic() < end:
-            time.sleep(0.05)
-
     def _wake(self) -> None:
         try:
             self._wake_w.send(b"x")
@@ -112,22 +112,24 @@ class PreforkPool(Pool):
             pass
 
     def stop(self, wait: bool = True, timeout: float = 0.0) -> None:
-        """Warm: let running tasks finish, then close; cold: kill the children now."""
+        """Warm: unstarted jobs go back, running tasks finish; cold: kill the children."""
         deadline = time.monotonic() + timeout if timeout else None
+        self._running = False
+        self._cold = not wait
+        for child in list(self.children.values()):
+            self._give_back_queued(child)
         if wait:
             with self._cond:
-                while any(c.req is not None for c in self.children.values()):
+                while any(c.queue for c in self.children.values()):
                     left = None if deadline is None else deadline - time.monotonic()
                     if left is not None and left <= 0:
                         break
                     self._cond.wait(0.1 if left is None else min(left, 0.1))
-        self._running = False
-        self._cold = not wait
         for child in list(self.children.values()):
-            if child.req is not None:
+            if child.queue:
                 child.retiring = True
                 _kill(child.pid, signal.SIGKILL)
-            else:
+            elif not child.conn.closed:
                 child.conn.close()
         self._wake()
         if self._reader is not None:
@@ -135,10 +137,30 @@ class PreforkPool(Pool):
         for child in list(self.children.values()):
             _reap(child.pid, block=True)
 
+    def _give_back_queued(self, child: Child) -> None:
+        """Jobs sent to a child that it has not started return to their queue at once.
+
+        The child may start one of them in the meantime; its ``S`` record then finds no
+        job and the task runs twice at worst (at least once, never lost)."""
+        with self._cond:
+            keep = [r for r in child.queue if r is child.running]
+            back = [r for r in child.queue if r is not child.running]
+            child.queue = deque(keep)
+        for req in back:
+            self.executor.committer.redeliver(req, count=False)
+
     # -- dispatch ------------------------------------------------------------------------
 
+    def _room(self, child: Child) -> int:
+        if child.retiring or child.conn.closed:
+            return 0
+        room = self.depth - len(child.queue)
+        if self.max_tasks:
+            room = min(room, self.max_tasks - child.ran - len(child.queue))
+        return max(room, 0)
+
     def free_slots(self) -> int:
-        return sum(1 for c in self.children.values() if c.req is None and not c.retiring)
+        return sum(self._room(c) for c in list(self.children.values()))
 
     def wait_for_slot(self, timeout: float) -> None:
         with self._cond:
@@ -146,20 +168,18 @@ class PreforkPool(Pool):
                 self._cond.wait(timeout)
 
     def apply(self, req: Request) -> None:
-        if not self.executor.admit(req):
+        if not self.executor.admit(req, mark=False):
             return
         with self._cond:
-            child = next((c for c in self.children.values()
-                          if c.req is None and not c.retiring), None)
-            if child is None:
+            children = [c for c in self.children.values() if self._room(c) > 0]
+            if not children:
                 raise RuntimeError("apply() called with no free child")
-            hard, soft = self._limits(req)
-            child.req = req
-            child.deadline = time.monotonic() + hard if hard else None
-            req.worker_pid = child.pid
+            child = min(children, key=lambda c: len(c.queue))  # the least busy
+            child.queue.append(req)
+        _, soft = self._limits(req)
         try:
             child.conn.send_bytes(pickle.dumps(
-                Job(req.message, req.delivery.redeliveries, soft),
+                [Job(req.message, req.delivery.redeliveries, soft)],
                 protocol=pickle.HIGHEST_PROTOCOL))
         except OSError:  # the child died: the reader records the loss
             self._wake()
@@ -173,16 +193,18 @@ class PreforkPool(Pool):
         return hard, soft
 
     def active(self) -> List[Request]:
-        return [c.req for c in list(self.children.values()) if c.req is not None]
+        return [c.running for c in list(self.children.values()) if c.running is not None]
+
+    def held(self) -> List[Request]:
+        return [r for c in list(self.children.values()) for r in list(c.queue)]
 
     # -- the reader thread ---------------------------------------------------------------
 
     def _read_loop(self) -> None:
         while self._running or self.children:
             conns: List[Any] = [c.conn for c in self.children.values() if not c.conn.closed]
-            timeout = self._next_deadline()
             try:
-                ready = wait([*conns, self._wake_r], timeout)
+                ready = wait([*conns, self._wake_r], self._next_deadline())
             except OSError:
                 ready = []
             for conn in ready:
@@ -196,24 +218,67 @@ class PreforkPool(Pool):
             self._reap_dead()
 
     def _next_deadline(self) -> Optional[float]:
-        deadlines = [c.deadline for c in self.children.values() if c.deadline]
         if not self._running:
             return 0.02
+        deadlines = [c.deadline for c in self.children.values() if c.deadline]
         if not deadlines:
             return 1.0
         return max(0.0, min(min(deadlines) - time.monotonic(), 1.0))
 
     def _receive(self, child: Child) -> None:
         try:
-            data = child.conn.recv_bytes()
+            records = pickle.loads(child.conn.recv_bytes())
         except (EOFError, OSError):
             child.conn.close()
             return  # death is handled by _reap_dead
-        task_id, state, retval, exc_info, tb, plan, requeue, last = pickle.loads(data)
-        req = child.req
-        if req is None or req.id != task_id:
-            logger.error("Pool child %d sent an outcome for %s it was not running",
-                         child.index, task_id)
+        for record in records:
+            kind = record[0]
+            if kind == "S":
+                self._started(child, record[1])
+            elif kind == "D":
+                self._finished(child, record)
+            elif kind == "R":
+                self._returned(child, record[1])
+            elif kind == "X":
+                child.retiring = True
+        self._feed()
+        with self._cond:
+            self._cond.notify_all()
+
+    def _feed(self) -> None:
+        """Top children up straight from the consumer's reserved messages."""
+        if self.feeder is None or not self._running:
+            return
+        while self.free_slots() > 0:
+            req = self.feeder()
+            if req is None:
+                return
+            self.apply(req)
+
+    def _find(self, child: Child, task_id: str) -> Optional[Request]:
+        return next((r for r in child.queue if r.id == task_id), None)
+
+    def _started(self, child: Child, task_id: str) -> None:
+        req = self._find(child, task_id)
+        if req is None:  # handed back at shutdown, then started anyway: it runs twice
+            return
+        hard, _ = self._limits(req)
+        req.time_start, req.worker_pid = time.time(), child.pid
+        child.running = req
+        child.deadline = time.monotonic() + hard if hard else None
+        self.executor.mark(req)
+
+    def _finished(self, child: Child, record: tuple) -> None:
+        _, task_id, state, retval, exc_info, tb, plan, requeue = record
+        req = self._find(child, task_id)
+        with self._cond:
+            if req is not None:
+                child.queue.remove(req)
+            child.running, child.deadline, child.terminated = None, None, False
+            child.ran += 1
+            if child.retiring and not child.queue and not child.conn.closed:
+                child.conn.close()  # shrunk away: it leaves once idle
+        if req is None:
             return
         exc = RemoteError(exc_info) if exc_info is not None else None
         retry = None
@@ -221,90 +286,101 @@ class PreforkPool(Pool):
             retry = Retry(exc=exc, when=plan.get("countdown") or plan.get("eta"))
             retry.plan = plan  # type: ignore[attr-defined]
         self.executor.committer.complete(req, Outcome(state, retval, exc, tb, retry, requeue))
-        with self._cond:
-            child.req, child.deadline, child.terminated = None, None, False
-            child.ran += 1
-            if last:
-                child.retiring = True
-            self._cond.notify_all()
+
+    def _returned(self, child: Child, task_id: str) -> None:
+        req = self._find(child, task_id)
+        if req is not None:
+            with self._cond:
+                child.queue.remove(req)
+            self.executor.committer.redeliver(req, count=False)
 
     def _enforce_deadlines(self) -> None:
         now = time.monotonic()
         for child in list(self.children.values()):
             if child.deadline is not None and now >= child.deadline and not child.timed_out:
                 child.timed_out = True
+                req = child.running
                 logger.error("Hard time limit exceeded for %s[%s]; killing pool child %d "
-                             "(pid %d)", child.req.name if child.req else "?",
-                             child.req.id if child.req else "?", child.index, child.pid)
+                             "(pid %d)", req.name if req else "?", req.id if req else "?",
+                             child.index, child.pid)
                 _kill(child.pid, signal.SIGKILL)
 
     def _reap_dead(self) -> None:
         for child in list(self.children.values()):
             status = _reap(child.pid, block=False)
-            if status is None:
-                continue
-            self._on_exit(child, status)
+            if status is not None:
+                self._on_exit(child, status)
 
     def _on_exit(self, child: Child, status: int) -> None:
         with self._cond:
             self.children.pop(child.index, None)
-            req, child.req = child.req, None
+            queue, child.queue = list(child.queue), deque()
             self._cond.notify_all()
         if not child.conn.closed:
             child.conn.close()
-        if req is not None:
-            self._lost(req, child, status)
+        for req in queue:
+            if req is child.running:
+                self._lost(req, child, status)
+            elif req is queue[0]:  # it may have started without saying so: count it
+                self.executor.committer.redeliver(req, count=True)
+            else:
+                self.executor.committer.redeliver(req, count=False)
         if self._running and child.index <= self.concurrency:
             if not child.ran and time.monotonic() - child.born < 1.0 and status:
                 self._failures += 1  # dies at start-up: do not respawn in a tight loop
                 delay = min(0.1 * 2 ** self._failures, 5.0)
                 logger.error("Pool child %d died at start-up (%s); respawning in %.1fs",
                              child.index, _describe_exit(status), delay)
-                self._stop_wait(delay)
+                self._pause(delay)
             else:
                 self._failures = 0
             if self._running:
                 self._spawn(child.index)
 
+    def _pause(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while self._running and time.monotonic() < end:
+            time.sleep(0.05)
+
     def terminate(self, ids: set, signum: int) -> List[str]:
         """Send ``signum`` to the children running these task ids (revoke --terminate)."""
         killed = []
         for child in list(self.children.values()):
-            if child.req is not None and child.req.id in ids:
+            if child.running is not None and child.running.id in ids:
                 child.terminated = True
                 _kill(child.pid, signum)
-                killed.append(child.req.id)
+                killed.append(child.running.id)
         return killed
 
     def _lost(self, req: Request, child: Child, status: int) -> None:
+        committer = self.executor.committer
         if child.terminated:
             logger.warning("Task %s[%s] terminated (revoked)", req.name, req.id)
-            self.executor.committer.revoked(req, "terminated")
+            committer.revoked(req, "terminated")
             return
         if child.timed_out:
             hard, _ = self._limits(req)
-            exc: BaseException = TimeLimitExceeded(hard)
             logger.error("Task %s[%s] killed by its hard time limit (%ss)", req.name, req.id,
                          hard)
-            self.executor.committer.complete(req, Outcome(states.FAILURE, exc=exc))
+            committer.complete(req, Outcome(states.FAILURE, exc=TimeLimitExceeded(hard)))
             return
         how = _describe_exit(status)
         exc = WorkerLostError(f"Worker exited prematurely: {how} Job: {req.id}.")
-        task = req.task
         acks_late = not req.early_ack
         if self._cold and acks_late:  # cold shutdown: unfinished late-ack work goes back
-            self.executor.committer.redeliver(req, count=False)
+            committer.redeliver(req, count=False)
             return
+        task = req.task
         requeue = acks_late and (
             task.reject_on_worker_lost if task.reject_on_worker_lost is not None
             else bool(self.executor.app.conf.task_reject_on_worker_lost))
         if requeue:
             logger.error("Pool child %d died running %s[%s] (%s); the message goes back "
                          "to the queue", child.index, req.name, req.id, how)
-            self.executor.committer.redeliver(req)
+            committer.redeliver(req)
         else:
             logger.error("Task %s[%s] raised unexpected: %r", req.name, req.id, exc)
-            self.executor.committer.complete(req, Outcome(states.FAILURE, exc=exc))
+            committer.complete(req, Outcome(states.FAILURE, exc=exc))
 
     # -- size ----------------------------------------------------------------------------
 
@@ -322,7 +398,8 @@ class PreforkPool(Pool):
             child = self.children.get(index)
             if child is not None:
                 child.retiring = True
-                if child.req is None:
+                self._give_back_queued(child)
+                if not child.queue:
                     child.conn.close()
         self._wake()
         return self.concurrency

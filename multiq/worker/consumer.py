@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Callable, Deque, List
+from typing import TYPE_CHECKING, Callable, Deque, List, Optional
 
 import redis
 
@@ -32,6 +33,8 @@ class Consumer:
         self.executor = executor
         self.reserved: Deque[Request] = deque()
         self.consuming = False
+        self._take_lock = threading.Lock()
+        pool.feeder = self.take_unlimited
 
     def run(self, should_stop: Callable[[], bool]) -> None:
         """Loop until ``should_stop()``; Redis outages are waited out with backoff."""
@@ -55,7 +58,7 @@ class Consumer:
         self._dispatch(should_stop)
         if should_stop():
             return
-        room = self.prefetch - len(self.reserved) - len(self.pool.active())
+        room = self.prefetch - len(self.reserved) - len(self.pool.held())
         if room <= 0 or (self.reserved and room < self.prefetch // 2):
             if self.pool.free_slots() <= 0:
                 self.pool.wait_for_slot(0.5)
@@ -71,8 +74,20 @@ class Consumer:
                 self.reserved.append(req)
 
     def _dispatch(self, should_stop: Callable[[], bool]) -> None:
-        while self.reserved and self.pool.free_slots() > 0 and not should_stop():
-            self.pool.apply(self.reserved.popleft())
+        while self.pool.free_slots() > 0 and not should_stop():
+            with self._take_lock:
+                if not self.reserved:
+                    return
+                req = self.reserved.popleft()
+            self.pool.apply(req)
+
+    def take_unlimited(self) -> Optional[Request]:
+        """The next reserved request, unless it must wait for a rate limit (another thread
+        — the prefork pool's reader — feeds children with it without waiting)."""
+        with self._take_lock:
+            if self.reserved and not self.executor.rate_limited(self.reserved[0].task):
+                return self.reserved.popleft()
+        return None
 
     def handback(self) -> int:
         """Give every reserved, never started message back to its stream at once."""

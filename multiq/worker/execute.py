@@ -140,10 +140,10 @@ class Executor:
 
     # -- running -----------------------------------------------------------------------
 
-    def admit(self, req: Request) -> bool:
+    def admit(self, req: Request, mark: bool = True) -> bool:
         """Checks before a request runs: revoked or expired ones are committed here.
 
-        Waits for the task's rate limit, then records the start (early ack)."""
+        Waits for the task's rate limit, then (with ``mark``) records the start."""
         reason = self.should_skip(req)
         if reason:
             logger.info("Discarding %s task %s[%s]", reason, req.name, req.id)
@@ -152,11 +152,16 @@ class Executor:
             self.committer.revoked(req, reason)
             return False
         self._rate_limit(req.task)
-        req.time_start = time.time()
-        req.worker_pid = os.getpid()
+        if mark:
+            req.time_start = time.time()
+            req.worker_pid = os.getpid()
+            self.mark(req)
+        return True
+
+    def mark(self, req: Request) -> None:
+        """Record that ``req`` starts (early ack marker, STARTED state, task-started)."""
         if req.early_ack or self.track_started:
             self.committer.mark_started(req)
-        return True
 
     def execute(self, req: Request) -> None:
         """Run one request in this thread and pass its outcome to the committer."""
@@ -206,6 +211,13 @@ class Executor:
                 self._buckets[task.name] = bucket
         if bucket is not None:
             bucket.take()  # type: ignore[union-attr]
+
+    def rate_limited(self, task: Task) -> bool:
+        """Whether running ``task`` may have to wait for its rate limit."""
+        bucket = self._buckets.get(task.name, False)
+        if bucket is False:
+            return bool(task.rate_limit or self.app.conf.task_default_rate_limit)
+        return bucket is not None
 
     def set_rate_limit(self, name: str, rate: Optional[str]) -> None:
         with self._bucket_lock:
