@@ -7,6 +7,7 @@ daylight-saving changes follow its rules.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any, Dict, Optional, Tuple, Union
 
 Number = Union[int, float]
@@ -157,10 +158,15 @@ def _fold_length(wall: dt.datetime, zone: dt.tzinfo) -> dt.timedelta:
     return abs(first - second)
 
 
+_NAMES = re.compile(r"[a-zA-Z]+")
+
+
 def _field(value: Any) -> str:
+    """A cron field; names may be written in full, any case (``Sunday``, ``january``)."""
     if isinstance(value, (set, frozenset, list, tuple)):
         return ",".join(str(v) for v in sorted(value))
-    return str(value).replace(" ", "")
+    text = str(value).replace(" ", "")
+    return _NAMES.sub(lambda m: m.group(0)[:3].lower(), text)
 
 
 def maybe_schedule(value: Any, relative: bool = False) -> BaseSchedule:

@@ -68,24 +68,31 @@ def _run(obj: CLIContext, app: Any, loglevel: str, logfile: Optional[str],
             reporter.error(f"73 {exc}")
             click.echo(str(exc), err=True)
             return 73
-    set_title("multiq beat")
-    app.import_default_modules()
-    runner = Beat(app, max_interval)
-    signal.signal(signal.SIGTERM, lambda *_: runner.stop())
-    signal.signal(signal.SIGINT, lambda *_: runner.stop())
-    if not obj.quiet:
-        banner = _banner(app, runner, loglevel, logfile)
-        if logfile or reporter.fd is not None:
-            import logging
-            logging.getLogger("multiq.beat").info("\n%s", banner)
-        else:
-            click.echo(banner)
     try:
-        runner.run(on_first_tick=reporter.ready)
+        set_title("multiq beat")
+        app.import_default_modules()
+        runner = Beat(app, max_interval)
+        signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+        signal.signal(signal.SIGINT, lambda *_: runner.stop())
+        if not obj.quiet:
+            banner = _banner(app, runner, loglevel, logfile)
+            if logfile or reporter.fd is not None:
+                import logging
+                logging.getLogger("multiq.beat").info("\n%s", banner)
+            else:
+                click.echo(banner)
+        runner.run(on_first_tick=reporter.ready)  # waits out a Redis that is not up yet
     finally:
         if lock is not None:
             lock.release()
     return 0
+
+
+def _count_entries(runner: Any) -> str:
+    try:
+        return str(len(runner.table.list()))
+    except Exception as exc:  # Redis not up yet: beat waits for it
+        return f"unknown ({type(exc).__name__}: Redis not reachable yet)"
 
 
 def _banner(app: Any, runner: Any, loglevel: str, logfile: Optional[str]) -> str:
@@ -98,5 +105,5 @@ def _banner(app: Any, runner: Any, loglevel: str, logfile: Optional[str]) -> str
         "    . scheduler -> Redis (leader lease and last-run times in Redis)",
         f"    . logfile -> {logfile or '[stderr]'}@%{loglevel.upper()}",
         f"    . maxinterval -> {runner.max_interval:g} seconds",
-        f"    . entries -> {len(runner.table.list())}",
+        f"    . entries -> {_count_entries(runner)}",
     ])

@@ -102,13 +102,20 @@ def multi(ctx: click.Context, argv: Sequence[str]) -> None:
 
 
 def _with_globals(obj: CLIContext, tokens: List[str]) -> List[str]:
-    """Global options given before ``multi`` go to every node, as if given after it."""
+    """Global options given before ``multi`` go to every node, as if given after it.
+
+    Values that came from the environment (``MULTIQ_APP``...) are not copied: the nodes
+    inherit the environment, and a URL with a password stays out of ``ps``."""
+    import os
+
     extra: List[str] = []
-    for name, flag in (("app", "-A"), ("broker", "-b"), ("result_backend", "--result-backend"),
-                       ("config", "--config"), ("workdir", "--workdir")):
+    for name, flag, env in (("app", "-A", "MULTIQ_APP"), ("broker", "-b", "MULTIQ_BROKER_URL"),
+                            ("result_backend", "--result-backend", "MULTIQ_RESULT_BACKEND"),
+                            ("config", "--config", None), ("workdir", "--workdir", None)):
         value = obj.options.get(name)
-        if value and flag not in tokens:
-            extra += [f"{flag}={value}"] if flag.startswith("--") else [flag, value]
+        if not value or flag in tokens or (env and os.environ.get(env) == value):
+            continue
+        extra += [f"{flag}={value}"] if flag.startswith("--") else [flag, value]
     if "--" in tokens:
         at = tokens.index("--")
         return tokens[:at] + extra + tokens[at:]

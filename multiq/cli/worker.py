@@ -150,23 +150,28 @@ def run_node(obj: CLIContext, opts: NodeOptions, pidfile: Optional[str], reporte
             reporter.error(f"73 {exc}")
             click.echo(str(exc), err=True)
             return 73
-    obj.app.import_default_modules()
     try:
-        node = Worker(obj.app, on_ready=reporter.ready,
-                      on_exit=lock.release if lock is not None else None,
-                      detached=detached, **opts.worker_kwargs())
-    except ImproperlyConfigured as exc:
+        obj.app.import_default_modules()
+        try:
+            node = Worker(obj.app, on_ready=reporter.ready, detached=detached,
+                          **opts.worker_kwargs())
+        except ImproperlyConfigured as exc:
+            reporter.error(str(exc))
+            raise click.UsageError(str(exc)) from exc
+        if not obj.quiet and not detached:
+            click.echo(banner(node))
+        elif detached:
+            logging.getLogger("multiq.worker").info("\n%s", banner(node))
+        code = node.run()
+    except click.UsageError:
+        raise
+    except Exception:
+        logging.getLogger("multiq.worker").critical("Node %s failed to start", opts.hostname,
+                                                    exc_info=True)
+        raise
+    finally:
         if lock is not None:
-            lock.release()
-        reporter.error(str(exc))
-        raise click.UsageError(str(exc)) from exc
-    if not obj.quiet and not detached:
-        click.echo(banner(node))
-    elif detached:
-        logging.getLogger("multiq.worker").info("\n%s", banner(node))
-    code = node.run()
-    if lock is not None:
-        lock.release()
+            lock.release()  # whatever happened: a pid file is never left behind
     if node.failure:
         reporter.error(node.failure)
     if node.restart_requested:

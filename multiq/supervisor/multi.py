@@ -205,8 +205,9 @@ class Supervisor:
     # -- restarting and status ---------------------------------------------------------------
 
     def restart(self) -> int:
-        """Rolling restart: one node at a time, the next only once this one is ready again."""
-        failed = 0
+        """Rolling restart: one node at a time, the next only once this one is ready again.
+
+        A node that does not come back stops the restart, so the others keep running."""
         for node in self.nodes:
             proc = Pidfile(node.pidfile).owner()
             if proc is not None:
@@ -214,12 +215,15 @@ class Supervisor:
                 proc.send_signal(self.signum)
                 self.reporter.node(node, f"{signal_name(self.signum)} -> {proc.pid}")
                 if self._wait({node.name: tree}):
-                    failed += 1
-                    continue
+                    return 1
             ok, status, detail = self._start_one(node)
-            failed += not ok
             self.reporter.node(node, f"restarted: {status}" if ok else status, ok, detail)
-        return 1 if failed else 0
+            if not ok:
+                rest = [n.name for n in self.nodes[self.nodes.index(node) + 1:]]
+                if rest:
+                    self.reporter.say(f"> Restart stopped; left as they were: {', '.join(rest)}")
+                return 1
+        return 0
 
     def status(self) -> List[NodeStatus]:
         out = []

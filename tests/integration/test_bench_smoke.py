@@ -1,0 +1,53 @@
+"""Smoke run of ``python -m bench``: tiny N, one run; checks the JSON, never the timings."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.timeout(120)
+
+FIGURES = ("enqueue", "drain", "drain-wall", "latency-p50", "latency-p99", "startup", "rss",
+           "pss", "multi-start", "multi-ready", "multi-stopwait")
+
+
+def test_bench_smoke(tmp_path: Path) -> None:
+    systems = ["multiq"] + (["celery"] if importlib.util.find_spec("celery") else [])
+    out = tmp_path / "bench.json"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "-n", "50", "--runs", "1", "--latency-samples", "20",
+         "--settle", "0.2", "--systems", ",".join(systems), "--json", str(out)],
+        cwd=str(tmp_path), env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        timeout=110,
+    )
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+    assert "multiq/peer" in proc.stdout
+    data = json.loads(out.read_text())
+    assert {"meta", "figures", "results", "notes"} <= set(data)
+    assert data["meta"]["systems"] == systems and not data["meta"]["interrupted"]
+    rows = {(r["figure"], r["system"], r["setting"]): r for r in data["results"]}
+    for system in systems:
+        for figure in FIGURES:
+            found = [r for (f, s, _), r in rows.items() if f == figure and s == system]
+            assert found, f"no {figure} row for {system}"
+            for r in found:
+                assert not r["errors"], r
+                if r["na"]:  # no such API (multiq's batch enqueue, for now)
+                    continue
+                assert r["median"] > 0 and r["min"] > 0 and r["runs"] >= 1, r
+                assert set(r) >= {"unit", "samples", "max", "multiq_over_peer", "n"}
+        drains = {setting for (f, s, setting) in rows if f == "drain" and s == system}
+        assert drains == {"solo", "threads4", "prefork2"}
+    batch = rows[("enqueue", "multiq", "batch")]
+    assert batch["median"] is not None or batch["na"]
+    if "celery" in systems:
+        assert rows[("drain", "celery", "solo")]["multiq_over_peer"] > 0
