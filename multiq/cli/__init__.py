@@ -40,4 +40,13 @@ cli.add_command(beat)
 
 
 def main() -> None:
-    cli(prog_name="multiq")
+    import sys
+
+    import redis
+
+    try:
+        cli(prog_name="multiq")
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        from multiq.config import mask_url
+        click.echo(f"Error: cannot reach Redis: {mask_url(str(exc))}", err=True)
+        sys.exit(69)

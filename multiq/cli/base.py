@@ -65,11 +65,18 @@ def global_options(fun: Callable[..., Any]) -> Callable[..., Any]:
 
 def merge_globals(ctx: click.Context, kwargs: Dict[str, Any]) -> CLIContext:
     """Move the global options out of a command's kwargs into the shared context."""
+    from click.core import ParameterSource
+
     obj = ctx.ensure_object(CLIContext)
     for name in GLOBAL_OPTIONS:
         value = kwargs.pop(name, None)
-        if value is not None:
-            obj.options[name] = value
+        if value is None:
+            continue
+        source = ctx.get_parameter_source(name)
+        if source in (ParameterSource.ENVIRONMENT, ParameterSource.DEFAULT) \
+                and obj.options.get(name) is not None:
+            continue  # an explicit value given before the sub-command wins
+        obj.options[name] = value
     return obj
 
 

@@ -42,6 +42,10 @@ class Pool:
         """Every request inside the pool, running or queued in it."""
         return self.active()
 
+    def waiting(self) -> int:
+        """Requests inside the pool that have not started yet."""
+        return 0
+
     def grow(self, n: int = 1) -> int:
         raise NotImplementedError(f"The {self.kind} pool cannot grow")
 

@@ -38,6 +38,7 @@ class Job:
     message: Any
     redeliveries: int
     soft_limit: Optional[float]
+    announce: bool = True  # send an S record on start (the parent queued it behind others)
 
 
 @dataclass
@@ -107,8 +108,9 @@ def _serve(conn: Connection, executor: Executor, config: ChildConfig) -> None:
             inbox.extend(pickle.loads(conn.recv_bytes()))
         job = inbox.popleft()
         msg = job.message
-        pending.append(("S", msg.id))
-        _send(conn, pending)
+        if job.announce:
+            pending.append(("S", msg.id))
+            _send(conn, pending)
         delivery: Any = _ChildDelivery(job.redeliveries)
         req = Request(delivery, msg, executor.app.tasks[msg.task], early_ack=True,
                       info={"hostname": executor.hostname})

@@ -13,14 +13,15 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import selectors
 import signal
 import socket
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
-from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Callable, Deque, Dict, List, Optional
 
 from multiq import states
 from multiq.backends.base import RemoteError
@@ -57,7 +58,7 @@ class PreforkPool(Pool):
         self, executor: Executor, concurrency: int, *,
         max_tasks_per_child: Optional[int] = None, max_memory_per_child: Optional[int] = None,
         time_limit: Optional[float] = None, soft_time_limit: Optional[float] = None,
-        child_setup: Optional[Callable[[int], None]] = None, depth: int = 4,
+        child_setup: Optional[Callable[[int], None]] = None, depth: int = 1,
     ) -> None:
         super().__init__(executor.execute, concurrency)
         self.executor = executor
@@ -73,6 +74,10 @@ class PreforkPool(Pool):
         self._cold = False
         self._failures = 0
         self._wake_r, self._wake_w = socket.socketpair()
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._starved = threading.Event()
+        self._reap_due = 0.0
         self._reader: Optional[threading.Thread] = None
         self._parent_pid = os.getpid()
 
@@ -99,11 +104,13 @@ class PreforkPool(Pool):
             child_main(Connection(child_end.detach()), self.executor, config,
                        self._parent_pid)
         child_end.close()
+        child = Child(index, pid, Connection(parent_end.detach()), born=time.monotonic())
         with self._cond:
-            self.children[index] = Child(index, pid, Connection(parent_end.detach()),
-                                         born=time.monotonic())
+            self.children[index] = child
+            self._selector.register(child.conn, selectors.EVENT_READ, child)
             self._cond.notify_all()
         self._wake()
+        self._starved.set()
 
     def _wake(self) -> None:
         try:
@@ -129,8 +136,8 @@ class PreforkPool(Pool):
             if child.queue:
                 child.retiring = True
                 _kill(child.pid, signal.SIGKILL)
-            elif not child.conn.closed:
-                child.conn.close()
+            else:
+                self._close(child)
         self._wake()
         if self._reader is not None:
             self._reader.join(5.0)
@@ -163,23 +170,28 @@ class PreforkPool(Pool):
         return sum(self._room(c) for c in list(self.children.values()))
 
     def wait_for_slot(self, timeout: float) -> None:
-        with self._cond:
-            if self.free_slots() <= 0:
-                self._cond.wait(timeout)
+        """Wait until the reader could not keep every child busy by itself."""
+        if self._starved.wait(timeout):
+            self._starved.clear()
 
     def apply(self, req: Request) -> None:
         if not self.executor.admit(req, mark=False):
             return
         with self._cond:
-            children = [c for c in self.children.values() if self._room(c) > 0]
-            if not children:
-                raise RuntimeError("apply() called with no free child")
-            child = min(children, key=lambda c: len(c.queue))  # the least busy
+            children = [c for c in self.children.values() if self._room(c) > 0] or [
+                c for c in self.children.values() if not c.retiring and not c.conn.closed]
+            if not children:  # every child is leaving: the message goes back to its queue
+                self.executor.committer.redeliver(req, count=False)
+                return
+            child = min(children, key=lambda c: len(c.queue))  # idle first, then least busy
+            idle = not child.queue
             child.queue.append(req)
+            if idle:  # an idle child starts it at once: no need for it to say so
+                self._started(child, req.id)
         _, soft = self._limits(req)
         try:
             child.conn.send_bytes(pickle.dumps(
-                [Job(req.message, req.delivery.redeliveries, soft)],
+                [Job(req.message, req.delivery.redeliveries, soft, not idle)],
                 protocol=pickle.HIGHEST_PROTOCOL))
         except OSError:  # the child died: the reader records the loss
             self._wake()
@@ -202,20 +214,32 @@ class PreforkPool(Pool):
 
     def _read_loop(self) -> None:
         while self._running or self.children:
-            conns: List[Any] = [c.conn for c in self.children.values() if not c.conn.closed]
             try:
-                ready = wait([*conns, self._wake_r], self._next_deadline())
-            except OSError:
-                ready = []
-            for conn in ready:
-                if conn is self._wake_r:
-                    self._wake_r.recv(4096)
-                    continue
-                child = next((c for c in self.children.values() if c.conn is conn), None)
-                if child is not None:
-                    self._receive(child)
+                events = self._selector.select(self._next_deadline())
+            except (OSError, ValueError):
+                events = []
+            for key, _ in events:
+                if key.data is None:
+                    try:
+                        self._wake_r.recv(4096)
+                    except OSError:
+                        pass
+                else:
+                    self._receive(key.data)
             self._enforce_deadlines()
-            self._reap_dead()
+            now = time.monotonic()
+            if now >= self._reap_due or not self._running:
+                self._reap_due = now + 0.5
+                self._reap_dead()
+
+    def _close(self, child: Child) -> None:
+        if child.conn.closed:
+            return
+        try:
+            self._selector.unregister(child.conn)
+        except (KeyError, ValueError):
+            pass
+        child.conn.close()
 
     def _next_deadline(self) -> Optional[float]:
         if not self._running:
@@ -229,8 +253,9 @@ class PreforkPool(Pool):
         try:
             records = pickle.loads(child.conn.recv_bytes())
         except (EOFError, OSError):
-            child.conn.close()
-            return  # death is handled by _reap_dead
+            self._close(child)
+            self._reap_due = 0.0  # it died: reap it now
+            return
         for record in records:
             kind = record[0]
             if kind == "S":
@@ -241,19 +266,20 @@ class PreforkPool(Pool):
                 self._returned(child, record[1])
             elif kind == "X":
                 child.retiring = True
-        self._feed()
-        with self._cond:
-            self._cond.notify_all()
+        if not self._feed():
+            self._starved.set()  # a child is idle and the reserve is empty: wake the fetcher
 
-    def _feed(self) -> None:
-        """Top children up straight from the consumer's reserved messages."""
+    def _feed(self) -> bool:
+        """Top children up straight from the consumer's reserved messages; False when a
+        child stays idle."""
         if self.feeder is None or not self._running:
-            return
+            return False
         while self.free_slots() > 0:
             req = self.feeder()
             if req is None:
-                return
+                return False
             self.apply(req)
+        return True
 
     def _find(self, child: Child, task_id: str) -> Optional[Request]:
         return next((r for r in child.queue if r.id == task_id), None)
@@ -276,10 +302,12 @@ class PreforkPool(Pool):
                 child.queue.remove(req)
             child.running, child.deadline, child.terminated = None, None, False
             child.ran += 1
-            if child.retiring and not child.queue and not child.conn.closed:
-                child.conn.close()  # shrunk away: it leaves once idle
+            if child.retiring and not child.queue:
+                self._close(child)  # shrunk away: it leaves once idle
+            self._cond.notify_all()
         if req is None:
             return
+        self.executor.state.count(req.name)
         exc = RemoteError(exc_info) if exc_info is not None else None
         retry = None
         if plan is not None:
@@ -312,12 +340,15 @@ class PreforkPool(Pool):
                 self._on_exit(child, status)
 
     def _on_exit(self, child: Child, status: int) -> None:
+        child.retiring = True  # nothing more is sent to it
+        while not child.conn.closed and _readable(child.conn):  # its last words first
+            self._receive(child)
         with self._cond:
             self.children.pop(child.index, None)
             queue, child.queue = list(child.queue), deque()
             self._cond.notify_all()
-        if not child.conn.closed:
-            child.conn.close()
+        self._close(child)
+        self._starved.set()
         for req in queue:
             if req is child.running:
                 self._lost(req, child, status)
@@ -400,7 +431,7 @@ class PreforkPool(Pool):
                 child.retiring = True
                 self._give_back_queued(child)
                 if not child.queue:
-                    child.conn.close()
+                    self._close(child)
         self._wake()
         return self.concurrency
 
@@ -409,6 +440,13 @@ class PreforkPool(Pool):
                 "processes": sorted(c.pid for c in self.children.values()),
                 "max-tasks-per-child": self.max_tasks, "max-memory-per-child": self.max_memory,
                 "timeouts": [self.soft_time_limit, self.time_limit]}
+
+
+def _readable(conn: Connection) -> bool:
+    try:
+        return conn.poll(0)
+    except (OSError, EOFError):
+        return False
 
 
 def _kill(pid: int, sig: int) -> None:

@@ -34,10 +34,10 @@ class Autoscaler(Component):
         if pool is None or consumer is None or not self.worker.ready:
             return self.interval
         busy = len(pool.active())
-        waiting = len(consumer.reserved)
+        waiting = len(consumer.reserved) + pool.waiting()
         if busy:
             self._idle_since = time.monotonic()
-        if waiting and pool.free_slots() == 0 and pool.concurrency < self.max:
+        if waiting and busy >= pool.concurrency and pool.concurrency < self.max:
             grow_by = min(waiting, self.max - pool.concurrency)
             self.worker.resize(pool.grow(grow_by))
             logger.info("Autoscaler: grew the pool by %d to %d", grow_by, pool.concurrency)

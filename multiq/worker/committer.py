@@ -206,7 +206,8 @@ class Committer:
             req.marked = True
         if self.events_enabled:
             events.add(acks, self.events_stream, events.event(
-                "task-started", uuid=req.id, hostname=self.hostname, pid=req.worker_pid))
+                "task-started", uuid=req.id, name=req.name, hostname=self.hostname,
+                pid=req.worker_pid))
         if self.track_started and results is not None:
             doc = make_doc(req.id, states.STARTED, {"pid": req.worker_pid,
                                                     "hostname": self.hostname})

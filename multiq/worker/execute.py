@@ -160,7 +160,7 @@ class Executor:
 
     def mark(self, req: Request) -> None:
         """Record that ``req`` starts (early ack marker, STARTED state, task-started)."""
-        if req.early_ack or self.track_started:
+        if req.early_ack or self.track_started or self.committer.events_enabled:
             self.committer.mark_started(req)
 
     def execute(self, req: Request) -> None:

@@ -151,7 +151,6 @@ class Worker:
         self._start_components(broker, committer)
         self.ready = True
         self.components[0].beat()  # type: ignore[attr-defined]  # the heartbeat: now "ready"
-        self._node_event("worker-online")({})
         logger.info("%s ready.", self.hostname)
         signals.worker_ready.send(sender=self)
         self.notifier.ready(f"{self.hostname} consuming from {', '.join(self.queues)}")
@@ -174,6 +173,7 @@ class Worker:
                                     self.current_queues, self.started, lambda: self.ready)
         heartbeat = components.Heartbeat(broker, self.consumer_name, info, interval, ttl,
                                          on_beat=self._node_event("worker-heartbeat"))
+        self._node_event("worker-online")({})
         heartbeat.beat()
         revokes = components.RevokeSync(broker, self.state)
         revokes.load()

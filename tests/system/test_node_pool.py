@@ -1,6 +1,7 @@
 """The prefork pool of a node started from the command line: its children and their titles,
-replacement after --max-tasks-per-child / --max-memory-per-child, soft and hard time
-limits, children killed mid-task, children never outliving their node, --autoscale.
+fair dispatch (no task waits behind a long one while a child is idle), replacement after
+--max-tasks-per-child / --max-memory-per-child, soft and hard time limits, children killed
+mid-task (and what waited behind them), children never outliving their node, --autoscale.
 
 Nodes run ``python -m multiq -A sysq_node worker -P prefork``; tasks that a test watches
 record ``<tag>:<what>:<pid>`` in db 3 (see apps/sysq_node.py).
@@ -24,7 +25,6 @@ from helpers import wait_until  # noqa: E402
 from sysq_node_support import (  # noqa: E402
     TASK,
     child_pids,
-    children,
     deadletters,
     live,
     pid_alive,
@@ -35,7 +35,11 @@ from sysq_node_support import (  # noqa: E402
     wait_results,
 )
 
-from multiq.exceptions import TimeLimitExceeded, WorkerLostError  # noqa: E402
+from multiq.exceptions import (  # noqa: E402
+    SoftTimeLimitExceeded,
+    TimeLimitExceeded,
+    WorkerLostError,
+)
 
 pytestmark = pytest.mark.system
 
@@ -60,6 +64,17 @@ def _wait_children(node, n, timeout=10.0, exclude=()):
     return wait_until(check, timeout=timeout,
                       message=f"node {node.pid} does not have {n} children (other than "
                               f"{sorted(exclude)}): {child_pids(node.pid)}")
+
+
+def _no_zombies(node, timeout=5.0):
+    """Every child the node lost has been reaped."""
+    def check():
+        try:
+            kids = psutil.Process(node.pid).children()
+        except psutil.NoSuchProcess:
+            return True
+        return not [k for k in kids if not live(k)]
+    wait_until(check, timeout=timeout, message=f"node {node.pid} left zombie children")
 
 
 def _pids_of(client, n, timeout=20.0, **options):
@@ -87,6 +102,25 @@ def test_prefork_two_children_with_titles_live_across_tasks(start_worker, client
     assert child_pids(node.pid) == kids  # the same two children, still there
 
 
+@pytest.mark.timeout(30)
+def test_short_tasks_do_not_wait_behind_a_long_one_while_a_child_is_idle(
+        start_worker, client, rec):
+    node = start_node(start_worker, "-c", "2")
+    _wait_children(node, 2)
+    long = client.send_task(TASK("nap"), args=["long", 6])
+    (busy,) = wait_until(lambda: recorded(rec, "long"), timeout=10)
+    shorts = [client.send_task(TASK("nap"), args=[f"short{i}", 0.5]) for i in range(4)]
+    began = time.monotonic()
+    wait_results(shorts, timeout=15)
+    took = time.monotonic() - began
+    # as with Celery's default (fair) scheduling: the other child runs them one by one
+    assert [r.status for r in shorts] == ["SUCCESS"] * 4
+    assert busy not in {r.result for r in shorts}, [r.result for r in shorts]
+    assert took < 4.5, took
+    assert not long.ready()
+    assert long.get(timeout=10) == busy
+
+
 # -- 2. replacing children ---------------------------------------------------------------------
 
 
@@ -94,7 +128,11 @@ def test_prefork_two_children_with_titles_live_across_tasks(start_worker, client
 def test_max_tasks_per_child_replaces_child_after_three_tasks(start_worker, client):
     node = start_node(start_worker, "-c", "1", "--max-tasks-per-child", "3")
     first = _wait_children(node, 1)
-    pids = _pids_of(client, 12)
+    results = [client.send_task(TASK("pid")) for _ in range(12)]
+    wait_results(results, timeout=20)
+    failed = [(r.status, repr(r.result)) for r in results if r.status != "SUCCESS"]
+    assert not failed, failed  # a child's last task before it is replaced is not lost
+    pids = [r.result for r in results]
     counts = Counter(pids)
     assert len(counts) == 4, counts
     assert sorted(counts.values()) == [3, 3, 3, 3], counts
@@ -103,6 +141,25 @@ def test_max_tasks_per_child_replaces_child_after_three_tasks(start_worker, clie
     assert [pids[i] for i in (0, 3, 6, 9)] == list(dict.fromkeys(pids)), pids
     _wait_children(node, 1, exclude=pids[:9])
     assert node.alive
+
+
+@pytest.mark.timeout(40)
+def test_retiring_children_never_lose_their_last_task(start_worker, client):
+    node = start_node(start_worker, "-c", "2", "--max-tasks-per-child", "1")
+    _wait_children(node, 2)
+    results = [client.send_task(TASK("pid")) for _ in range(200)]
+    deadline = time.monotonic() + 25
+    while not all(r.ready() for r in results) and node.alive \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
+    failed = [(r.status, repr(r.result)) for r in results if r.status != "SUCCESS"]
+    assert not failed and node.alive, (
+        f"node alive: {node.alive}; {len(failed)} of 200 tasks did not succeed, e.g. "
+        f"{failed[:3]}; node output:\n{node.log()[-1500:]}")
+    pids = [r.result for r in results]
+    assert len(set(pids)) == 200  # one child per task
+    assert node.alive
+    _wait_children(node, 2)
 
 
 def _rss_kib(pid):
@@ -164,8 +221,14 @@ def test_soft_time_limit_from_worker_and_per_task(start_worker, client, rec):
     took = time.monotonic() - began
     assert 1.9 <= took < 3.5, took
 
+    # a task that does not catch it fails with SoftTimeLimitExceeded
+    r = client.send_task(TASK("nap"), args=["s4", 5])
+    wait_results([r], timeout=10)
+    assert r.status == "FAILURE", (r.status, r.result)
+    assert isinstance(r.result, SoftTimeLimitExceeded), repr(r.result)
+
     assert [x.rsplit(":", 1)[0] for x in records(rec)] == [
-        "s1:start", "s1:soft", "s3:start", "s3:soft", "s2:start", "s2:soft"]
+        "s1:start", "s1:soft", "s3:start", "s3:soft", "s2:start", "s2:soft", "s4:start"]
     # a soft limit does not cost the child its life
     assert child_pids(node.pid) == kids
 
@@ -177,6 +240,7 @@ def test_hard_time_limit_kills_and_replaces_the_child(start_worker, client, rec)
 
     began = time.monotonic()
     r = client.send_task(TASK("nap"), args=["hard", 5])
+    behind = [client.send_task(TASK("pid")) for _ in range(3)]  # waiting for the one child
     wait_results([r], timeout=10)
     took = time.monotonic() - began
     assert r.status == "FAILURE", (r.status, r.result)
@@ -189,8 +253,26 @@ def test_hard_time_limit_kills_and_replaces_the_child(start_worker, client, rec)
 
     (new,) = _wait_children(node, 1, exclude=[kid])
     assert not pid_alive(kid)
+    # what waited behind the killed task runs in the new child
+    assert [b.get(timeout=10) for b in behind] == [new] * 3
     assert client.send_task(TASK("pid")).get(timeout=10) == new
     assert node.alive
+    _no_zombies(node)
+
+
+@pytest.mark.timeout(30)
+def test_hard_time_limit_given_when_sending(start_worker, client, rec):
+    node = start_node(start_worker, "-c", "1")
+    (kid,) = _wait_children(node, 1)
+    began = time.monotonic()
+    r = client.send_task(TASK("nap"), args=["call", 5], time_limit=1)
+    wait_results([r], timeout=10)
+    assert time.monotonic() - began < 3.5
+    assert r.status == "FAILURE", (r.status, r.result)
+    assert isinstance(r.result, TimeLimitExceeded), repr(r.result)
+    (new,) = _wait_children(node, 1, exclude=[kid])
+    # without a limit the same task runs to its end
+    assert client.send_task(TASK("nap"), args=["free", 1.5]).get(timeout=10) == new
 
 
 # -- 4. children lost mid-task -----------------------------------------------------------------
@@ -209,6 +291,7 @@ def test_child_killed_mid_task_fails_worker_lost_and_is_replaced(start_worker, c
     wait_results([r], timeout=10)
     assert r.status == "FAILURE", (r.status, r.result)
     assert isinstance(r.result, WorkerLostError), repr(r.result)
+    assert "signal 9" in str(r.result) and "SIGKILL" in str(r.result), str(r.result)
     with pytest.raises(WorkerLostError):
         r.get(timeout=1)
     now = _wait_children(node, 2, exclude=[victim])
@@ -225,6 +308,26 @@ def test_child_killed_mid_task_fails_worker_lost_and_is_replaced(start_worker, c
     pids = _pids_of(client, 6)
     assert set(pids) <= set(after), (pids, after)
     assert node.alive
+    _no_zombies(node)
+
+
+@pytest.mark.timeout(30)
+def test_tasks_waiting_behind_a_killed_task_are_not_lost(start_worker, client, rec):
+    node = start_node(start_worker, "-c", "1")
+    (kid,) = _wait_children(node, 1)
+    r = client.send_task(TASK("nap"), args=["victim", 30])
+    behind = [client.send_task(TASK("nap"), args=[f"b{i}", 0]) for i in range(3)]
+    wait_until(lambda: recorded(rec, "victim"), timeout=10)
+    time.sleep(0.3)  # let the node take the others too (it prefetches)
+    os.kill(kid, signal.SIGKILL)
+    wait_results([r, *behind], timeout=15)
+    assert r.status == "FAILURE" and isinstance(r.result, WorkerLostError), repr(r.result)
+    (new,) = _wait_children(node, 1, exclude=[kid])
+    assert [b.status for b in behind] == ["SUCCESS"] * 3, [repr(b.result) for b in behind]
+    assert [b.result for b in behind] == [new] * 3
+    for i in range(3):  # each ran once, in the new child
+        assert recorded(rec, f"b{i}") == [new], records(rec)
+    assert recorded(rec, "victim") == [kid]
 
 
 @pytest.mark.timeout(40)
@@ -272,6 +375,21 @@ def test_children_die_with_their_node_and_late_ack_task_is_redone(start_worker, 
     assert len(recorded(rec, "orphan", "end")) == 1
 
 
+@pytest.mark.timeout(30)
+def test_replacement_children_die_with_their_node_too(start_worker, client):
+    # replacements are forked by the pool's reader thread, not by the main thread
+    node = start_node(start_worker, "-c", "2", "--max-tasks-per-child", "1")
+    first = _wait_children(node, 2)
+    # (whether these succeed is test_retiring_children_never_lose_their_last_task's business)
+    wait_results([client.send_task(TASK("pid")) for _ in range(4)], timeout=20)
+    kids = [psutil.Process(p) for p in _wait_children(node, 2, exclude=first)]
+
+    os.kill(node.pid, signal.SIGKILL)
+    node.wait(timeout=10)
+    wait_until(lambda: not any(live(k) for k in kids), timeout=5,
+               message=f"children outlived their node: {[k.pid for k in kids if live(k)]}")
+
+
 # -- 9. autoscale ------------------------------------------------------------------------------
 
 
@@ -282,7 +400,7 @@ def test_autoscale_grows_under_backlog_and_shrinks_when_idle(start_worker, clien
     time.sleep(1.5)  # an idle node stays at its minimum (the autoscaler ticks every second)
     assert child_pids(node.pid) == [first]
 
-    results = [client.send_task(TASK("nap"), args=[f"a{i}", 2]) for i in range(9)]
+    results = [client.send_task(TASK("nap"), args=[f"a{i}", 1.5]) for i in range(6)]
     grown = wait_until(lambda: len(child_pids(node.pid)) == 3 and child_pids(node.pid),
                        timeout=8, message=f"the pool did not grow: {child_pids(node.pid)}")
     assert first in grown
@@ -295,4 +413,5 @@ def test_autoscale_grows_under_backlog_and_shrinks_when_idle(start_worker, clien
                message=f"the pool did not shrink back: {child_pids(node.pid)}")
     time.sleep(1.5)
     assert len(child_pids(node.pid)) == 1  # never below the minimum
+    _no_zombies(node)
     assert client.send_task(TASK("pid")).get(timeout=10) in child_pids(node.pid)

@@ -3,8 +3,9 @@ limits, lost children, signals, detaching, autoscaling.
 
 Tasks that a test needs to watch record themselves in db 3 of the broker's Redis server
 (``RECORD_DB``): ``RPUSH runs <tag>:<what>:<pid>``. The node gets its URLs from
-``MULTIQ_BROKER_URL`` / ``MULTIQ_RESULT_BACKEND``; ``SYSQ_NODE_BROKER`` overrides the broker
-(a closed port, to test a node that cannot connect) and ``SYSQ_NODE_NO_RETRY=1`` sets
+``MULTIQ_BROKER_URL`` / ``MULTIQ_RESULT_BACKEND``. ``SYSQ_NODE_BROKER`` is the broker when
+``MULTIQ_BROKER_URL`` is unset (that variable wins over ``broker=``, as Celery's does): a
+closed port, to test a node that cannot connect; ``SYSQ_NODE_NO_RETRY=1`` sets
 ``broker_connection_retry_on_startup=False``.
 
 The test process imports nothing from here: it sends the tasks by name.
@@ -29,7 +30,7 @@ if os.environ.get("SYSQ_NODE_NO_RETRY"):
 
 app = MultiQ(
     "sysq_node",
-    broker=os.environ.get("SYSQ_NODE_BROKER") or os.environ.get("MULTIQ_BROKER_URL"),
+    broker=os.environ.get("SYSQ_NODE_BROKER"),
     backend=os.environ.get("MULTIQ_RESULT_BACKEND"),
     result_extended=True,
     **_settings,

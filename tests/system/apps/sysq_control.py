@@ -1,0 +1,125 @@
+"""Tasks for the system tests of remote control and events (tests/system/test_control_*.py).
+
+Tasks that a test watches record themselves in db 3 of the broker's Redis server
+(``RECORD_DB``): ``RPUSH runs <tag>:<what>:<pid>:<time>``. The node gets its URLs from
+``MULTIQ_BROKER_URL`` / ``MULTIQ_RESULT_BACKEND``.
+
+The settings include a plain marker (``sysq_marker``) and secret-looking ones
+(``sysq_api_token``, a nested ``password``), so ``inspect conf`` can be checked for masking.
+The test process imports nothing from here: it sends the tasks by name.
+"""
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+
+from multiq import MultiQ
+from multiq.exceptions import SoftTimeLimitExceeded
+
+RECORD_DB = 3
+RUNS = "runs"
+SECRET = "hunter2-sysq"
+
+with warnings.catch_warnings():  # the sysq_* settings are unknown to multiq on purpose
+    warnings.simplefilter("ignore")
+    app = MultiQ(
+        "sysq_control",
+        broker=os.environ.get("MULTIQ_BROKER_URL"),
+        backend=os.environ.get("MULTIQ_RESULT_BACKEND"),
+        result_extended=True,
+        sysq_marker="control-app",
+        sysq_api_token=SECRET,
+        result_backend_transport_options={"password": SECRET},
+    )
+
+
+def record_url(broker_url: str) -> str:
+    """The broker URL with its database replaced by ``RECORD_DB``."""
+    parts = urlsplit(broker_url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{RECORD_DB}", parts.query, ""))
+
+
+_client = None
+_client_pid = None
+
+
+def recorder() -> redis.Redis:
+    """A client for db 3, made anew in each process (never shared across fork)."""
+    global _client, _client_pid
+    if _client is None or _client_pid != os.getpid():
+        _client = redis.Redis.from_url(record_url(os.environ["MULTIQ_BROKER_URL"]))
+        _client_pid = os.getpid()
+    return _client
+
+
+def note(tag: str, what: str) -> None:
+    recorder().rpush(RUNS, f"{tag}:{what}:{os.getpid()}:{time.time():.6f}")
+
+
+@app.task
+def record(tag):
+    """Records ``<tag>:run``; returns the pid that ran it."""
+    note(tag, "run")
+    return os.getpid()
+
+
+@app.task(acks_late=True)
+def late_record(tag):
+    """``record`` with ``acks_late``."""
+    note(tag, "run")
+    return os.getpid()
+
+
+@app.task(rate_limit="100/m")
+def limited(tag):
+    """Has a rate limit of its own (for ``registered --include rate_limit``)."""
+    note(tag, "run")
+    return tag
+
+
+@app.task
+def nap(tag, seconds):
+    """Records ``start``, sleeps, records ``end``; returns the pid."""
+    note(tag, "start")
+    time.sleep(seconds)
+    note(tag, "end")
+    return os.getpid()
+
+
+@app.task
+def soft_nap(tag, seconds):
+    """Returns "soft" when the soft time limit interrupts its sleep."""
+    note(tag, "start")
+    try:
+        time.sleep(seconds)
+    except SoftTimeLimitExceeded:
+        note(tag, "soft")
+        return "soft"
+    return "slept"
+
+
+@app.task
+def stubborn(tag, seconds):
+    """Swallows the soft time limit and sleeps on, so only the hard limit can stop it."""
+    note(tag, "start")
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            time.sleep(max(0.0, end - time.monotonic()))
+        except SoftTimeLimitExceeded:
+            note(tag, "soft")
+    note(tag, "end")
+    return "slept"
+
+
+class SysqControlBoom(Exception):
+    """Raised by ``boom``."""
+
+
+@app.task
+def boom(message):
+    raise SysqControlBoom(message)
