@@ -108,18 +108,22 @@ def _detach(obj: CLIContext, opts: NodeOptions, pidfile: Optional[str],
             click.echo(f"ERROR: Pidfile ({pidfile}) already exists.\n"
                        f"Seems we're already running? (pid: {owner.pid})", err=True)
             return 73
-    logfile = opts.main_logfile()
-    log_start = 0
-    if logfile:
-        os.makedirs(os.path.dirname(os.path.abspath(logfile)), exist_ok=True)
-        with open(logfile, "a") as fh:
-            log_start = fh.tell()
     try:
         uid = daemon.resolve_uid(kwargs["uid"])
         gid = daemon.resolve_gid(kwargs["gid"], uid)
         umask = daemon.parse_umask(kwargs["umask"])
     except (KeyError, ValueError) as exc:
         raise click.UsageError(f"Bad --uid/--gid/--umask: {exc}") from exc
+    logfile = opts.main_logfile()
+    log_start = 0
+    for path in (logfile, pidfile):
+        if path:  # made here, as the launching user, then handed to the node's user
+            _make_dir_for(path, uid, gid)
+    if logfile:
+        with open(logfile, "a") as fh:
+            log_start = fh.tell()
+        if uid is not None:
+            os.chown(logfile, uid, gid if gid is not None else -1)
 
     def failed(reason: str) -> None:
         click.echo(f"ERROR: node {opts.hostname} did not start: {reason}", err=True)
@@ -131,6 +135,15 @@ def _detach(obj: CLIContext, opts: NodeOptions, pidfile: Optional[str],
         workdir=obj.options.get("workdir") or os.getcwd(), umask=umask, uid=uid, gid=gid,
         timeout=kwargs["ready_timeout"], on_failure=failed,
     )
+
+
+def _make_dir_for(path: str, uid: Optional[int], gid: Optional[int]) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(directory):
+        return
+    os.makedirs(directory, exist_ok=True)
+    if uid is not None:
+        os.chown(directory, uid, gid if gid is not None else -1)
 
 
 def run_node(obj: CLIContext, opts: NodeOptions, pidfile: Optional[str], reporter: Any,
