@@ -18,6 +18,7 @@ logger = logging.getLogger("multiq.worker")
 
 # How long one blocking read waits: short enough that a stop request is seen at once.
 BLOCK_MS = 250
+TOPUP_EVERY = 0.25  # seconds: the longest a partly empty prefetch waits to be topped up
 
 
 class Consumer:
@@ -34,6 +35,7 @@ class Consumer:
         self.reserved: Deque[Request] = deque()
         self.consuming = False
         self._take_lock = threading.Lock()
+        self._last_fetch = 0.0
         pool.feeder = self.take_unlimited
 
     def run(self, should_stop: Callable[[], bool]) -> None:
@@ -59,14 +61,21 @@ class Consumer:
         if should_stop():
             return
         room = self.prefetch - len(self.reserved) - len(self.pool.held())
-        if room <= 0 or (self.reserved and room < self.prefetch // 2):
+        # Fetch in batches: with work on hand, wait until half the prefetch is free, or
+        # a quarter second has passed, rather than fetch one message at a time.
+        batching = self.reserved and room < self.prefetch // 2 \
+            and time.monotonic() - self._last_fetch < TOPUP_EVERY
+        if room <= 0 or batching:
             if self.pool.free_slots() <= 0:
-                self.pool.wait_for_slot(0.5)
+                self.pool.wait_for_slot(TOPUP_EVERY)
             return
+        self._last_fetch = time.monotonic()
         got = self.broker.fetch(self.consumer, self.queues, room)
         if not got and not self.reserved:
             self.consuming = True
             got = self.broker.wait(self.consumer, self.queues, room, BLOCK_MS)
+        elif not got:  # nothing new, and what is on hand waits for a slot
+            self.pool.wait_for_slot(TOPUP_EVERY)
         self.consuming = True
         for d in got:
             req = self.executor.prepare(d)
