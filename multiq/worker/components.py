@@ -35,6 +35,10 @@ class Component:
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
 
+    def signal_stop(self) -> None:
+        """Ask the thread to stop without waiting (stop() then joins)."""
+        self._stop.set()
+
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
@@ -174,7 +178,7 @@ class RevokeSync(Component):
             self.load()  # after subscribing: nothing published in between is missed
             deadline = time.monotonic() + self.resync
             while not self._stop.is_set() and time.monotonic() < deadline:
-                msg = pubsub.get_message(timeout=0.5)
+                msg = pubsub.get_message(timeout=0.1)
                 if msg and msg.get("type") == "message":
                     self._handle(msg["data"])
         finally:

@@ -343,6 +343,10 @@ class Worker:
         self._node_event("worker-offline")({})
         if self.committer is not None:
             self.committer.stop()
+        for part in self.components:  # all at once, then wait for each
+            signal_stop = getattr(part, "signal_stop", None)
+            if signal_stop is not None:
+                signal_stop()
         for part in reversed(self.components):
             part.stop()
         signals.worker_shutdown.send(sender=self)
@@ -384,7 +388,7 @@ class ControlMailbox(components.Component):
         try:
             pubsub.subscribe(broker.keys.control)
             while not self._stop.is_set():
-                msg = pubsub.get_message(timeout=0.5)
+                msg = pubsub.get_message(timeout=0.1)
                 if msg and msg.get("type") == "message":
                     self.handle(msg["data"])
         finally:
@@ -424,7 +428,7 @@ class SignalWatcher(components.Component):
 
     def tick(self) -> float:
         w = self.worker
-        w._flags.wait(1.0)
+        w._flags.wait(0.5)
         w._flags.clear()
         if w._dump_requested:
             w._dump_requested = False
@@ -439,9 +443,12 @@ class SignalWatcher(components.Component):
             w._cold_exit()  # the main thread may be inside a task or a warm shutdown
         return 0.0
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def signal_stop(self) -> None:
         self._stop.set()
         self.worker._flags.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.signal_stop()
         super().stop(timeout)
 
 
