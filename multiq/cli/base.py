@@ -160,3 +160,21 @@ def echo(ctx: CLIContext, message: str = "", err: bool = False, **style: Any) ->
 def hostname_option(default: Optional[str] = None) -> Callable[..., Any]:
     return click.option("-n", "--hostname", default=default,
                         help="Node name, e.g. w1@%h (%h host, %n short host, %d domain).")
+
+
+def hold_pidfile(path: Optional[str], reporter: Any) -> Any:
+    """Take the pid file of a node or beat: the ``Pidfile``, None when there is no path, or
+    the exit status 73 (reported to the launcher and printed) when a live process holds
+    it."""
+    from multiq.supervisor.pidfile import Pidfile, PidfileHeld
+
+    if not path:
+        return None
+    lock = Pidfile(path)
+    try:
+        lock.acquire()
+    except PidfileHeld as exc:
+        reporter.error(f"{EX_CANTCREAT} {exc}")
+        click.echo(str(exc), err=True)
+        return EX_CANTCREAT
+    return lock

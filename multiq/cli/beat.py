@@ -8,7 +8,7 @@ from typing import Any, Optional
 import click
 
 from multiq import __version__
-from multiq.cli.base import CLIContext, global_options, merge_globals
+from multiq.cli.base import CLIContext, global_options, hold_pidfile, merge_globals
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -56,18 +56,12 @@ def _run(obj: CLIContext, app: Any, loglevel: str, logfile: Optional[str],
 
     from multiq import log
     from multiq.beat.scheduler import Beat
-    from multiq.supervisor.pidfile import Pidfile, PidfileHeld
     from multiq.worker.worker import set_title
 
     log.setup(loglevel, logfile, node="beat")
-    lock = Pidfile(pidfile) if pidfile else None
-    if lock is not None:
-        try:
-            lock.acquire()
-        except PidfileHeld as exc:
-            reporter.error(f"73 {exc}")
-            click.echo(str(exc), err=True)
-            return 73
+    lock = hold_pidfile(pidfile, reporter)
+    if isinstance(lock, int):
+        return lock
     try:
         set_title("multiq beat")
         app.import_default_modules()

@@ -10,7 +10,13 @@ from typing import Any, Dict, List, Optional, Tuple
 import click
 
 from multiq import __version__
-from multiq.cli.base import CLIContext, global_options, hostname_option, merge_globals
+from multiq.cli.base import (
+    CLIContext,
+    global_options,
+    hold_pidfile,
+    hostname_option,
+    merge_globals,
+)
 
 
 def _split(values: Any) -> List[str]:
@@ -151,18 +157,12 @@ def run_node(obj: CLIContext, opts: NodeOptions, pidfile: Optional[str], reporte
     """Run the node in this process until it stops; re-exec on a HUP restart."""
     from multiq import log
     from multiq.exceptions import ImproperlyConfigured
-    from multiq.supervisor.pidfile import Pidfile, PidfileHeld
     from multiq.worker.worker import Worker
 
     log.setup(opts.loglevel, opts.main_logfile(), opts.log_format, node=opts.hostname)
-    lock = Pidfile(pidfile) if pidfile else None
-    if lock is not None:
-        try:
-            lock.acquire()
-        except PidfileHeld as exc:
-            reporter.error(f"73 {exc}")
-            click.echo(str(exc), err=True)
-            return 73
+    lock = hold_pidfile(pidfile, reporter)
+    if isinstance(lock, int):
+        return lock
     try:
         obj.app.import_default_modules()
         try:
