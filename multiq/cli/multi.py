@@ -75,7 +75,8 @@ def multi(ctx: click.Context, argv: Sequence[str]) -> None:
     from multiq.supervisor.nodes import Cluster, MultiUsageError, find, parse_argv
 
     obj = ctx.ensure_object(CLIContext)
-    if not argv or argv[0] in ("help", "--help", "-h"):
+    if not argv or argv[0] in ("help", "--help", "-h") or "--help" in argv[1:] \
+            or ("-h" in argv[1:] and "--" not in argv[1:argv.index("-h") + 1]):
         click.echo(USAGE)
         sys.exit(0 if argv else 1)
     verb, tokens = argv[0], _with_globals(obj, list(argv[1:]))

@@ -1,0 +1,95 @@
+"""Options and the shared state of one bench run: Redis, processes, env, results, progress."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from bench.procs import Procs
+from bench.redisserver import RedisServer
+from bench.results import Results
+from bench.systems import System
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BROKER_DB, BACKEND_DB, COUNTER_DB = 1, 2, 0
+MEASURES = ("enqueue", "drain", "latency", "startup", "memory", "multi")
+
+
+@dataclass
+class Options:
+    systems: List[str]
+    only: List[str] = field(default_factory=lambda: list(MEASURES))
+    runs: int = 3
+    n: int = 20_000
+    latency_samples: int = 1_000
+    settle: float = 2.0
+    stop_grace: float = 1.0  # after a measurement: TERM, this long, then KILL the tree
+    quick: bool = False
+    quiet: bool = False
+    json_path: Optional[Path] = None
+
+
+class Bench:
+    """What every measurement needs; ``close()`` stops everything it started."""
+
+    def __init__(self, opts: Options, workdir: Path) -> None:
+        self.opts = opts
+        self.workdir = workdir
+        self.procs = Procs()
+        self.redis = RedisServer(workdir)
+        self.results = Results()
+        self.notes: List[str] = []
+        self._counter = 0
+        self._t0 = time.monotonic()
+
+    def start(self) -> None:
+        self.redis.start()
+
+    def close(self) -> None:
+        try:
+            self.procs.cleanup()
+        finally:
+            self.redis.stop()
+
+    def say(self, text: str) -> None:
+        if not self.opts.quiet:
+            elapsed = time.monotonic() - self._t0
+            print(f"bench [{elapsed:6.1f}s] {text}", file=sys.stderr, flush=True)
+
+    def path(self, stem: str, suffix: str = ".log") -> Path:
+        """A fresh file name in the work dir."""
+        self._counter += 1
+        return self.workdir / f"{self._counter:03d}-{stem}{suffix}"
+
+    def env(self, **extra: Any) -> Dict[str, str]:
+        """Environment of every process we start: our package importable, our Redis URLs."""
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+        env.update(BENCH_BROKER_URL=self.redis.url(BROKER_DB),
+                   BENCH_BACKEND_URL=self.redis.url(BACKEND_DB),
+                   BENCH_COUNTER_URL=self.redis.url(COUNTER_DB))
+        env.update({k: str(v) for k, v in extra.items()})
+        return env
+
+    def producer(self, system: System, action: str, *args: str,
+                 timeout: float = 600.0) -> Dict[str, Any]:
+        """Run ``python -m bench.producer`` and return its JSON answer."""
+        argv = [sys.executable, "-m", "bench.producer", system.name, action, *args]
+        out = self.procs.run(argv, self.env(), self.path(f"{system.name}-{action}"),
+                             timeout=timeout)
+        return dict(json.loads(out.strip().splitlines()[-1]))
+
+    def producer_argv(self, system: System, action: str, *args: str) -> List[str]:
+        return [sys.executable, "-m", "bench.producer", system.name, action, *args]
+
+    def read_keys(self, path: Path) -> List[str]:
+        return [line for line in path.read_text().splitlines() if line]
+
+    def flush(self) -> None:
+        self.redis.flushall()
+

@@ -1,0 +1,135 @@
+"""Drain: N counted tasks pre-queued (timed: an enqueue sample), then one worker started.
+
+Two rates, as asked: the reference's ``(N-1)/(t_last-t_first)`` from the stamps the tasks
+write, and ``N / (Popen -> last result stored)`` seen by the driver (polling every 20 ms).
+Worker and redis-server CPU per task are sampled at the first and the last completion.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, List, Optional, Tuple
+
+import psutil
+
+from bench.apps.common import COUNTER, T_FIRST, T_LAST
+from bench.context import COUNTER_DB, Bench
+from bench.procs import ProcessError, tail
+from bench.systems import Setting, System
+
+POLL = 0.02
+STALL = 30.0  # no completion for this long: give up
+
+
+def drain_n(bench: Bench, setting: Setting) -> int:
+    return max(2, bench.opts.n // setting.n_div)
+
+
+def prequeue(bench: Bench, system: System, n: int) -> Tuple[float, List[str]]:
+    """Send ``n`` counted tasks one by one; return the enqueue rate and the result keys."""
+    keys_path = bench.path(f"{system.name}-keys", ".txt")
+    out = bench.producer(system, "enqueue", "-n", str(n), "--counted", "--keys", str(keys_path))
+    return float(out["rate"]), bench.read_keys(keys_path)
+
+
+def _cpu(procs: List[psutil.Process]) -> float:
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+        except psutil.Error:
+            pass
+    return total
+
+
+def _tree(pid: int) -> List[psutil.Process]:
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def _missing(client: Any, keys: List[str]) -> List[str]:
+    """The keys that do not exist yet."""
+    missing: List[str] = []
+    for low in range(0, len(keys), 1000):
+        chunk = keys[low:low + 1000]
+        pipe = client.pipeline(transaction=False)
+        for key in chunk:
+            pipe.exists(key)
+        missing.extend(k for k, found in zip(chunk, pipe.execute()) if not found)
+    return missing
+
+
+def run(bench: Bench, system: System, setting: Setting, run_no: int) -> None:
+    """One drain of one system and setting; adds its samples to the results."""
+    n = drain_n(bench, setting)
+    bench.flush()
+    rate, keys = prequeue(bench, system, n)
+    if n == bench.opts.n and "enqueue" in bench.opts.only:
+        bench.results.add("enqueue", system.name, "one-by-one", rate, n=n)
+    counter = bench.redis.client(COUNTER_DB)
+    store = bench.redis.client(system.results_db)
+    redis_proc = psutil.Process(bench.redis.proc.pid) if bench.redis.proc else None
+    log = bench.path(f"{system.name}-{setting.key}-drain")
+    argv = system.worker_argv(setting, bench.redis.url(1))
+    t0 = time.time()
+    proc = bench.procs.start(argv, bench.env(BENCH_N=n), log)
+    try:
+        first: Optional[Tuple[int, float, float]] = None
+        last_done, last_change = 0, time.monotonic()
+        while True:
+            done = int(counter.get(COUNTER) or 0)
+            if done and first is None:
+                first = (done, _cpu(_tree(proc.pid)), _cpu([redis_proc]) if redis_proc else 0)
+            if done >= n:
+                end = (done, _cpu(_tree(proc.pid)), _cpu([redis_proc]) if redis_proc else 0)
+                break
+            if done != last_done:
+                last_done, last_change = done, time.monotonic()
+            if proc.poll() is not None:
+                raise ProcessError(f"worker exited {proc.returncode} after {done}/{n} "
+                                   f"tasks; log:\n{tail(log)}")
+            if time.monotonic() - last_change > STALL:
+                raise ProcessError(f"stalled at {done}/{n} tasks; log:\n{tail(log)}")
+            time.sleep(POLL)
+        missing = keys
+        while True:
+            missing = _missing(store, missing)
+            if not missing:
+                t_end = time.time()
+                break
+            if time.monotonic() - last_change > STALL:
+                raise ProcessError(f"{len(missing)} results never stored; log:\n{tail(log)}")
+            time.sleep(POLL)
+        stamps = _stamps(counter)
+    finally:
+        bench.procs.stop(proc, bench.opts.stop_grace)
+        counter.close()
+        store.close()
+    common = {"note": setting.note, "compare_to": setting.compare_to, "n": n}
+    stamped = (n - 1) / (stamps[1] - stamps[0])
+    wall = n / (t_end - t0)
+    bench.results.add("drain", system.name, setting.key, stamped, **common)
+    bench.results.add("drain-wall", system.name, setting.key, wall, **common)
+    if first is not None and end[0] > first[0]:
+        tasks = end[0] - first[0]
+        bench.results.add("worker-cpu", system.name, setting.key,
+                          (end[1] - first[1]) / tasks * 1e6, **common)
+        if redis_proc is not None:
+            bench.results.add("redis-cpu", system.name, setting.key,
+                              (end[2] - first[2]) / tasks * 1e6, **common)
+    bench.say(f"run {run_no}: drain {system.name} {setting.key} N={n}: {stamped:,.0f}/s "
+              f"stamped, {wall:,.0f}/s wall (enqueue {rate:,.0f}/s)")
+
+
+def _stamps(counter: Any) -> Tuple[float, float]:
+    deadline = time.monotonic() + 10.0
+    while True:
+        first, last = counter.get(T_FIRST), counter.get(T_LAST)
+        if first is not None and last is not None:
+            return float(first), float(last)
+        if time.monotonic() > deadline:
+            raise ProcessError("the tasks did not stamp bench:t_first / bench:t_last")
+        time.sleep(POLL)

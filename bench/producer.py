@@ -1,0 +1,101 @@
+"""Client process of the bench: ``python -m bench.producer SYSTEM ACTION [options]``.
+
+A fresh process per measurement, as in the reference: imports and connects first, then
+times only the work. Prints one JSON object as its last stdout line.
+
+Actions: ``enqueue`` (N one-by-one sends), ``batch`` (N sends in chunks through the bulk
+API), ``latency`` (warm-up, then N sequential send->get; samples in ms), ``ping-wait``
+(prints ``ready``, then pings until ``--expect`` nodes answer; prints when, as time.time()).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from bench.clients import CLIENTS, Client, NotAvailable
+
+
+def _write_keys(path: Optional[str], keys: List[str]) -> None:
+    if path:
+        Path(path).write_text("\n".join(keys) + "\n")
+
+
+def enqueue(client: Client, n: int, counted: bool, keys_path: Optional[str]) -> Dict[str, Any]:
+    send = client.send
+    keys: List[str] = []
+    start = time.perf_counter()
+    for i in range(n):
+        keys.append(send(i, counted))
+    seconds = time.perf_counter() - start
+    _write_keys(keys_path, keys)
+    return {"n": n, "seconds": seconds, "rate": n / seconds}
+
+
+def batch(client: Client, n: int, counted: bool, chunk: int,
+          keys_path: Optional[str]) -> Dict[str, Any]:
+    keys: List[str] = []
+    start = time.perf_counter()
+    for low in range(0, n, chunk):
+        keys.extend(client.send_batch(range(low, min(n, low + chunk)), counted))
+    seconds = time.perf_counter() - start
+    _write_keys(keys_path, keys)
+    return {"n": n, "seconds": seconds, "rate": n / seconds, "chunk": chunk}
+
+
+def latency(client: Client, n: int, warmup: int) -> Dict[str, Any]:
+    for i in range(warmup):
+        client.roundtrip(i)
+    samples: List[float] = []
+    for i in range(n):
+        start = time.perf_counter()
+        client.roundtrip(i)
+        samples.append((time.perf_counter() - start) * 1000.0)
+    return {"n": n, "samples_ms": samples}
+
+
+def ping_wait(client: Client, expect: int, timeout: float) -> Dict[str, Any]:
+    if client.ping(0.05) is None:
+        raise NotAvailable("no broadcast ping")
+    print("ready", flush=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (client.ping(0.1) or 0) >= expect:
+            return {"t_all": time.time()}
+    raise TimeoutError(f"fewer than {expect} nodes answered ping within {timeout:.0f}s")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.producer")
+    parser.add_argument("system", choices=sorted(CLIENTS))
+    parser.add_argument("action", choices=["enqueue", "batch", "latency", "ping-wait"])
+    parser.add_argument("-n", type=int, default=1000)
+    parser.add_argument("--counted", action="store_true", help="send noop_count")
+    parser.add_argument("--chunk", type=int, default=1000)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--expect", type=int, default=1)
+    parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--keys", help="write the result keys here, one a line")
+    args = parser.parse_args(argv)
+    try:
+        client = CLIENTS[args.system]()
+        client.connect()
+        if args.action == "enqueue":
+            out = enqueue(client, args.n, args.counted, args.keys)
+        elif args.action == "batch":
+            out = batch(client, args.n, args.counted, args.chunk, args.keys)
+        elif args.action == "latency":
+            out = latency(client, args.n, args.warmup)
+        else:
+            out = ping_wait(client, args.expect, args.timeout)
+    except NotAvailable as exc:
+        out = {"na": str(exc)}
+    print(json.dumps(out), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""The order of the measurements: every run goes over all figures and systems in turn."""
+from __future__ import annotations
+
+import traceback
+from typing import Any, Callable, List
+
+from bench import drain, enqueue, multi, node
+from bench.context import Bench
+from bench.procs import ProcessError
+from bench.systems import SYSTEMS, System
+
+
+def available(bench: Bench) -> List[System]:
+    """The selected systems that are installed; a note for each one that is not."""
+    found = []
+    for name in bench.opts.systems:
+        system = SYSTEMS[name]
+        if system.installed():
+            found.append(system)
+        else:
+            bench.notes.append(f"{name}: not installed, skipped (pip install -e '.[bench]')")
+            bench.say(bench.notes[-1])
+    return found
+
+
+def _attempt(bench: Bench, figure: str, system: System, setting: str,
+             fn: Callable[..., None], *args: Any) -> None:
+    """Run ``fn(bench, system, *args)``; on failure record the error and go on."""
+    try:
+        fn(bench, system, *args)
+    except (ProcessError, Exception) as exc:  # noqa: B014 - ProcessError named for clarity
+        detail = str(exc) if isinstance(exc, ProcessError) else traceback.format_exc(limit=3)
+        bench.results.get(figure, system.name, setting).errors.append(detail[-2000:])
+        bench.say(f"{figure} {system.name} {setting} FAILED: {detail.strip()[-600:]}")
+
+
+def run_all(bench: Bench) -> None:
+    only, quick = bench.opts.only, bench.opts.quick
+    systems = available(bench)
+    node_figures = {"startup", "memory", "latency"} & set(only)
+    for run_no in range(1, bench.opts.runs + 1):
+        for system in systems:
+            if "enqueue" in only:
+                pre_queued = "drain" in only and any(s.n_div == 1 for s in system.drain)
+                if not pre_queued:
+                    _attempt(bench, "enqueue", system, "one-by-one",
+                             enqueue.one_by_one, run_no)
+                _attempt(bench, "enqueue", system, "batch",
+                         enqueue.batch, run_no)
+        if "drain" in only:
+            for system in systems:
+                for setting in system.settings(system.drain, quick):
+                    _attempt(bench, "drain", system, setting.key,
+                             drain.run, setting, run_no)
+        if node_figures:
+            first = "startup" if "startup" in only else (
+                "rss" if "memory" in only else "latency-p50")
+            for system in systems:
+                for setting in system.settings(system.node, quick):
+                    if setting.key.endswith("-bare") and not {"startup", "memory"} & set(only):
+                        continue
+                    _attempt(bench, first, system, setting.key,
+                             node.run, setting, run_no)
+        if "multi" in only:
+            for system in systems:
+                if system.multi:
+                    _attempt(bench, "multi-start", system, multi.SETTING,
+                             multi.run, run_no)

@@ -1,0 +1,118 @@
+"""What the bench runs for each system: worker command lines per setting, multi commands.
+
+Settings are named after multiq's pools (``solo``, ``threads4``, ``prefork2``); a peer's
+setting with the same name runs the same number of processes / concurrent tasks, and the
+ratio column compares it with that multiq row. Extra reference settings (``full_only``)
+are compared with the multiq setting named in ``match``.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+NODES = ("w1", "w2", "w3", "w4")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One worker configuration; ``args`` may use ``{broker}``."""
+
+    key: str
+    args: Tuple[str, ...]
+    note: str = ""
+    match: str = ""
+    n_div: int = 1  # drain N is divided by this (RQ's slow workers, as in the reference)
+    full_only: bool = False
+
+    @property
+    def compare_to(self) -> str:
+        return self.match or self.key
+
+
+@dataclass(frozen=True)
+class System:
+    name: str
+    dist: str
+    base: Tuple[str, ...]
+    drain: Tuple[Setting, ...]
+    node: Tuple[Setting, ...]  # start-up, memory and latency
+    results_db: int = 2  # where the result keys live (RQ keeps them in its one db)
+    multi: Optional[str] = None  # the module whose ``multi`` command is measured
+    app: str = ""
+
+    def installed(self) -> bool:
+        return importlib.util.find_spec(self.dist) is not None
+
+    def version(self) -> str:
+        try:
+            return importlib.metadata.version(self.dist)
+        except importlib.metadata.PackageNotFoundError:
+            return "?"
+
+    def worker_argv(self, setting: Setting, broker: str) -> List[str]:
+        args = [a.format(broker=broker) for a in setting.args]
+        return [sys.executable, *self.base, *args]
+
+    def settings(self, which: Sequence[Setting], quick: bool) -> List[Setting]:
+        return [s for s in which if not (quick and s.full_only)]
+
+    def multi_argv(self, verb: str, rundir: Path) -> List[str]:
+        """``<system> multi start|stopwait w1..w4`` with pid and log files in ``rundir``."""
+        argv = [sys.executable, "-m", str(self.multi), "multi", verb, *NODES,
+                f"--pidfile={rundir}/%n.pid"]
+        if verb == "start":
+            argv += ["-A", self.app, "-c", "2", f"--logfile={rundir}/%n%I.log"]
+        return argv
+
+
+_SOLO = Setting("solo", ("-P", "solo"))
+_THREADS = Setting("threads4", ("-P", "threads", "-c", "4"))
+_PREFORK = Setting("prefork2", ("-P", "prefork", "-c", "2"))
+_BARE = ("--without-gossip", "--without-mingle", "--without-heartbeat")
+
+MULTIQ = System(
+    "multiq", "multiq", ("-m", "multiq", "-A", "bench.apps.mq_app", "worker", "-l", "WARNING"),
+    drain=(_SOLO, _THREADS, _PREFORK), node=(_SOLO, _PREFORK),
+    multi="multiq", app="bench.apps.mq_app",
+)
+
+CELERY = System(
+    "celery", "celery", ("-m", "celery", "-A", "bench.apps.celery_app", "worker",
+                         "-l", "WARNING"),
+    drain=(_SOLO, _THREADS, _PREFORK),
+    node=(_SOLO, _PREFORK,
+          Setting("prefork2-bare", (*_PREFORK.args, *_BARE), match="prefork2",
+                  note="--without-gossip/mingle/heartbeat", full_only=True)),
+    multi="celery", app="bench.apps.celery_app",
+)
+
+_RQ_SIMPLE = ("-q", "-u", "{broker}", "-w", "rq.SimpleWorker", "bench")
+_RQ_SOLO = Setting("solo", ("worker", *_RQ_SIMPLE), note="SimpleWorker", n_div=4)
+_RQ_POOL = Setting("prefork2", ("worker-pool", "-n", "2", *_RQ_SIMPLE),
+                   note="worker-pool -n 2 SimpleWorker", n_div=4)
+_RQ_FORK = Setting("fork", ("worker", "-q", "-u", "{broker}", "bench"),
+                   note="default Worker: forks per job", match="solo", n_div=10,
+                   full_only=True)
+
+RQ = System(
+    "rq", "rq", ("-m", "rq.cli"),
+    drain=(_RQ_SOLO, _RQ_POOL, _RQ_FORK), node=(_RQ_SOLO, _RQ_POOL, _RQ_FORK), results_db=1,
+)
+
+_DQ = ("bench.apps.dramatiq_app",)
+DRAMATIQ = System(
+    "dramatiq", "dramatiq", ("-m", "dramatiq"),
+    drain=(Setting("solo", (*_DQ, "-p", "1", "-t", "1")),
+           Setting("threads4", (*_DQ, "-p", "1", "-t", "4")),
+           Setting("prefork2", (*_DQ, "-p", "2", "-t", "1")),
+           Setting("p2-t8", (*_DQ, "-p", "2", "-t", "8"), note="its default",
+                   match="prefork2", full_only=True)),
+    node=(Setting("solo", (*_DQ, "-p", "1", "-t", "1")),
+          Setting("prefork2", (*_DQ, "-p", "2", "-t", "1"))),
+)
+
+SYSTEMS: Dict[str, System] = {s.name: s for s in (MULTIQ, CELERY, RQ, DRAMATIQ)}
