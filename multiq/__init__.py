@@ -4,6 +4,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from multiq.app import MultiQ, shared_task  # noqa: E402
+from multiq.canvas import Signature, group, signature  # noqa: E402
 from multiq.task import Task  # noqa: E402
 
-__all__ = ["MultiQ", "Task", "shared_task", "__version__"]
+__all__ = ["MultiQ", "Signature", "Task", "group", "shared_task", "signature", "__version__"]
