@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any, Dict, Iterable, Optional, Tuple
 
@@ -26,6 +27,7 @@ class RedisBackend:
         self.prefix = options.pop("global_keyprefix", "") or ""
         self.expires = int(expires) if expires else None
         self.client: Any = connect(url, options)
+        self._local = threading.local()
 
     def key(self, task_id: str) -> str:
         return result_key(task_id, self.prefix)
@@ -61,11 +63,20 @@ class RedisBackend:
                     "children": [], "date_done": None, "task_id": task_id}
         return json.loads(raw)
 
+    def _pubsub(self) -> Any:
+        """This thread's subscriber connection, kept across calls (a new connection per
+        ``get()`` would cost more than the wait itself)."""
+        pubsub = getattr(self._local, "pubsub", None)
+        if pubsub is None:
+            pubsub = self._local.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        return pubsub
+
     def wait_for(self, task_id: str, timeout: Optional[float] = None) -> Doc:
         """Block until the task is ready; woken by the write's notification."""
         key = self.key(task_id)
+        channel = key.encode()
         deadline = None if timeout is None else time.monotonic() + timeout
-        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        pubsub: Any = self._pubsub()
         try:
             pubsub.subscribe(key)  # before reading, so no write slips between
             doc = self.get_meta(task_id)
@@ -74,13 +85,19 @@ class RedisBackend:
                 if left <= 0:
                     raise TimeoutError(f"The operation timed out waiting for task {task_id}")
                 msg = pubsub.get_message(timeout=min(left, 1.0))
-                if msg is not None and msg["type"] == "message":
-                    doc = json.loads(msg["data"])
-                elif msg is None:
+                if msg is None:
                     doc = self.get_meta(task_id)  # resync after a quiet spell
+                elif msg["type"] == "message" and msg["channel"] == channel:
+                    doc = json.loads(msg["data"])
             return doc
-        finally:
+        except BaseException:
+            self._local.pubsub = None  # a broken or interrupted subscriber is not reused
             pubsub.close()
+            raise
+        finally:
+            kept: Any = getattr(self._local, "pubsub", None)
+            if kept is not None and kept is pubsub:
+                kept.unsubscribe(key)
 
     def forget(self, task_id: str) -> None:
         self.client.delete(self.key(task_id))
