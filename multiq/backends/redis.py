@@ -103,4 +103,8 @@ class RedisBackend:
         self.client.delete(self.key(task_id))
 
     def close(self) -> None:
+        pubsub = getattr(self._local, "pubsub", None)
+        if pubsub is not None:
+            self._local.pubsub = None
+            pubsub.close()
         self.client.close()
