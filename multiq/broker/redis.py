@@ -50,6 +50,7 @@ class RedisBroker:
         self._promote = self.client.register_script(scripts.PROMOTE)
         self._recover = self.client.register_script(scripts.RECOVER)
         self._handback = self.client.register_script(scripts.HANDBACK)
+        self._retire = self.client.register_script(scripts.RETIRE)
         self._known_queues: Set[str] = set()
 
     # -- producing ---------------------------------------------------------------------
@@ -211,6 +212,12 @@ class RedisBroker:
         p.set(self.keys.node(consumer), json.dumps(info), px=int(ttl * 1000))
         p.zadd(self.keys.nodes, {consumer: time.time()})
         p.execute()
+
+    def retire(self, consumer: str, queues: Sequence[str]) -> None:
+        """Remove a node that stops cleanly from the consumer groups (entries it still
+        holds keep it there, for recovery to find)."""
+        for queue in queues:
+            self._retire(keys=self.keys.streams(queue), args=[GROUP, consumer])
 
     def forget_node(self, consumer: str) -> None:
         p = self.client.pipeline(transaction=False)

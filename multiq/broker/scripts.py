@@ -117,3 +117,17 @@ for i = 2, #ARGV, 2 do
 end
 return n
 """
+
+# KEYS: 10 band streams. ARGV: group, consumer.
+# Removes a consumer from each stream's group, unless it still holds entries there.
+RETIRE = """
+for i = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    local held = redis.call('XPENDING', KEYS[i], ARGV[1], '-', '+', 1, ARGV[2])
+    if #held == 0 then
+      redis.call('XGROUP', 'DELCONSUMER', KEYS[i], ARGV[1], ARGV[2])
+    end
+  end
+end
+return 1
+"""

@@ -343,6 +343,10 @@ class Worker:
         self._node_event("worker-offline")({})
         if self.committer is not None:
             self.committer.stop()
+        try:
+            self.app.broker.retire(self.consumer_name, self.current_queues())
+        except redis.RedisError as exc:
+            logger.warning("Could not leave the consumer groups: %s", exc)
         for part in self.components:  # all at once, then wait for each
             signal_stop = getattr(part, "signal_stop", None)
             if signal_stop is not None:
