@@ -20,6 +20,9 @@ Broker (one Redis, ``broker_url``; all names start with the prefix, default ``mu
     multiq:control                  PUBSUB   remote-control commands broadcast to every node
     multiq:reply:<ticket>           LIST     replies to one command; expires after 10 s
     multiq:events                   STREAM   task and node events (capped), when enabled
+    multiq:beat:lock                STRING   the beat leader's lease (expires unless renewed)
+    multiq:beat:last                HASH     periodic task name -> time of its last run
+    multiq:beat:entries             HASH     the dynamic beat table (``app.beat.add``)
     multiq:q:{<queue>}:deadletter   STREAM   messages of <queue> that cannot be run, with why
 
 Result store (``result_backend``, may be another Redis or database)::
@@ -60,6 +63,9 @@ class Keys:
         self.revoked_channel = f"{p}:revoked:channel"
         self.control = f"{p}:control"
         self.events = f"{p}:events"
+        self.beat_lock = f"{p}:beat:lock"
+        self.beat_last = f"{p}:beat:last"
+        self.beat_entries = f"{p}:beat:entries"
 
     def _q(self, queue: str) -> str:
         return f"{self.prefix}:q:{{{queue}}}"

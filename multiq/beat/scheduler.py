@@ -51,9 +51,8 @@ class Beat:
         self.leader = False
         self._stop = threading.Event()
         broker = app.broker
-        prefix = broker.keys.prefix
-        self.lock_key = f"{prefix}:beat:lock"
-        self.last_key = f"{prefix}:beat:last"
+        self.lock_key = broker.keys.beat_lock
+        self.last_key = broker.keys.beat_last
         self._renew = broker.client.register_script(RENEW)
         self._claim = broker.client.register_script(CLAIM)
 

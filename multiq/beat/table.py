@@ -46,7 +46,7 @@ class BeatTable:
 
     @property
     def key(self) -> str:
-        return f"{self.app.broker.keys.prefix}:beat:entries"
+        return str(self.app.broker.keys.beat_entries)
 
     def add(self, name: str, task: Any, schedule: Any, args: Sequence[Any] = (),
             kwargs: Optional[Dict[str, Any]] = None, options: Optional[Dict[str, Any]] = None,

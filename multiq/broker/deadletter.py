@@ -121,8 +121,9 @@ class DeadLetters:
     def queues(self) -> List[str]:
         """Known queues plus any queue that has a dead-letter stream."""
         found = set(self.broker.queue_names())
-        head, tail = f"{self.keys.prefix}:q:{{", "}:deadletter"
-        for key in self.client.scan_iter(match=f"{head}*{tail}", count=1000):
+        pattern = self.keys.deadletter("*")
+        head, tail = pattern.split("*")
+        for key in self.client.scan_iter(match=pattern, count=1000):
             name = key.decode() if isinstance(key, bytes) else key
             found.add(name[len(head):-len(tail)])
         return sorted(found)
