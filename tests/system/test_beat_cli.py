@@ -38,13 +38,6 @@ UNIT = REPO_ROOT / "systemd" / "multiq-beat.service"
 
 
 @pytest.fixture
-def rec(redis_server, redis_url):
-    c = redis_server.client(3)
-    yield c
-    c.close()
-
-
-@pytest.fixture
 def env(worker_env):
     return beat_env(worker_env)
 

@@ -35,13 +35,6 @@ LOCK = "multiq:beat:lock"
 
 
 @pytest.fixture
-def rec(redis_server, redis_url):
-    c = redis_server.client(3)
-    yield c
-    c.close()
-
-
-@pytest.fixture
 def env(worker_env):
     return beat_env(worker_env)
 

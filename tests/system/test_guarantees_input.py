@@ -41,13 +41,6 @@ def client(make_app):
 
 
 @pytest.fixture
-def rec(redis_server, redis_url):
-    c = redis_server.client(3)
-    yield c
-    c.close()
-
-
-@pytest.fixture
 def broker(redis_client):
     return redis_client
 

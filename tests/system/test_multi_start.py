@@ -48,13 +48,6 @@ def client(make_app):
     return make_app("sysq_multi_client")
 
 
-@pytest.fixture
-def rec(redis_server, redis_url):
-    c = redis_server.client(3)
-    yield c
-    c.close()
-
-
 def unique(prefix: str) -> str:
     """A node name no other process on this machine has (for process-table checks)."""
     return f"{prefix}{uuid.uuid4().hex[:10]}"

@@ -31,13 +31,6 @@ def client(make_app):
     return make_app("sysq_multi_client")
 
 
-@pytest.fixture
-def rec(redis_server, redis_url):
-    c = redis_server.client(3)
-    yield c
-    c.close()
-
-
 def _start(multi, *names, concurrency="2"):
     run = multi("start", *names, "-A", APP, "-c", concurrency)
     assert run.returncode == 0, run

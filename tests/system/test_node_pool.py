@@ -49,13 +49,6 @@ def client(make_app):
     return make_app("sysq_node_client")
 
 
-@pytest.fixture
-def rec(redis_server, redis_url):
-    c = redis_server.client(3)
-    yield c
-    c.close()
-
-
 def _wait_children(node, n, timeout=10.0, exclude=()):
     """Wait until the node has exactly ``n`` live children, none of them in ``exclude``."""
     def check():

@@ -41,13 +41,6 @@ def client(make_app):
     return make_app("sysq_node_client")
 
 
-@pytest.fixture
-def rec(redis_server, redis_url):
-    c = redis_server.client(3)
-    yield c
-    c.close()
-
-
 def _kids(node, n=2, timeout=10.0):
     return [psutil.Process(p) for p in wait_until(
         lambda: len(child_pids(node.pid)) == n and child_pids(node.pid), timeout=timeout,

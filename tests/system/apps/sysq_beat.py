@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import os
 import time
-from urllib.parse import urlsplit, urlunsplit
 
-import redis
+from sysq_recorder import recorder
 
 from multiq import MultiQ, signals
 
-RECORD_DB = 3
 TICK = "sysq_beat.tick"
 
 app = MultiQ(
@@ -33,16 +31,6 @@ app = MultiQ(
     },
 )
 
-_client = None
-
-
-def recorder() -> redis.Redis:
-    global _client
-    if _client is None:
-        parts = urlsplit(os.environ["MULTIQ_BROKER_URL"])
-        url = urlunsplit((parts.scheme, parts.netloc, f"/{RECORD_DB}", parts.query, ""))
-        _client = redis.Redis.from_url(url)
-    return _client
 
 
 def _record(key: str) -> None:

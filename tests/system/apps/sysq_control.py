@@ -13,14 +13,12 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from urllib.parse import urlsplit, urlunsplit
 
-import redis
+from sysq_recorder import recorder
 
 from multiq import MultiQ
 from multiq.exceptions import SoftTimeLimitExceeded
 
-RECORD_DB = 3
 RUNS = "runs"
 SECRET = "hunter2-sysq"
 
@@ -37,23 +35,8 @@ with warnings.catch_warnings():  # the sysq_* settings are unknown to multiq on 
     )
 
 
-def record_url(broker_url: str) -> str:
-    """The broker URL with its database replaced by ``RECORD_DB``."""
-    parts = urlsplit(broker_url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{RECORD_DB}", parts.query, ""))
 
 
-_client = None
-_client_pid = None
-
-
-def recorder() -> redis.Redis:
-    """A client for db 3, made anew in each process (never shared across fork)."""
-    global _client, _client_pid
-    if _client is None or _client_pid != os.getpid():
-        _client = redis.Redis.from_url(record_url(os.environ["MULTIQ_BROKER_URL"]))
-        _client_pid = os.getpid()
-    return _client
 
 
 def note(tag: str, what: str) -> None:

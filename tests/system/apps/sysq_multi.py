@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import os
 import time
-from urllib.parse import urlsplit, urlunsplit
 
-import redis
+from sysq_recorder import recorder
 
 from multiq import MultiQ
-
-RECORD_DB = 3
 
 BROKER = os.environ.get("SYSQ_MULTI_BROKER") or os.environ.get("MULTIQ_BROKER_URL")
 BACKEND = os.environ.get("SYSQ_MULTI_BACKEND") or os.environ.get("MULTIQ_RESULT_BACKEND")
@@ -26,23 +23,8 @@ BACKEND = os.environ.get("SYSQ_MULTI_BACKEND") or os.environ.get("MULTIQ_RESULT_
 app = MultiQ("sysq_multi", broker=BROKER, backend=BACKEND, result_extended=True)
 
 
-def record_url(broker_url: str) -> str:
-    """The broker URL with its database replaced by ``RECORD_DB``."""
-    parts = urlsplit(broker_url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{RECORD_DB}", parts.query, ""))
 
 
-_client = None
-_client_pid = None
-
-
-def recorder() -> redis.Redis:
-    """A client for db 3, made anew in each process (never shared across fork)."""
-    global _client, _client_pid
-    if _client is None or _client_pid != os.getpid():
-        _client = redis.Redis.from_url(record_url(str(BROKER)))
-        _client_pid = os.getpid()
-    return _client
 
 
 @app.task(bind=True)
@@ -55,7 +37,7 @@ def where(self, tag=""):
 def hold(self, tag, seconds):
     """Counts its runs in ``hold:<tag>``; the first run sleeps ``seconds``, a redelivered
     one returns at once. Returns ``[run number, node name]``."""
-    run = int(recorder().incr(f"hold:{tag}"))
+    run = int(recorder(str(BROKER)).incr(f"hold:{tag}"))
     if run == 1:
         time.sleep(seconds)
     return [run, self.request.hostname]

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import os
 import time
-from urllib.parse import urlsplit, urlunsplit
 
-import redis
+from sysq_recorder import recorder
 
 from multiq import MultiQ
 
-RECORD_DB = 3
 RUNS = "runs"
 ROUTES = {"sysq_reliable.render": {"queue": "images"}}
 
@@ -41,20 +39,8 @@ class SysqBoom(Exception):
     """Raised by ``boom``; importable by the test process to compare types."""
 
 
-def record_url(broker_url: str) -> str:
-    """The broker URL with its database replaced by ``RECORD_DB``."""
-    parts = urlsplit(broker_url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{RECORD_DB}", parts.query, ""))
 
 
-_client = None
-
-
-def recorder() -> redis.Redis:
-    global _client
-    if _client is None:
-        _client = redis.Redis.from_url(record_url(os.environ["MULTIQ_BROKER_URL"]))
-    return _client
 
 
 @app.task
