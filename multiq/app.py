@@ -325,7 +325,8 @@ class MultiQ:
         if getattr(_state, "batch", None) is not None:  # nested: the outer batch sends
             yield
             return
-        _state.batch = _Batch(self.broker.client.pipeline(transaction=False), flush_every)
+        _state.batch = _Batch(self.broker.client.pipeline(transaction=False), flush_every,
+                              self.broker.seal)
         try:
             yield
             _state.batch.flush()
@@ -334,7 +335,7 @@ class MultiQ:
 
     def _publish(self, message: Message, data: bytes, retry: Optional[bool],
                  policy: Optional[Dict[str, Any]]) -> None:
-        import redis
+        from multiq.redisconn import UNAVAILABLE
 
         batch = getattr(_state, "batch", None)
         if batch is not None:
@@ -353,7 +354,7 @@ class MultiQ:
                 self.broker.publish(message.queue, data, priority=message.priority,
                                     eta=message.eta, member=f"{message.id}:{message.retries}")
                 return
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+            except UNAVAILABLE as exc:
                 if attempt >= attempts:
                     raise OperationalError(f"Could not publish {message.task}: {exc}") from exc
                 logger.warning("Publishing %s failed (%s); retrying in %.1fs",
@@ -425,8 +426,8 @@ class MultiQ:
 class _Batch:
     """A pipeline of publishes, sent every ``flush_every`` messages and at the end."""
 
-    def __init__(self, pipe: Any, flush_every: int) -> None:
-        self.pipe, self.flush_every, self.count = pipe, flush_every, 0
+    def __init__(self, pipe: Any, flush_every: int, seal: Any = None) -> None:
+        self.pipe, self.flush_every, self.count, self.seal = pipe, flush_every, 0, seal
 
     def added(self) -> None:
         self.count += 1
@@ -435,6 +436,8 @@ class _Batch:
 
     def flush(self) -> None:
         if self.count:
+            if self.seal is not None:
+                self.seal(self.pipe)
             self.pipe.execute()
             self.count = 0
 

@@ -1,30 +1,195 @@
-"""Redis connections from URLs (``redis://``, ``rediss://``, ``unix://``)."""
+"""Redis clients from URLs: one server, a Sentinel-watched master, or a Cluster.
+
+=================================================================  =============================
+``redis://[[user]:password@]host:port/db`` (``rediss://``: TLS)    one server
+``unix:///path/to/redis.sock?db=0``                                one server, local socket
+``redis+sentinel://[:password@]h1:26379,h2:26379/db?master=name``  the master that Sentinel
+                                                                   names; failover is followed
+``sentinel://h1:26379;sentinel://h2:26379`` + ``master_name``      the same, Celery's spelling
+``redis+cluster://[:password@]h1:7000,h2:7001``                    a Redis Cluster (db 0 only)
+=================================================================  =============================
+
+``rediss+sentinel`` / ``rediss+cluster`` use TLS; ``valkey`` works wherever ``redis`` does.
+Transport options may say the same: ``master_name`` and ``sentinel_kwargs`` (options for the
+connections to the sentinels themselves, e.g. their password), or ``cluster: True`` with a
+plain ``redis://h1:7000,h2:7001`` URL.
+"""
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+from urllib.parse import parse_qsl, unquote
 
 import redis
 
 from multiq.exceptions import ImproperlyConfigured
 
+# Errors that mean "Redis is not reachable right now" (restart, failover, resharding):
+# callers wait and try again rather than fail.
+UNAVAILABLE: Tuple[type, ...] = (
+    redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError, redis.exceptions.RedisClusterException,
+    redis.exceptions.ReadOnlyError, redis.exceptions.MasterDownError,
+)
+
 _CLIENT_OPTIONS = {
     "socket_timeout", "socket_connect_timeout", "socket_keepalive", "health_check_interval",
     "max_connections", "retry_on_timeout", "client_name", "password", "username",
-    "ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile",
+    "ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname",
 }
+_NUMBERS = {"socket_timeout", "socket_connect_timeout", "health_check_interval"}
+_INTEGERS = {"max_connections"}
+_SINGLE = ("redis", "rediss", "unix")
+_SENTINEL = ("redis+sentinel", "rediss+sentinel", "sentinel", "sentinels")
+_CLUSTER = ("redis+cluster", "rediss+cluster")
 
 
-def connect(url: str, options: Optional[Dict[str, Any]] = None) -> redis.Redis:
-    """A client for ``url``; unknown transport options are ignored."""
+@dataclass
+class Target:
+    """What a URL names: its topology, hosts, database and credentials."""
+
+    kind: str  # "single", "sentinel" or "cluster"
+    hosts: List[Tuple[str, int]] = field(default_factory=list)
+    db: int = 0
+    username: Optional[str] = None
+    password: Optional[str] = None
+    tls: bool = False
+    master: Optional[str] = None
+    query: Dict[str, str] = field(default_factory=dict)
+
+
+def parse_url(url: str, options: Optional[Dict[str, Any]] = None) -> Target:
+    """Read a broker or backend URL (``;`` joins several, Celery-style)."""
     if not url:
         raise ImproperlyConfigured("No Redis URL configured (set broker_url / result_backend)")
-    scheme = url.split("://", 1)[0].lower()
-    if scheme not in ("redis", "rediss", "unix", "valkey", "valkeys"):
+    options = options or {}
+    parts = [p.strip() for p in url.split(";") if p.strip()]
+    targets = [_parse_one(p) for p in parts]
+    first = targets[0]
+    if any(t.kind != first.kind for t in targets):
+        raise ImproperlyConfigured(f"Mixed URL schemes in {url!r}")
+    for t in targets[1:]:
+        first.hosts += t.hosts
+        first.password = first.password or t.password
+        first.username = first.username or t.username
+    if first.kind == "single" and options.get("cluster"):
+        first.kind = "cluster"
+    if first.kind == "single" and len(first.hosts) > 1:
+        raise ImproperlyConfigured(
+            f"{url!r} names several hosts: use redis+sentinel:// or redis+cluster://")
+    if first.kind == "sentinel":
+        first.master = first.query.pop("master", None) or first.query.pop("master_name", None) \
+            or options.get("master_name")
+        if not first.master:
+            raise ImproperlyConfigured(
+                f"Sentinel URL {url!r} needs the master's name: add ?master=<name> "
+                "(or the transport option master_name)")
+    if first.kind == "cluster" and first.db:
+        raise ImproperlyConfigured(f"Redis Cluster has only database 0, not {first.db}")
+    return first
+
+
+def _parse_one(url: str) -> Target:
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ImproperlyConfigured(f"Not a Redis URL: {url!r}")
+    scheme = scheme.lower().replace("valkey", "redis")
+    if scheme in _SINGLE:
+        kind = "single"
+    elif scheme in _SENTINEL:
+        kind = "sentinel"
+    elif scheme in _CLUSTER:
+        kind = "cluster"
+    else:
         raise ImproperlyConfigured(f"Unsupported Redis URL scheme {scheme!r} in {url!r}")
-    if scheme.startswith("valkey"):
-        url = "redis" + url[len("valkey"):]
-    kwargs = {k: v for k, v in (options or {}).items() if k in _CLIENT_OPTIONS}
+    target = Target(kind, tls=scheme.startswith("rediss") or scheme == "sentinels")
+    rest, _, query = rest.partition("?")
+    target.query = dict(parse_qsl(query))
+    netloc, _, path = rest.partition("/")
+    if scheme == "unix":
+        return target  # redis-py reads unix URLs itself
+    creds, at, hosts = netloc.rpartition("@")
+    if at:
+        user, colon, password = creds.partition(":")
+        target.username = unquote(user) or None
+        target.password = unquote(password) if colon else None
+    default_port = 26379 if kind == "sentinel" else 6379
+    for item in hosts.split(","):
+        if item:
+            target.hosts.append(_host_port(item, default_port, url))
+    if not target.hosts:
+        target.hosts.append(("localhost", default_port))
+    db = target.query.pop("db", None) or path.strip("/")
+    if db:
+        try:
+            target.db = int(db)
+        except ValueError:
+            raise ImproperlyConfigured(f"Bad database number {db!r} in {url!r}") from None
+    return target
+
+
+def _host_port(item: str, default: int, url: str) -> Tuple[str, int]:
+    if item.startswith("["):  # [::1]:6379
+        host, _, port = item[1:].partition("]")
+        port = port.lstrip(":")
+    else:
+        host, _, port = item.rpartition(":") if ":" in item else (item, "", "")
+    try:
+        return host or "localhost", int(port) if port else default
+    except ValueError:
+        raise ImproperlyConfigured(f"Bad port {port!r} in {url!r}") from None
+
+
+def _client_kwargs(target: Target, options: Dict[str, Any]) -> Dict[str, Any]:
+    kwargs = {k: v for k, v in options.items() if k in _CLIENT_OPTIONS}
+    if target.kind != "single":  # redis-py reads a single server's URL itself
+        for k, v in target.query.items():
+            if k in _CLIENT_OPTIONS:
+                kwargs[k] = float(v) if k in _NUMBERS else int(v) if k in _INTEGERS else v
+        if target.password is not None:
+            kwargs["password"] = target.password
+        if target.username is not None:
+            kwargs["username"] = target.username
+        if target.tls:
+            kwargs["ssl"] = True
     kwargs.setdefault("health_check_interval", 25)
     kwargs.setdefault("socket_keepalive", True)
     kwargs.setdefault("socket_connect_timeout", 5)
+    return kwargs
+
+
+def connect(url: str, options: Optional[Dict[str, Any]] = None) -> Any:
+    """A client for ``url`` (see the module docstring); unknown options are ignored."""
+    options = dict(options or {})
+    target = parse_url(url, options)
+    kwargs = _client_kwargs(target, options)
+    if target.kind == "cluster":
+        from redis.cluster import ClusterNode, RedisCluster
+
+        kwargs.pop("health_check_interval", None)
+        nodes = [ClusterNode(h, p) for h, p in target.hosts]
+        return RedisCluster(startup_nodes=nodes, **kwargs)
+    if target.kind == "sentinel":
+        from redis.sentinel import Sentinel
+
+        sentinel_kwargs = dict(options.get("sentinel_kwargs") or {})
+        password = target.query.get("sentinel_password")
+        if password:
+            sentinel_kwargs.setdefault("password", password)
+        if target.tls:
+            sentinel_kwargs.setdefault("ssl", True)
+        for k in ("socket_timeout", "socket_connect_timeout", "socket_keepalive"):
+            if k in kwargs:
+                sentinel_kwargs.setdefault(k, kwargs[k])
+        sentinel = Sentinel(target.hosts, sentinel_kwargs=sentinel_kwargs)
+        return sentinel.master_for(target.master, db=target.db, **kwargs)
+    if url.split("://", 1)[0].lower().startswith("valkey"):
+        url = "redis" + url[len("valkey"):]
     return redis.Redis.from_url(url, **kwargs)
+
+
+def is_cluster(client: Any) -> bool:
+    """Whether ``client`` talks to a Redis Cluster (keys of one command must share a slot)."""
+    from redis.cluster import RedisCluster
+
+    return isinstance(client, RedisCluster)

@@ -7,12 +7,14 @@ import time
 from typing import Any, Dict, Iterable, Optional, Tuple
 
 from multiq import states
-from multiq.exceptions import TimeoutError
+from multiq.exceptions import ImproperlyConfigured, TimeoutError
 from multiq.keys import result_key
-from multiq.redisconn import connect
+from multiq.redisconn import UNAVAILABLE, connect, is_cluster
 from multiq.serialization import json_dumps
 
 Doc = Dict[str, Any]
+
+OUTAGE_LIMIT = 60.0  # seconds a get() without timeout waits out an unreachable Redis
 
 
 class RedisBackend:
@@ -25,8 +27,15 @@ class RedisBackend:
         options = dict(transport_options or {})
         self.url = url
         self.prefix = options.pop("global_keyprefix", "") or ""
+        self.wait_replicas = int(options.pop("wait_replicas", 0) or 0)
+        self.wait_timeout = int(options.pop("wait_timeout", 1000))
         self.expires = int(expires) if expires else None
         self.client: Any = connect(url, options)
+        # A cluster notifies on the key's own shard (SPUBLISH) rather than broadcasting
+        # every result to every node.
+        self.sharded = is_cluster(self.client)
+        if self.wait_replicas and self.sharded:
+            raise ImproperlyConfigured("wait_replicas is not available on a Redis Cluster")
         self._local = threading.local()
 
     def key(self, task_id: str) -> str:
@@ -43,14 +52,24 @@ class RedisBackend:
             p.set(key, data, ex=self.expires)
         else:
             p.set(key, data)
-        p.publish(key, data)
+        if self.sharded:
+            p.spublish(key, data)
+        else:
+            p.publish(key, data)
         if pipe is None:
+            self.seal(p)
             p.execute()
+
+    def seal(self, p: Any) -> None:
+        """End a pipeline of result writes with ``WAIT`` when ``wait_replicas`` is set."""
+        if self.wait_replicas:
+            p.execute_command("WAIT", self.wait_replicas, self.wait_timeout)
 
     def store_many(self, items: Iterable[Tuple[str, Doc]]) -> None:
         p = self.client.pipeline(transaction=False)
         for task_id, doc in items:
             self.store(task_id, doc, p)
+        self.seal(p)
         p.execute()
 
     def get_meta(self, task_id: str) -> Doc:
@@ -72,32 +91,63 @@ class RedisBackend:
         return pubsub
 
     def wait_for(self, task_id: str, timeout: Optional[float] = None) -> Doc:
-        """Block until the task is ready; woken by the write's notification."""
+        """Block until the task is ready; woken by the write's notification.
+
+        A lost connection (a restart, a failover) is waited out until ``timeout``, or for
+        up to ``OUTAGE_LIMIT`` seconds when there is none.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        outage: Optional[float] = None
+        delay = 0.05
+        while True:
+            try:
+                return self._wait_once(task_id, deadline)
+            except UNAVAILABLE:
+                now = time.monotonic()
+                outage = outage or now
+                limit = deadline if deadline is not None else outage + OUTAGE_LIMIT
+                if now + delay >= limit:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    def _wait_once(self, task_id: str, deadline: Optional[float]) -> Doc:
         key = self.key(task_id)
         channel = key.encode()
-        deadline = None if timeout is None else time.monotonic() + timeout
         pubsub: Any = self._pubsub()
+        if self.sharded:
+            node = self.client.get_node_from_key(key)
+            subscribe, unsubscribe = pubsub.ssubscribe, pubsub.sunsubscribe
+
+            def receive(timeout: float) -> Any:
+                return pubsub.get_sharded_message(timeout=timeout, target_node=node)
+        else:
+            subscribe, unsubscribe, receive = pubsub.subscribe, pubsub.unsubscribe, \
+                lambda timeout: pubsub.get_message(timeout=timeout)
         try:
-            pubsub.subscribe(key)  # before reading, so no write slips between
+            subscribe(key)  # before reading, so no write slips between
             doc = self.get_meta(task_id)
             while doc["status"] not in states.READY_STATES:
                 left = 1.0 if deadline is None else deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError(f"The operation timed out waiting for task {task_id}")
-                msg = pubsub.get_message(timeout=min(left, 1.0))
+                msg = receive(min(left, 1.0))
                 if msg is None:
                     doc = self.get_meta(task_id)  # resync after a quiet spell
-                elif msg["type"] == "message" and msg["channel"] == channel:
+                elif msg["type"] in ("message", "smessage") and msg["channel"] == channel:
                     doc = json.loads(msg["data"])
             return doc
         except BaseException:
             self._local.pubsub = None  # a broken or interrupted subscriber is not reused
-            pubsub.close()
+            try:
+                pubsub.close()
+            except Exception:
+                pass
             raise
         finally:
             kept: Any = getattr(self._local, "pubsub", None)
             if kept is not None and kept is pubsub:
-                kept.unsubscribe(key)
+                unsubscribe(key)
 
     def forget(self, task_id: str) -> None:
         self.client.delete(self.key(task_id))

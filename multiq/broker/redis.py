@@ -9,8 +9,10 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 import redis
 
 from multiq.broker import scripts
+from multiq.broker.waiters import SlotWaiters
+from multiq.exceptions import ImproperlyConfigured
 from multiq.keys import GROUP, Keys, band_of
-from multiq.redisconn import connect
+from multiq.redisconn import connect, is_cluster
 
 Pipeline = Any
 
@@ -45,7 +47,15 @@ class RedisBroker:
         self.keys = Keys(options.pop("global_keyprefix", None) or "multiq")
         self.max_deliveries = int(options.pop("max_deliveries", 5))
         options.pop("visibility_timeout", None)  # accepted; redelivery follows liveness
+        self.wait_replicas = int(options.pop("wait_replicas", 0) or 0)
+        self.wait_timeout = int(options.pop("wait_timeout", 1000))
         self.client: Any = connect(url, options)
+        self.cluster = is_cluster(self.client)
+        if self.wait_replicas and self.cluster:
+            raise ImproperlyConfigured(
+                "wait_replicas is not available on a Redis Cluster (WAIT must follow the "
+                "write on the same shard connection); see the README's Cluster section")
+        self._waiters: Optional[SlotWaiters] = None
         self._fetch = self.client.register_script(scripts.FETCH)
         self._promote = self.client.register_script(scripts.PROMOTE)
         self._recover = self.client.register_script(scripts.RECOVER)
@@ -67,24 +77,33 @@ class RedisBroker:
     ) -> None:
         """Enqueue ``data``; with ``eta`` in the future it waits in the delayed set."""
         own = pipe is None
-        p: Any = self.client.pipeline(transaction=eta is not None) if own else pipe
+        p: Any = self.client.pipeline(transaction=False) if own else pipe
         band = band_of(priority)
         if queue not in self._known_queues:
-            p.sadd(self.keys.queues, queue)
+            # on a cluster the set has its own slot, outside the queue's transaction
+            (self.client if self.cluster else p).sadd(self.keys.queues, queue)
             self._known_queues.add(queue)
         if eta is not None and eta > time.time():
             self.add_delayed(p, queue, band, member, data, eta)
         else:
             p.xadd(self.keys.stream(queue, band), {"m": data, "n": 0})
         if own:
+            self.seal(p)
             p.execute()
+
+    def seal(self, p: Pipeline) -> None:
+        """End a pipeline of publishes with ``WAIT`` when ``wait_replicas`` asks for it: the
+        send returns once that many replicas have the messages (or the timeout passed)."""
+        if self.wait_replicas:
+            p.execute_command("WAIT", self.wait_replicas, self.wait_timeout)
 
     def add_delayed(
         self, p: Pipeline, queue: str, band: int, member: str, data: bytes, eta: float,
         redeliveries: int = 0,
     ) -> None:
-        p.zadd(self.keys.delayed(queue), {member: eta})
+        # body first: the promoter never sees a member whose body is not there yet
         p.hset(self.keys.delayed_bodies(queue), member, b"%d,%d|" % (band, redeliveries) + data)
+        p.zadd(self.keys.delayed(queue), {member: eta})
 
     # -- consuming ---------------------------------------------------------------------
 
@@ -101,7 +120,8 @@ class RedisBroker:
 
     def fetch(self, consumer: str, queues: Sequence[str], count: int) -> List[Delivery]:
         """Take up to ``count`` new entries, higher priority bands first, without blocking."""
-        out: List[Delivery] = []
+        out: List[Delivery] = self.waiting()
+        count -= len(out)
         for queue in queues:
             if count <= 0:
                 break
@@ -121,7 +141,40 @@ class RedisBroker:
     def wait(
         self, consumer: str, queues: Sequence[str], count: int, block_ms: int
     ) -> List[Delivery]:
-        """Block up to ``block_ms`` for new entries on any band of any queue."""
+        """Block up to ``block_ms`` for new entries on any band of any queue.
+
+        On a cluster, queues on different slots are waited on by one thread per slot
+        (see :mod:`multiq.broker.waiters`); what they read comes back here or from
+        :meth:`fetch`.
+        """
+        groups = self._slot_groups(queues)
+        if len(groups) == 1:
+            return self._wait_one(consumer, groups[0], count, block_ms)
+        if self._waiters is None:
+            self._waiters = SlotWaiters(
+                lambda qs, n, ms: self._wait_one(consumer, qs, n, ms))
+        return self._waiters.wait(groups, count, block_ms)
+
+    def _slot_groups(self, queues: Sequence[str]) -> List[List[str]]:
+        if not self.cluster or len(queues) < 2:
+            return [list(queues)]
+        by_slot: Dict[int, List[str]] = {}
+        for q in queues:
+            by_slot.setdefault(self.client.keyslot(self.keys.stream(q, 0)), []).append(q)
+        return list(by_slot.values())
+
+    def waiting(self) -> List[Delivery]:
+        """Entries the slot waiters read after the last :meth:`wait` returned."""
+        return self._waiters.take() if self._waiters is not None else []
+
+    def stop_waiting(self) -> List[Delivery]:
+        """Stop the slot waiters; returns what they still read, for the caller to hand back."""
+        waiters, self._waiters = self._waiters, None
+        return waiters.close() if waiters is not None else []
+
+    def _wait_one(
+        self, consumer: str, queues: Sequence[str], count: int, block_ms: int
+    ) -> List[Delivery]:
         streams = {s: ">" for q in queues for s in self.keys.streams(q)}
         try:
             reply = self.client.xreadgroup(GROUP, consumer, streams, count=count, block=block_ms)
@@ -230,7 +283,10 @@ class RedisBroker:
         names = [n.decode() for n in self.client.zrange(self.keys.nodes, 0, -1)]
         if not names:
             return {}
-        values = self.client.mget([self.keys.node(n) for n in names])
+        p = self.client.pipeline(transaction=False)  # one slot per key on a cluster
+        for n in names:
+            p.get(self.keys.node(n))
+        values = p.execute()
         return {n: json.loads(v) for n, v in zip(names, values) if v is not None}
 
     def holders(self, queue: str) -> Set[str]:
@@ -278,8 +334,9 @@ class RedisBroker:
         until = time.time() + expires
         p.zadd(self.keys.revoked, {t: until for t in task_ids})
         p.zremrangebyscore(self.keys.revoked, "-inf", time.time())
-        p.publish(self.keys.revoked_channel, json.dumps({**payload, "ids": list(task_ids)}))
         p.execute()
+        self.client.publish(self.keys.revoked_channel,
+                            json.dumps({**payload, "ids": list(task_ids)}))
 
     def revoked_ids(self) -> Set[str]:
         return {
@@ -298,7 +355,14 @@ class RedisBroker:
         p.zcard(self.keys.delayed(queue))
         return sum(int(x) for x in p.execute())
 
+    def batch(self) -> Pipeline:
+        """A pipeline for writes across queues: a transaction on one Redis; on a cluster,
+        where a transaction must stay in one slot, a plain pipeline (each command still
+        runs in order on its shard)."""
+        return self.client.pipeline(transaction=not self.cluster)
+
     def close(self) -> None:
+        self.stop_waiting()
         self.client.close()
 
 

@@ -42,11 +42,11 @@ cli.add_command(beat)
 def main() -> None:
     import sys
 
-    import redis
+    from multiq.redisconn import UNAVAILABLE
 
     try:
         cli(prog_name="multiq")
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
+    except UNAVAILABLE as exc:
         from multiq.config import mask_url
         click.echo(f"Error: cannot reach Redis: {mask_url(str(exc))}", err=True)
         sys.exit(69)

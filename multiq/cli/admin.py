@@ -34,16 +34,15 @@ def redis_errors(fun: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fun)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        import redis
-
         from multiq.config import mask_url
         from multiq.exceptions import BackendNotConfigured, ImproperlyConfigured
+        from multiq.redisconn import UNAVAILABLE
 
         try:
             return fun(*args, **kwargs)
         except (ImproperlyConfigured, BackendNotConfigured) as exc:
             raise click.UsageError(str(exc)) from exc
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except UNAVAILABLE as exc:
             click.echo(f"Error: Redis connection failed: {mask_url(str(exc))}", err=True)
             sys.exit(EX_UNAVAILABLE)
 

@@ -14,12 +14,11 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Sequence, Tuple
 
-import redis
-
 from multiq import events, states
 from multiq.backends.base import exception_to_dict, make_doc
 from multiq.exceptions import BackendNotConfigured, TaskRevokedError, WorkerLostError
 from multiq.message import peek
+from multiq.redisconn import UNAVAILABLE
 
 if TYPE_CHECKING:
     from multiq.app import MultiQ
@@ -138,7 +137,7 @@ class Committer:
         while True:
             try:
                 return fun()
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+            except UNAVAILABLE as exc:
                 logger.warning("Redis unavailable while committing (%s); retrying in %.1fs",
                                exc, delay)
                 time.sleep(delay)
@@ -146,7 +145,7 @@ class Committer:
 
     def _commit(self, batch: List[Item]) -> None:
         results = self.backend.client.pipeline(transaction=False) if self.backend else None
-        acks = self.broker.client.pipeline(transaction=True)
+        acks = self.broker.batch()
         self._acks: List[Any] = []
         finished = {id(subject) for kind, subject, _ in batch
                     if kind in ("done", "revoked", "redeliver")}
@@ -171,6 +170,7 @@ class Committer:
                 self._acks.append((subject, False))
         self.broker.ack_many(acks, self._acks)
         if results is not None and len(results):
+            self.backend.seal(results)  # results reach the replicas before the acks go
             results.execute()
         acks.execute()
 

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 import redis
 
+from multiq.redisconn import UNAVAILABLE
+
 if TYPE_CHECKING:
     from multiq.broker.redis import RedisBroker
     from multiq.worker.committer import Committer
@@ -53,7 +55,7 @@ class Component:
             try:
                 wait = self.tick()
                 failures = 0
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+            except UNAVAILABLE as exc:
                 failures += 1
                 wait = min(0.2 * 2 ** failures, 5.0)
                 logger.warning("%s: Redis unavailable (%s); retrying in %.1fs",
@@ -94,7 +96,7 @@ class Heartbeat(Component):
         super().stop(timeout)
         try:
             self.broker.forget_node(self.consumer)
-        except redis.RedisError as exc:
+        except (redis.RedisError, *UNAVAILABLE) as exc:
             logger.warning("Could not remove node record: %s", exc)
 
 

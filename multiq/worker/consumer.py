@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Callable, Deque, List, Optional
 
 import redis
 
+from multiq.redisconn import UNAVAILABLE
+
 if TYPE_CHECKING:
     from multiq.broker.redis import RedisBroker
     from multiq.pools.base import Pool
@@ -47,7 +49,7 @@ class Consumer:
                 if failures:
                     logger.warning("Connection to the broker restored; consuming again")
                 failures = 0
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+            except UNAVAILABLE as exc:
                 failures += 1
                 self.consuming = False
                 delay = min(0.1 * 2 ** failures, 5.0)
@@ -101,13 +103,14 @@ class Consumer:
     def handback(self) -> int:
         """Give every reserved, never started message back to its stream at once."""
         pending, self.reserved = list(self.reserved), deque()
-        if not pending:
+        deliveries = [r.delivery for r in pending] + self.broker.stop_waiting()
+        if not deliveries:
             return 0
         try:
-            return self.broker.handback([r.delivery for r in pending])
-        except redis.RedisError as exc:
+            return self.broker.handback(deliveries)
+        except (redis.RedisError, *UNAVAILABLE) as exc:
             logger.error("Could not hand back %d messages (%s); they return to the queue "
-                         "when this node's heartbeat expires", len(pending), exc)
+                         "when this node's heartbeat expires", len(deliveries), exc)
             return 0
 
     def add_queue(self, queue: str) -> None:

@@ -26,6 +26,7 @@ from multiq import __version__, signals, states
 from multiq.exceptions import ImproperlyConfigured, WorkerLostError
 from multiq.naming import nodename
 from multiq.pools.base import Pool
+from multiq.redisconn import UNAVAILABLE
 from multiq.supervisor.notify import Notifier
 from multiq.trace import Outcome
 from multiq.worker import components
@@ -137,8 +138,8 @@ class Worker:
         app.finalize()
         signals.worker_init.send(sender=self)
         self.install_signal_handlers(self.options.get("detached", False))
-        broker = app.broker
-        if not self._connect(broker):
+        broker = self._connect()
+        if broker is None:
             return 1
         committer = Committer(app, self.consumer_name, self.hostname)
         executor = Executor(app, self.hostname, self.consumer_name, self.state, committer)
@@ -238,24 +239,26 @@ class Worker:
     def current_queues(self) -> List[str]:
         return list(self.consumer.queues) if self.consumer else list(self.queues)
 
-    def _connect(self, broker: Any) -> bool:
+    def _connect(self) -> Any:
+        """The app's broker once its queues are declared; None if Redis stays away."""
         retry = self.app.conf.broker_connection_retry_on_startup
         delay, attempts = 0.2, int(self.app.conf.broker_connection_max_retries or 100)
+        url = self.app.conf.broker_url or os.environ.get("MULTIQ_BROKER_URL", "")
         for attempt in range(attempts + 1):
             try:
+                broker = self.app.broker  # a cluster client connects when it is made
                 broker.declare(self.queues)
-                return True
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                return broker
+            except UNAVAILABLE as exc:
                 if not retry or attempt >= attempts or self.should_stop():
-                    logger.critical("Cannot connect to the broker at %s: %s",
-                                    _masked(broker.url), exc)
-                    self.failure = f"cannot connect to the broker at {_masked(broker.url)}: {exc}"
-                    return False
+                    logger.critical("Cannot connect to the broker at %s: %s", _masked(url), exc)
+                    self.failure = f"cannot connect to the broker at {_masked(url)}: {exc}"
+                    return None
                 logger.error("Cannot connect to %s: %s. Trying again in %.1fs...",
-                             _masked(broker.url), exc, delay)
+                             _masked(url), exc, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        return False
+        return None
 
     def _make_pool(self, executor: Executor) -> Pool:
         if self.pool_kind == "solo":
@@ -345,7 +348,7 @@ class Worker:
             self.committer.stop()
         try:
             self.app.broker.retire(self.consumer_name, self.current_queues())
-        except redis.RedisError as exc:
+        except (redis.RedisError, *UNAVAILABLE) as exc:
             logger.warning("Could not leave the consumer groups: %s", exc)
         for part in self.components:  # all at once, then wait for each
             signal_stop = getattr(part, "signal_stop", None)
