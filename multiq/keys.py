@@ -38,8 +38,18 @@ so entries held by a previous life of the same node are told apart and recovered
 follows liveness: a node's entries are handed back only once its ``node`` key has expired —
 never because a message was held for a long time, so a healthy long task runs once.
 
-Every key of one queue carries the hash tag ``{<queue>}``: a Redis Cluster keeps a queue on
-one shard, and the Lua scripts, which touch only one queue's keys, stay on one slot.
+Slot layout on a Redis Cluster (``redis+cluster://``): every key of one queue carries the
+hash tag ``{<queue>}``, so a queue's bands, delayed set, started hash and dead-letter stream
+share one slot and one shard, while different queues spread over the shards. Every Lua
+script and every transaction touches one queue's keys only. What spans queues is sent as a
+plain pipeline, which runs each command in order on its own shard: the worker's batch of
+acknowledgements, ``multiq:queues``, ``nodes``, ``node:*`` (one slot each), the revoked
+set. A node that consumes queues on several slots blocks on each slot from its own thread
+(one ``XREADGROUP`` cannot span slots). Results (``multiq-task-meta-<id>``) spread over
+all shards and are announced with ``SPUBLISH`` on the key's own shard; the control and
+revoke channels are cluster-wide ``PUBLISH`` (few, small messages). ``events``,
+``beat:lock``, ``beat:last`` and ``beat:entries`` are single keys, each on one shard; the
+beat scripts touch one key each.
 """
 from __future__ import annotations
 
