@@ -9,6 +9,11 @@ Workers: ``start_worker("app_module", "-Q", "images", cwd=tmp_path)`` runs
 ``python -m multiq -A app_module worker -l info -P solo -n wN@%h -Q images``
 and waits for ``ready`` in its log; whatever is still alive at teardown is
 killed with its descendants.
+
+Topologies (``topologies.py``): ``redis_cluster`` (3 masters, 3 replicas) and
+``redis_sentinel`` (master, replica, 3 sentinels) are started once per session;
+``cluster_url`` / ``sentinel_url`` flush them first. Tests that kill nodes use
+``fresh_cluster`` / ``fresh_sentinel``, private to the test.
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ from helpers import (  # noqa: E402
     start_worker_process,
     wait_until,
 )
+from topologies import ClusterTopology, SentinelTopology  # noqa: E402
 
 BROKER_DB = 1
 BACKEND_DB = 2
@@ -177,3 +183,74 @@ def make_app(redis_url: str, backend_url: str) -> Iterator[Any]:
             close = getattr(app, "close", None)
             if callable(close):
                 close()
+
+
+# -- Redis Cluster and Sentinel ------------------------------------------------
+
+
+def _start_topology(factory: Any, directory: Path) -> Any:
+    """Build and start a topology, or fail the test with the process logs."""
+    try:
+        binary = find_redis_server()
+    except FileNotFoundError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    topology = factory(binary, directory)
+    try:
+        topology.start()
+    except RuntimeError as exc:
+        pytest.fail(f"{factory.__name__} could not start: {exc}", pytrace=False)
+    return topology
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterTopology]:
+    """The session's Redis Cluster: 3 masters with a replica each (never killed)."""
+    cluster = _start_topology(ClusterTopology, tmp_path_factory.mktemp("cluster"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelTopology]:
+    """The session's Sentinel setup: master, replica, 3 sentinels (never killed)."""
+    sentinel = _start_topology(SentinelTopology, tmp_path_factory.mktemp("sentinel"))
+    try:
+        yield sentinel
+    finally:
+        sentinel.stop()
+
+
+@pytest.fixture
+def cluster_url(redis_cluster: ClusterTopology) -> str:
+    """``redis+cluster://...`` of the session cluster, every master flushed."""
+    redis_cluster.flush()
+    return redis_cluster.url()
+
+
+@pytest.fixture
+def sentinel_url(redis_sentinel: SentinelTopology) -> str:
+    """``redis+sentinel://.../0?master=mymaster`` of the session setup, flushed."""
+    redis_sentinel.flush()
+    return redis_sentinel.url()
+
+
+@pytest.fixture
+def fresh_cluster(tmp_path: Path) -> Iterator[ClusterTopology]:
+    """A private cluster for one test, which may kill and restart its nodes."""
+    cluster = _start_topology(ClusterTopology, tmp_path / "cluster")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def fresh_sentinel(tmp_path: Path) -> Iterator[SentinelTopology]:
+    """A private Sentinel setup for one test, which may kill and restart its nodes."""
+    sentinel = _start_topology(SentinelTopology, tmp_path / "sentinel")
+    try:
+        yield sentinel
+    finally:
+        sentinel.stop()

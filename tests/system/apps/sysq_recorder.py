@@ -1,4 +1,6 @@
-"""Where the system-test apps record what their tasks did: db 3 of the broker's server."""
+"""Where the system-test apps record what their tasks did: db 3 of the broker's server, or
+``SYSQ_RECORD_URL`` when the broker is a Cluster or Sentinel (whose failures must not touch
+the record)."""
 from __future__ import annotations
 
 import os
@@ -20,7 +22,8 @@ def record_url(broker_url: str) -> str:
 
 def recorder(broker_url: Optional[str] = None) -> redis.Redis:
     """A client for db 3, made anew in each process (never shared across fork)."""
-    url = record_url(broker_url or os.environ["MULTIQ_BROKER_URL"])
+    url = os.environ.get("SYSQ_RECORD_URL") or \
+        record_url(broker_url or os.environ["MULTIQ_BROKER_URL"])
     key = (os.getpid(), url)
     if key not in _clients:
         _clients[key] = redis.Redis.from_url(url)
