@@ -17,7 +17,7 @@ plain ``redis://h1:7000,h2:7001`` URL.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Type
 from urllib.parse import parse_qsl, unquote
 
 import redis
@@ -26,11 +26,13 @@ from multiq.exceptions import ImproperlyConfigured
 
 # Errors that mean "Redis is not reachable right now" (restart, failover, resharding):
 # callers wait and try again rather than fail.
-UNAVAILABLE: Tuple[type, ...] = (
+UNAVAILABLE: Tuple[Type[Exception], ...] = (
     redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterDownError,
     redis.exceptions.TryAgainError, redis.exceptions.RedisClusterException,
     redis.exceptions.ReadOnlyError, redis.exceptions.MasterDownError,
 )
+# Any failure of a Redis call (a cluster client's own errors are not RedisErrors).
+REDIS_ERRORS: Tuple[Type[Exception], ...] = (redis.RedisError, *UNAVAILABLE)
 
 _CLIENT_OPTIONS = {
     "socket_timeout", "socket_connect_timeout", "socket_keepalive", "health_check_interval",

@@ -12,9 +12,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
-import redis
-
-from multiq.redisconn import UNAVAILABLE
+from multiq.redisconn import REDIS_ERRORS, UNAVAILABLE
 
 if TYPE_CHECKING:
     from multiq.broker.redis import RedisBroker
@@ -96,7 +94,7 @@ class Heartbeat(Component):
         super().stop(timeout)
         try:
             self.broker.forget_node(self.consumer)
-        except (redis.RedisError, *UNAVAILABLE) as exc:
+        except REDIS_ERRORS as exc:
             logger.warning("Could not remove node record: %s", exc)
 
 

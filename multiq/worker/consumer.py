@@ -7,9 +7,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Callable, Deque, List, Optional
 
-import redis
-
-from multiq.redisconn import UNAVAILABLE
+from multiq.redisconn import REDIS_ERRORS, UNAVAILABLE
 
 if TYPE_CHECKING:
     from multiq.broker.redis import RedisBroker
@@ -108,7 +106,7 @@ class Consumer:
             return 0
         try:
             return self.broker.handback(deliveries)
-        except (redis.RedisError, *UNAVAILABLE) as exc:
+        except REDIS_ERRORS as exc:
             logger.error("Could not hand back %d messages (%s); they return to the queue "
                          "when this node's heartbeat expires", len(deliveries), exc)
             return 0

@@ -20,13 +20,11 @@ import traceback
 import uuid
 from typing import Any, Callable, Dict, List, Optional
 
-import redis
-
 from multiq import __version__, signals, states
 from multiq.exceptions import ImproperlyConfigured, WorkerLostError
 from multiq.naming import nodename
 from multiq.pools.base import Pool
-from multiq.redisconn import UNAVAILABLE
+from multiq.redisconn import REDIS_ERRORS, UNAVAILABLE
 from multiq.supervisor.notify import Notifier
 from multiq.trace import Outcome
 from multiq.worker import components
@@ -348,7 +346,7 @@ class Worker:
             self.committer.stop()
         try:
             self.app.broker.retire(self.consumer_name, self.current_queues())
-        except (redis.RedisError, *UNAVAILABLE) as exc:
+        except REDIS_ERRORS as exc:
             logger.warning("Could not leave the consumer groups: %s", exc)
         for part in self.components:  # all at once, then wait for each
             signal_stop = getattr(part, "signal_stop", None)
