@@ -133,7 +133,7 @@ def test_sentinel_failover(fresh_sentinel):
     master.set("after", "written")
     assert fresh_sentinel.node_at(new).client().get("after") == "written"
 
-    # as_replica: skip the 10-20 s Sentinel waits before it converts an old master itself.
+    # as_replica: skip the ~20 s Sentinel takes to convert a returning old master itself.
     restarted = fresh_sentinel.restart_old_master(as_replica=True)
     assert restarted.address == old and restarted.role == "replica"
     assert restarted.call("ROLE")[0] == "slave"
