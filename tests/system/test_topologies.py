@@ -20,6 +20,7 @@ import pytest
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE / "apps")]
 
+import topology_support  # noqa: E402
 from sysq_beat_support import beat_env  # noqa: E402
 from sysq_support import TASK, runs, start, wait_results  # noqa: E402
 from test_beat_leader import (  # noqa: E402,F401
@@ -41,10 +42,12 @@ from test_tutorial_000 import (  # noqa: E402,F401
     test_delay_returns_at_once_and_worker_runs_the_task,
     test_query_script_prints_what_the_tutorial_shows,
 )
+from topology_support import is_sentinel, urls  # noqa: E402
 
 pytestmark = pytest.mark.system
 
-RECORD_DB = 3
+rec = topology_support.rec
+worker_env = topology_support.worker_env
 
 
 @pytest.fixture(params=[pytest.param("cluster", marks=pytest.mark.cluster),
@@ -57,24 +60,18 @@ def topology(request: Any) -> Any:
     return topo
 
 
-def _urls(topo: Any) -> Dict[str, str]:
-    if hasattr(topo, "sentinels"):
-        return {"broker": topo.url(1), "backend": topo.url(2)}
-    return {"broker": topo.url(), "backend": topo.url()}
-
-
 @pytest.fixture
 def redis_url(topology: Any) -> str:
-    return _urls(topology)["broker"]
+    return urls(topology)["broker"]
 
 
 @pytest.fixture
 def backend_url(topology: Any) -> str:
-    return _urls(topology)["backend"]
+    return urls(topology)["backend"]
 
 
 def _client(topo: Any, which: str, **kwargs: Any) -> Any:
-    if hasattr(topo, "sentinels"):
+    if is_sentinel(topo):
         return topo.master_client(1 if which == "broker" else 2, **kwargs)
     return topo.client(**kwargs)
 
@@ -92,25 +89,6 @@ def backend_client(topology: Any) -> Iterator[Any]:
     client = _client(topology, "backend", decode_responses=True)
     yield client
     client.close()
-
-
-@pytest.fixture
-def rec(redis_server: Any) -> Iterator[Any]:
-    """db 3 of the plain test Redis: the record of what tasks did."""
-    client = redis_server.client(RECORD_DB)
-    client.flushdb()
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def worker_env(redis_url: str, backend_url: str, redis_server: Any) -> Dict[str, str]:
-    import os
-
-    env = dict(os.environ)
-    env.update(MULTIQ_BROKER_URL=redis_url, MULTIQ_RESULT_BACKEND=backend_url,
-               SYSQ_RECORD_URL=redis_server.url(RECORD_DB), PYTHONUNBUFFERED="1")
-    return env
 
 
 @pytest.fixture

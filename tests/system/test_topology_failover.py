@@ -7,21 +7,23 @@ db 3 of the plain test Redis (``SYSQ_RECORD_URL``), out of the failover's reach.
 """
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator
+from typing import Any
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import topology_support  # noqa: E402
 from helpers import wait_until  # noqa: E402
 from sysq_support import TASK, runs, start, wait_results  # noqa: E402
+from topology_support import is_sentinel, urls  # noqa: E402
 
 pytestmark = pytest.mark.system
 
-RECORD_DB = 3
+rec = topology_support.rec
+worker_env = topology_support.worker_env
 QUEUE_KEY = "multiq:q:{multiq}:0"  # the default queue's slot
 
 
@@ -31,34 +33,14 @@ def topology(request: Any) -> Any:
     return request.getfixturevalue(f"fresh_{request.param}")
 
 
-def _sentinel(topo: Any) -> bool:
-    return hasattr(topo, "sentinels")
-
-
 @pytest.fixture
 def redis_url(topology: Any) -> str:
-    return topology.url(1) if _sentinel(topology) else topology.url()
+    return urls(topology)["broker"]
 
 
 @pytest.fixture
 def backend_url(topology: Any) -> str:
-    return topology.url(2) if _sentinel(topology) else topology.url()
-
-
-@pytest.fixture
-def rec(redis_server: Any) -> Iterator[Any]:
-    client = redis_server.client(RECORD_DB)
-    client.flushdb()
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def worker_env(redis_url: str, backend_url: str, redis_server: Any) -> Dict[str, str]:
-    env = dict(os.environ)
-    env.update(MULTIQ_BROKER_URL=redis_url, MULTIQ_RESULT_BACKEND=backend_url,
-               SYSQ_RECORD_URL=redis_server.url(RECORD_DB), PYTHONUNBUFFERED="1")
-    return env
+    return urls(topology)["backend"]
 
 
 @pytest.mark.timeout(180)
@@ -66,16 +48,16 @@ def test_master_killed_mid_stream_nothing_is_lost(
         topology: Any, start_worker: Any, make_app: Any, rec: Any) -> None:
     n = 600
     worker = start(start_worker, "-c", "4", pool="threads")
-    options = {"wait_replicas": 1} if _sentinel(topology) else {}
+    options = {"wait_replicas": 1} if is_sentinel(topology) else {}
     client = make_app("sysq_client", broker_transport_options=options)
     tags = [f"t{i:04d}" for i in range(n)]
     results = [client.send_task(TASK("slow"), args=[tag, 0.01]) for tag in tags]
-    if not _sentinel(topology):
+    if not is_sentinel(topology):
         topology.wait_replicated()  # what was sent is on a replica before the kill
     wait_until(lambda: len(runs(rec)) >= 100, timeout=30,
                message=f"the worker is not running tasks:\n{worker.log()[-2000:]}")
 
-    if _sentinel(topology):
+    if is_sentinel(topology):
         topology.wait_failover(topology.kill_master(), timeout=60)
     else:
         topology.wait_failover(topology.kill_master_for_key(QUEUE_KEY), timeout=60)
