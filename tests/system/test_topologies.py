@@ -21,6 +21,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE / "apps")]
 
 import topology_support  # noqa: E402
+from helpers import wait_until  # noqa: E402
 from sysq_beat_support import beat_env  # noqa: E402
 from sysq_support import TASK, runs, start, wait_results  # noqa: E402
 from test_beat_leader import (  # noqa: E402,F401
@@ -154,3 +155,20 @@ def test_a_node_on_queues_of_every_shard_wakes_for_each_and_keeps_priorities(
             for i in range(10) for p in (0, 9)]
     wait_results(sent, timeout=20)
     assert len(runs(rec)) == 20
+
+
+@pytest.mark.timeout(90)
+def test_events_of_a_task_reach_the_events_cli(start_worker: Any, worker_env: Dict[str, str],
+                                               client: Any, redis_client: Any) -> None:
+    start(start_worker, "-E")
+    r = client.send_task(TASK("record"), args=["ev"])
+    r.get(timeout=10)
+    wait_until(lambda: redis_client.xlen("multiq:events") >= 3, timeout=10)
+    total = redis_client.xlen("multiq:events")
+    run = _cli(worker_env, "events", "--dump", "--from-start", "--limit", str(total),
+               "--timeout", "10")
+    assert run.returncode == 0, run.stderr
+    mine = [line for line in run.stdout.splitlines() if r.id in line]
+    assert {kind for kind in ("task-received", "task-started", "task-succeeded")
+            if any(f" {kind}: " in line for line in mine)} == \
+        {"task-received", "task-started", "task-succeeded"}, run.stdout
