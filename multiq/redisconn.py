@@ -178,11 +178,9 @@ def connect(url: str, options: Optional[Dict[str, Any]] = None) -> Any:
         password = target.query.get("sentinel_password")
         if password:
             sentinel_kwargs.setdefault("password", password)
-        if target.tls:
-            sentinel_kwargs.setdefault("ssl", True)
-        for k in ("socket_timeout", "socket_connect_timeout", "socket_keepalive"):
-            if k in kwargs:
-                sentinel_kwargs.setdefault(k, kwargs[k])
+        for k, v in kwargs.items():  # sentinels share the socket and TLS settings
+            if k.startswith(("socket_", "ssl")):
+                sentinel_kwargs.setdefault(k, v)
         sentinel = Sentinel(target.hosts, sentinel_kwargs=sentinel_kwargs)
         return sentinel.master_for(target.master, db=target.db, **kwargs)
     if url.split("://", 1)[0].lower().startswith("valkey"):
