@@ -43,19 +43,22 @@ class Signature(dict):
         app: Optional[MultiQ] = None, **options: Any,
     ) -> AsyncResult:
         """Send the call; extra ``args`` go before the signature's own unless immutable."""
-        from multiq.app import current_app
-
-        application = app or self._app or current_app()
-        if self.immutable:
-            call_args, call_kwargs = list(self.args), dict(self.kwargs)
-        else:
-            call_args = list(args or ()) + list(self.args)
-            call_kwargs = {**self.kwargs, **(kwargs or {})}
-        opts = {**self.options, **options}
-        task = application.tasks.get(self.task)
+        application = app or self._app
+        if application is None:
+            from multiq.app import current_app
+            application = current_app()
+        # the sending path copies nothing it keeps, so the signature's own values can go
+        call_args, call_kwargs = self["args"], self["kwargs"]
+        if not self.get("immutable"):
+            if args:
+                call_args = [*args, *call_args]
+            if kwargs:
+                call_kwargs = {**call_kwargs, **kwargs}
+        opts = {**self["options"], **options} if self["options"] else options
+        task = application.tasks.get(self["task"])
         if task is not None:
             return task.apply_async(call_args, call_kwargs, **opts)
-        return application.send_task(self.task, call_args, call_kwargs, **opts)
+        return application.send_task(self["task"], call_args, call_kwargs, **opts)
 
     def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
         return self.apply_async(args, kwargs)

@@ -16,10 +16,11 @@ class AsyncResult:
     """The state and result of one task, read from the result backend."""
 
     def __init__(self, id: str, app: Optional[MultiQ] = None, task_name: Optional[str] = None):
-        from multiq.app import current_app
-
-        self.id = str(id)
-        self.app = app or current_app()
+        if app is None:
+            from multiq.app import current_app
+            app = current_app()
+        self.id = id if type(id) is str else str(id)
+        self.app = app
         self._name = task_name
         self._cache: Optional[Dict[str, Any]] = None
 

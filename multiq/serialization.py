@@ -5,15 +5,11 @@
 """
 from __future__ import annotations
 
-import bz2
 import datetime as dt
-import decimal
-import gzip
+import importlib
 import json
-import lzma
-import pickle
+import sys
 import uuid
-import zlib
 from typing import Any, Callable, Collection, Dict, Tuple
 
 from multiq.exceptions import ContentDisallowed, DecodeError, MultiQError
@@ -49,7 +45,8 @@ def _json_default(obj: Any) -> Any:
         return obj.isoformat()
     if isinstance(obj, uuid.UUID):
         return str(obj)
-    if isinstance(obj, decimal.Decimal):
+    decimal = sys.modules.get("decimal")  # not imported: obj cannot be a Decimal
+    if decimal is not None and isinstance(obj, decimal.Decimal):
         return str(obj)
     if isinstance(obj, (set, frozenset)):
         return list(obj)
@@ -61,10 +58,32 @@ def _json_default(obj: Any) -> Any:
 
 
 _json_encoder = json.JSONEncoder(default=_json_default, ensure_ascii=False, separators=(",", ":"))
+_C_ENCODER_ARGS = (_json_default, json.encoder.encode_basestring, None, ":", ",", False, False,
+                   True)  # default, str encoder, indent, separators, sort_keys, skipkeys, allow_nan
+
+
+def _c_encoder() -> Any:
+    make: Any = getattr(json.encoder, "c_make_encoder", None)
+    try:
+        make({}, *_C_ENCODER_ARGS)
+    except TypeError:  # no C speedups, or another signature: use JSONEncoder.encode
+        return None
+    return make
+
+
+_c_make_encoder = _c_encoder()
 
 
 def json_dumps(obj: Any) -> str:
-    return _json_encoder.encode(obj)
+    """Compact JSON, non-ASCII kept: ``_json_encoder.encode(obj)`` without its per-call set-up."""
+    if _c_make_encoder is None or isinstance(obj, str):
+        return _json_encoder.encode(obj)
+    return "".join(_c_make_encoder({}, *_C_ENCODER_ARGS)(obj, 0))
+
+
+def _pickle() -> Any:
+    import pickle
+    return pickle
 
 
 def _msgpack() -> Any:
@@ -78,12 +97,12 @@ def _msgpack() -> Any:
 _DUMPERS: Dict[str, Callable[[Any], bytes]] = {
     JSON: lambda obj: json_dumps(obj).encode(),
     MSGPACK: lambda obj: _msgpack().packb(obj, use_bin_type=True, default=_json_default),
-    PICKLE: lambda obj: pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL),
+    PICKLE: lambda obj: _pickle().dumps(obj, protocol=_pickle().HIGHEST_PROTOCOL),
 }
 _LOADERS: Dict[str, Callable[[bytes], Any]] = {
     JSON: json.loads,
     MSGPACK: lambda data: _msgpack().unpackb(data, raw=False),
-    PICKLE: pickle.loads,
+    PICKLE: lambda data: _pickle().loads(data),
 }
 
 
@@ -118,12 +137,7 @@ def loads(data: bytes, ctype: str, accept: Collection[str]) -> Any:
         raise DecodeError(f"Cannot decode {serializer_name(ctype)} content: {exc}") from exc
 
 
-_COMPRESSORS: Dict[str, Tuple[Callable[[bytes], bytes], Callable[[bytes], bytes]]] = {
-    "zlib": (zlib.compress, zlib.decompress),
-    "bzip2": (bz2.compress, bz2.decompress),
-    "gzip": (gzip.compress, gzip.decompress),
-    "lzma": (lzma.compress, lzma.decompress),
-}
+_COMPRESSORS: Dict[str, str] = {"zlib": "zlib", "bzip2": "bz2", "gzip": "gzip", "lzma": "lzma"}
 _COMPRESSION_ALIASES = {
     "application/x-gzip": "gzip", "application/x-bz2": "bzip2", "bz2": "bzip2",
     "application/x-lzma": "lzma", "xz": "lzma", "application/zlib": "zlib",
@@ -137,13 +151,18 @@ def compression_name(method: str) -> str:
     return name
 
 
+def _codec(method: str) -> Any:
+    """The module of a compression method, imported on first use (start-up time)."""
+    return importlib.import_module(_COMPRESSORS[compression_name(method)])
+
+
 def compress(data: bytes, method: str) -> bytes:
-    return _COMPRESSORS[compression_name(method)][0](data)
+    return bytes(_codec(method).compress(data))
 
 
 def decompress(data: bytes, method: str) -> bytes:
     try:
-        return _COMPRESSORS[compression_name(method)][1](data)
+        return bytes(_codec(method).decompress(data))
     except MultiQError:
         raise
     except Exception as exc:

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from multiq.app import MultiQ
     from multiq.result import AsyncResult
 
+_SEND_OPTIONS = ("queue", "priority", "expires", "serializer", "compression", "ignore_result")
+
 
 class Context:
     """``self.request`` inside a running task."""
@@ -97,14 +99,14 @@ class Task:
         **options: Any,
     ) -> AsyncResult:
         """Send the task to a worker; see SPEC for the options."""
-        if self.app.conf.task_always_eager:
+        app = self.app
+        if dict.get(app.conf, "task_always_eager"):
             return self.apply(args, kwargs, **options)
-        for attr in ("queue", "priority", "expires", "serializer", "compression"):
-            if options.get(attr) is None and getattr(self, attr) is not None:
-                options[attr] = getattr(self, attr)
-        if options.get("ignore_result") is None and self.ignore_result is not None:
-            options["ignore_result"] = self.ignore_result
-        return self.app.send_task(self.name, args, kwargs, task_type=self, **options)
+        for attr in _SEND_OPTIONS:  # the task's own defaults, unless given
+            value = getattr(self, attr)
+            if value is not None and options.get(attr) is None:
+                options[attr] = value
+        return app.send_task(self.name, args, kwargs, task_type=self, **options)
 
     def apply(
         self, args: Optional[Sequence[Any]] = None, kwargs: Optional[Dict[str, Any]] = None,

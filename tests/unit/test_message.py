@@ -177,3 +177,34 @@ def test_an_unknown_content_type_is_refused() -> None:
     data = _envelope(ct="application/x-yaml", body=base64.b64encode(b"a: 1").decode())
     with pytest.raises((ContentDisallowed, DecodeError)):
         decode(data, ["json"])
+
+
+# -- the send path's envelope ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, kwargs", [
+    ([], {}),
+    ([1, "two", [3.5, None], {"k": True}], {"x": 1, "nested": {"y": [1, 2]}}),
+    ((1, 2), {}),  # a tuple is sent as a list
+    (["张三", "🙂", "Grüße", "quote \" and \\ and \u2028"], {"名字": "小家伙"}),
+    ([1e300, -0.0, 10 ** 30], {"big": 2 ** 70}),
+])
+def test_plain_envelope_is_byte_for_byte_the_general_one(args: Any, kwargs: Any) -> None:
+    from multiq.message import envelope
+
+    fields = ("6f1d7c1e-3c39-4b5e-9d43-4b0b3f0e9a11", "proj.tasks.加法", "imäges",
+              1699999999.25, args, kwargs)
+    plain = envelope(*fields, retries=2)
+    general = envelope(*fields, retries=2, serializer="application/json")  # not the fast path
+    assert plain == general
+    assert plain == Message(*fields[:2], args=list(args), kwargs=kwargs, queue=fields[2],
+                            retries=2, sent=fields[3]).encode()
+    assert decode(plain, ["json"]).args == list(args)
+
+
+@pytest.mark.parametrize("sent", [float("nan"), float("inf"), 0, 1700000000])
+def test_unusual_sent_times_take_the_general_path(sent: Any) -> None:
+    from multiq.message import envelope
+
+    assert envelope("i", "t", "q", sent, [1], {}) == \
+        envelope("i", "t", "q", sent, [1], {}, serializer="application/json")

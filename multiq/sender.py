@@ -1,0 +1,138 @@
+"""Sending commands to the broker's Redis without redis-py's per-command overhead.
+
+For one small message, redis-py's client path (a pool checkout that polls the socket for
+stale data, retry wrappers, metrics, response callbacks) costs more CPU than the round trip
+itself. Here the broker still decides *what* to write: :meth:`RedisBroker.publish` records
+its commands on a :class:`Commands` object, as it would on a pipeline. A :class:`Sender`
+then writes them in one go on a connection of the broker's own pool that it keeps checked
+out, and reads exactly as many replies, so a connection never holds unread data.
+
+Connections are kept on a free list, not per thread: a thread takes one for one exchange and
+puts it back, so there are as many as threads sending at the same moment, and short-lived
+threads leave nothing behind. A connection that failed goes back to the pool, closed, and a
+fresh one is taken from it (the pool knows how to connect, e.g. to the master Sentinel names
+now); a forked child starts with an empty list.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, List, Optional, Sequence, Tuple
+
+import redis
+import redis.utils
+from redis.commands.core import CoreCommands
+
+Command = Tuple[Any, ...]
+CHUNK = 128  # commands per write
+
+
+def _hiredis_packer() -> Optional[Callable[[Command], bytes]]:
+    """``hiredis.pack_command`` when redis-py packs with it too (the same bytes, without
+    redis-py's per-command wrapping), else None."""
+    if not getattr(redis.utils, "HIREDIS_AVAILABLE", False):
+        return None
+    try:
+        import hiredis
+    except ImportError:  # pragma: no cover - redis-py said it is there
+        return None
+    return getattr(hiredis, "pack_command", None)
+
+
+_pack_command = _hiredis_packer()
+_forks = [0]  # forks this process descends from; a sender made before a fork drops its sockets
+
+
+def _forked() -> None:
+    _forks[0] += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
+
+
+class Commands(CoreCommands):
+    """Commands recorded in order: a stand-in for a pipeline given to the broker."""
+
+    _event_dispatcher: Any = None  # redis-py's command protocol names it; never used here
+
+    def __init__(self) -> None:
+        self.stack: List[Command] = []
+
+    def execute_command(self, *args: Any, **options: Any) -> Commands:
+        self.stack.append(args)
+        return self
+
+    def __len__(self) -> int:
+        return len(self.stack)
+
+
+class Sender:
+    """Writes recorded commands on connections kept out of a plain ``redis.Redis`` pool."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.pool = client.connection_pool
+        own_packer = self.pool.connection_kwargs.get("command_packer") is None
+        self._pack_one = _pack_command if own_packer else None
+        self._idle: List[Any] = []
+        self._fork = _forks[0]
+
+    @classmethod
+    def of(cls, broker: Any) -> Optional[Sender]:
+        """A sender for ``broker``'s client, or None where it cannot be used (a cluster,
+        or a stand-in broker): the caller then publishes through the broker itself."""
+        client = getattr(broker, "client", None)
+        if not isinstance(client, redis.Redis) or getattr(broker, "cluster", False):
+            return None
+        return cls(client)
+
+    def execute(self, commands: Sequence[Command]) -> List[Any]:
+        """Send ``commands`` in one write and return their replies; the first error reply
+        is raised once every reply has been read."""
+        if self._fork != _forks[0]:  # a forked child must not share the parent's sockets
+            self._idle, self._fork = [], _forks[0]
+        try:
+            conn = self._idle.pop()
+        except IndexError:
+            conn = self.pool.get_connection()
+        error: Optional[redis.ResponseError] = None
+        try:
+            for low in range(0, len(commands), CHUNK):  # Redis runs one while we pack the next
+                conn.send_packed_command(self._pack(conn, commands[low:low + CHUNK]))
+            replies: List[Any] = []
+            for _ in commands:
+                try:
+                    replies.append(conn.read_response())
+                except redis.ResponseError as exc:
+                    error = error or exc
+                    replies.append(exc)
+        except BaseException:
+            self._drop(conn)
+            raise
+        if error is not None:  # e.g. READONLY after a failover
+            self._drop(conn)
+            raise error
+        self._idle.append(conn)
+        return replies
+
+    def _drop(self, conn: Any) -> None:
+        """Give a connection that failed back to the pool, closed: the pool connects it
+        afresh (after a Sentinel failover, to the new master) when it is next handed out."""
+        conn.disconnect()
+        self.pool.release(conn)
+
+    def _pack(self, conn: Any, commands: Sequence[Command]) -> Any:
+        """The commands in the Redis protocol, as one buffer where hiredis can make it."""
+        pack_one = self._pack_one
+        if pack_one is not None and not any(" " in c[0] for c in commands):
+            try:  # multi-word names ("CLIENT SETNAME") and odd types: redis-py's own packing
+                return [b"".join([pack_one(c) for c in commands])]
+            except TypeError:
+                pass
+        return conn.pack_commands(commands)
+
+    def close(self) -> None:
+        """Give the connections back to the pool."""
+        idle, self._idle = self._idle, []
+        if self._fork == _forks[0]:
+            for conn in idle:
+                self.pool.release(conn)
