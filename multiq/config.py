@@ -7,7 +7,6 @@ access. ``load_object`` reads settings from a module, class, object or dotted na
 from __future__ import annotations
 
 import copy
-import difflib
 import importlib
 import inspect
 import os
@@ -121,6 +120,8 @@ def _censor(key: str, value: Any) -> Any:
 
 
 def _warn_unknown(key: str, stacklevel: int) -> None:
+    import difflib
+
     close = difflib.get_close_matches(key, DEFAULTS, n=1)
     message = f"Unknown setting {key!r}"
     if close:

@@ -1,22 +1,41 @@
-"""The ``multiq`` command line (click)."""
+"""The ``multiq`` command line (click).
+
+Sub-commands are imported when they are used, so ``multiq worker`` loads only its own module
+(a node's start-up time is mostly imports).
+"""
 from __future__ import annotations
 
-from typing import Any
+import importlib
+import sys
+from typing import Any, Dict, List, Optional
 
 import click
 
 from multiq import __version__
-from multiq.cli.admin import call, purge, report, result
 from multiq.cli.base import global_options, merge_globals
-from multiq.cli.beat import beat
-from multiq.cli.control import control, inspect, status
-from multiq.cli.deadletter import deadletter
-from multiq.cli.events import events
-from multiq.cli.multi import multi
-from multiq.cli.worker import worker
+
+# command name -> module of multiq.cli that defines it (a function of the same name)
+COMMANDS: Dict[str, str] = {
+    "worker": "worker", "multi": "multi", "purge": "admin", "result": "admin",
+    "call": "admin", "report": "admin", "deadletter": "deadletter", "inspect": "control",
+    "control": "control", "status": "control", "events": "events", "beat": "beat",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A group whose sub-commands in :data:`COMMANDS` are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> List[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> Optional[click.Command]:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            module = importlib.import_module(f"multiq.cli.{COMMANDS[cmd_name]}")
+            self.add_command(getattr(module, cmd_name))
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @global_options
 @click.version_option(__version__, "--version", prog_name="multiq")
 @click.pass_context
@@ -25,28 +44,15 @@ def cli(ctx: click.Context, **kwargs: Any) -> None:
     merge_globals(ctx, kwargs)
 
 
-cli.add_command(worker)
-cli.add_command(multi)
-cli.add_command(purge)
-cli.add_command(result)
-cli.add_command(call)
-cli.add_command(report)
-cli.add_command(deadletter)
-cli.add_command(inspect)
-cli.add_command(control)
-cli.add_command(status)
-cli.add_command(events)
-cli.add_command(beat)
-
-
 def main() -> None:
-    import sys
-
-    from multiq.redisconn import UNAVAILABLE
-
     try:
         cli(prog_name="multiq")
-    except UNAVAILABLE as exc:
+    except Exception as exc:
+        if "redis" not in sys.modules:  # not a Redis error: redis-py was never imported
+            raise
+        from multiq.redisconn import UNAVAILABLE
+        if not isinstance(exc, UNAVAILABLE):
+            raise
         from multiq.config import mask_url
         click.echo(f"Error: cannot reach Redis: {mask_url(str(exc))}", err=True)
         sys.exit(69)

@@ -166,10 +166,10 @@ def hold_pidfile(path: Optional[str], reporter: Any) -> Any:
     """Take the pid file of a node or beat: the ``Pidfile``, None when there is no path, or
     the exit status 73 (reported to the launcher and printed) when a live process holds
     it."""
-    from multiq.supervisor.pidfile import Pidfile, PidfileHeld
-
     if not path:
         return None
+    from multiq.supervisor.pidfile import Pidfile, PidfileHeld  # psutil: only with a pid file
+
     lock = Pidfile(path)
     try:
         lock.acquire()

@@ -294,7 +294,7 @@ def banner(node: Any) -> str:
     tasks = sorted(app.tasks.regular())
     lines = [
         f" -------------- {node.hostname} v{__version__}",
-        f"--- ***** ----- {platform.platform()} {_now()}",
+        f"--- ***** ----- {_platform()} {_now()}",
         "-- ******* ---- ",
         "- *** --- * --- [config]",
         f"- ** ---------- .> app:         {app.main or '__main__'}:{id(app):#x}",
@@ -308,6 +308,18 @@ def banner(node: Any) -> str:
     lines += [f"                .> {q:<16} priorities 0-9" for q in node.queues]
     lines += ["", "[tasks]"] + [f"  . {name}" for name in tasks] + [""]
     return "\n".join(lines)
+
+
+def _platform() -> str:
+    """``platform.platform()`` without its processor lookup, which runs ``uname -p`` in a
+    subprocess (milliseconds of a node's start-up, for the banner only)."""
+    u = platform.uname()
+    name = "-".join(part for part in (u.system, u.release, u.machine) if part)
+    if u.system == "Linux":
+        libc, version = platform.libc_ver()
+        if libc:
+            name += f"-with-{libc}{version}"
+    return name.replace(" ", "_")
 
 
 def _now() -> str:
