@@ -11,11 +11,12 @@ import errno
 import fcntl
 import os
 import tempfile
-from typing import IO, Optional
-
-import psutil
+from typing import IO, TYPE_CHECKING, Optional
 
 from multiq.exceptions import MultiQError
+
+if TYPE_CHECKING:  # imported when used: a node writing its pid file does not need it
+    import psutil
 
 
 class PidfileHeld(MultiQError):
@@ -139,6 +140,8 @@ class Pidfile:
 
 def node_process(pid: int) -> Optional[psutil.Process]:
     """The process ``pid`` if it is alive, not a zombie, and a multiq program."""
+    import psutil
+
     try:
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:

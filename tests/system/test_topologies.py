@@ -33,7 +33,10 @@ from test_guarantees_crash import (  # noqa: E402,F401
     test_sigkill_acks_late_every_task_succeeds,
     test_sigkill_early_ack_running_tasks_fail_as_lost_others_run_once,
 )
-from test_guarantees_input import test_revoked_before_any_worker_never_runs  # noqa: E402,F401
+from test_guarantees_input import (  # noqa: E402,F401
+    test_priority_9_runs_before_priority_0,
+    test_revoked_before_any_worker_never_runs,
+)
 from test_tutorial_000 import (  # noqa: E402,F401
     multiq_cli,
     project,
@@ -139,7 +142,7 @@ def test_inspect_and_control_reach_every_node(start_worker: Any, worker_env: Dic
 
 
 @pytest.mark.timeout(90)
-def test_a_node_on_queues_of_every_shard_wakes_for_each_and_keeps_priorities(
+def test_a_node_on_queues_of_every_shard_wakes_for_each_queue(
         start_worker: Any, client: Any, rec: Any, topology: Any) -> None:
     """Queues on different slots: the node blocks on all of them and wakes at once."""
     queues = [f"q{i}" for i in range(6)]
