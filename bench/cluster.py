@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from bench.apps.cluster_app import NOOP
+from bench.drain import missing_keys
 from bench.procs import ProcessError, Procs, tail
 from bench.redisserver import RedisServer, find_redis_server, free_port
 from multiq.keys import Keys, result_key
@@ -359,18 +360,6 @@ def prequeue(topology: Topology, queues: Sequence[str], n: int) -> List[str]:
     return [result_key(task_id) for task_id in ids]
 
 
-def _missing(client: Any, keys: List[str]) -> List[str]:
-    """The keys that do not exist yet (pipelined EXISTS, 1,000 a round trip)."""
-    missing: List[str] = []
-    for low in range(0, len(keys), 1000):
-        chunk = keys[low:low + 1000]
-        pipe = client.pipeline(transaction=False)
-        for key in chunk:
-            pipe.exists(key)
-        missing.extend(k for k, found in zip(chunk, pipe.execute()) if not found)
-    return missing
-
-
 def wait_results(topology: Topology, keys: List[str], proc: subprocess.Popen,
                  log: Path) -> float:
     """Poll every ``POLL`` s until all ``keys`` exist; return when (perf_counter).
@@ -383,7 +372,7 @@ def wait_results(topology: Topology, keys: List[str], proc: subprocess.Popen,
         while True:
             stored = topology.stored()
             if stored >= len(keys):
-                missing = _missing(client, missing)
+                missing = missing_keys(client, missing)
                 if not missing:
                     return time.perf_counter()
             if stored != last:

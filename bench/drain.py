@@ -50,7 +50,7 @@ def _tree(pid: int) -> List[psutil.Process]:
         return []
 
 
-def _missing(client: Any, keys: List[str]) -> List[str]:
+def missing_keys(client: Any, keys: List[str]) -> List[str]:
     """The keys that do not exist yet."""
     missing: List[str] = []
     for low in range(0, len(keys), 1000):
@@ -96,7 +96,7 @@ def run(bench: Bench, system: System, setting: Setting, run_no: int) -> None:
             time.sleep(POLL)
         missing = keys
         while True:
-            missing = _missing(store, missing)
+            missing = missing_keys(store, missing)
             if not missing:
                 t_end = time.time()
                 break
