@@ -10,7 +10,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -159,7 +158,10 @@ def test_sentinel_with_tls_and_passwords(certs: Dict[str, str], servers: Any,
     sentinel = _Server(tmp_path / "sentinel", certs, "--sentinel", conf=conf)
     servers.append(sentinel)
     wait_until(lambda: _answers(sentinel, certs, SENTINEL_PASSWORD), timeout=20)
-    time.sleep(0.2)
+    watcher = sentinel.client(certs, SENTINEL_PASSWORD)
+    wait_until(lambda: watcher.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME",
+                                               "mymaster"), timeout=20,
+               message="the sentinel does not name the master")
     url = (f"rediss+sentinel://:{PASSWORD}@127.0.0.1:{sentinel.port}/1?master=mymaster"
            f"&sentinel_password={SENTINEL_PASSWORD}&ssl_ca_certs={certs['ca']}")
     backend = url.replace("/1?", "/2?")
