@@ -1,4 +1,4 @@
-"""Sending commands to the broker's Redis without redis-py's per-command overhead.
+"""Sending commands to Redis without redis-py's per-command overhead.
 
 For one small message, redis-py's client path (a pool checkout that polls the socket for
 stale data, retry wrappers, metrics, response callbacks) costs more CPU than the round trip
@@ -12,11 +12,15 @@ puts it back, so there are as many as threads sending at the same moment, and sh
 threads leave nothing behind. A connection that failed goes back to the pool, closed, and a
 fresh one is taken from it (the pool knows how to connect, e.g. to the master Sentinel names
 now); a forked child starts with an empty list.
+
+A :class:`Writer` is what the worker's hot path writes through: a :class:`Sender` where one
+can be used, else (a Redis Cluster routes each command to its own shard) a redis-py pipeline
+that replays the recorded commands.
 """
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import redis
 import redis.utils
@@ -39,6 +43,8 @@ def _hiredis_packer() -> Optional[Callable[[Command], bytes]]:
 
 
 _pack_command = _hiredis_packer()
+# connection settings that tell a server and a login apart (TLS ones: ``ssl*``)
+_SERVER_AND_USER = ("host", "port", "path", "username", "password", "credential_provider")
 _forks = [0]  # forks this process descends from; a sender made before a fork drops its sockets
 
 
@@ -57,13 +63,47 @@ class Commands(CoreCommands):
 
     def __init__(self) -> None:
         self.stack: List[Command] = []
+        self.options: Dict[int, Dict[str, Any]] = {}  # by position, for a pipeline replay
 
     def execute_command(self, *args: Any, **options: Any) -> Commands:
+        if options:
+            self.options[len(self.stack)] = options
         self.stack.append(args)
         return self
 
+    def replay(self, pipe: Any) -> Any:
+        """Queue the recorded commands, with their options, on a redis-py pipeline."""
+        for i, args in enumerate(self.stack):
+            pipe.execute_command(*args, **self.options.get(i, {}))
+        return pipe
+
     def __len__(self) -> int:
         return len(self.stack)
+
+
+class Writer:
+    """Writes recorded commands to one client: with a :class:`Sender` where one can be
+    used, else through a redis-py pipeline (a cluster sends each command to its shard;
+    there a transaction, which must stay in one slot, becomes a plain pipeline)."""
+
+    def __init__(self, client: Any) -> None:
+        from multiq.redisconn import is_cluster
+
+        self.client = client
+        self.sender = Sender.for_client(client)
+        self._transactions = not is_cluster(client)
+
+    def write(self, commands: Commands, transaction: bool = False) -> List[Any]:
+        if not commands.stack:
+            return []
+        if self.sender is not None:
+            return self.sender.execute(commands.stack, transaction=transaction)
+        pipe = self.client.pipeline(transaction=transaction and self._transactions)
+        return list(commands.replay(pipe).execute())
+
+    def close(self) -> None:
+        if self.sender is not None:
+            self.sender.close()
 
 
 class Sender:
@@ -80,14 +120,38 @@ class Sender:
     def of(cls, broker: Any) -> Optional[Sender]:
         """A sender for ``broker``'s client, or None where it cannot be used (a cluster,
         or a stand-in broker): the caller then publishes through the broker itself."""
-        client = getattr(broker, "client", None)
-        if not isinstance(client, redis.Redis) or getattr(broker, "cluster", False):
-            return None
-        return cls(client)
+        return cls.for_client(getattr(broker, "client", None))
 
-    def execute(self, commands: Sequence[Command]) -> List[Any]:
+    @classmethod
+    def for_client(cls, client: Any) -> Optional[Sender]:
+        """A sender for a plain (or Sentinel) ``redis.Redis`` client, else None."""
+        return cls(client) if isinstance(client, redis.Redis) else None
+
+    def same_server(self, client: Any) -> bool:
+        """Whether ``client`` reaches the very server this sender writes to, as the same
+        user: only the database may differ (then one exchange can write to both)."""
+        if not isinstance(client, redis.Redis):
+            return False
+        mine, theirs = self.pool, client.connection_pool
+        if type(mine) is not redis.ConnectionPool or type(theirs) is not redis.ConnectionPool \
+                or mine.connection_class is not theirs.connection_class:
+            return False  # a Sentinel pool's server is whichever master it finds
+        a, b = mine.connection_kwargs, theirs.connection_kwargs
+        return all(a.get(k) == b.get(k) for k in {*a, *b}
+                   if k in _SERVER_AND_USER or k.startswith("ssl"))
+
+    @property
+    def db(self) -> int:
+        return int(self.pool.connection_kwargs.get("db") or 0)
+
+    def execute(self, commands: Sequence[Command], transaction: bool = False) -> List[Any]:
         """Send ``commands`` in one write and return their replies; the first error reply
-        is raised once every reply has been read."""
+        (or error inside an ``EXEC`` reply) is raised once every reply has been read.
+
+        With ``transaction`` the commands run inside MULTI/EXEC and their results (the
+        ``EXEC`` reply) are returned."""
+        if transaction:
+            return self.execute([("MULTI",), *commands, ("EXEC",)])[-1] or []
         if self._fork != _forks[0]:  # a forked child must not share the parent's sockets
             self._idle, self._fork = [], _forks[0]
         try:
@@ -97,14 +161,18 @@ class Sender:
         error: Optional[redis.ResponseError] = None
         try:
             for low in range(0, len(commands), CHUNK):  # Redis runs one while we pack the next
-                conn.send_packed_command(self._pack(conn, commands[low:low + CHUNK]))
+                conn.send_packed_command(self.pack(conn, commands[low:low + CHUNK]))
             replies: List[Any] = []
-            for _ in commands:
+            for command in commands:
                 try:
-                    replies.append(conn.read_response())
+                    reply = conn.read_response()
                 except redis.ResponseError as exc:
                     error = error or exc
-                    replies.append(exc)
+                    reply = exc
+                if command[0] == "EXEC" and isinstance(reply, list):  # errors inside
+                    error = error or next(
+                        (r for r in reply if isinstance(r, redis.ResponseError)), None)
+                replies.append(reply)
         except BaseException:
             self._drop(conn)
             raise
@@ -120,7 +188,7 @@ class Sender:
         conn.disconnect()
         self.pool.release(conn)
 
-    def _pack(self, conn: Any, commands: Sequence[Command]) -> Any:
+    def pack(self, conn: Any, commands: Sequence[Command]) -> Any:
         """The commands in the Redis protocol, as one buffer where hiredis can make it."""
         pack_one = self._pack_one
         if pack_one is not None and not any(" " in c[0] for c in commands):

@@ -34,6 +34,7 @@ class RedisBackend:
         # A cluster notifies on the key's own shard (SPUBLISH) rather than broadcasting
         # every result to every node.
         self.sharded = is_cluster(self.client)
+        self._publish = "SPUBLISH" if self.sharded else "PUBLISH"
         if self.wait_replicas and self.sharded:
             raise ImproperlyConfigured("wait_replicas is not available on a Redis Cluster")
         self._local = threading.local()
@@ -48,14 +49,12 @@ class RedisBackend:
         """Write a document and notify waiters; with ``pipe`` the caller executes."""
         p = pipe if pipe is not None else self.client.pipeline(transaction=False)
         key, data = self.key(task_id), self.encode(doc)
+        # plain commands: redis-py's keyword handling of set() costs more than the write
         if self.expires:
-            p.set(key, data, ex=self.expires)
+            p.execute_command("SET", key, data, "EX", self.expires)
         else:
-            p.set(key, data)
-        if self.sharded:
-            p.spublish(key, data)
-        else:
-            p.publish(key, data)
+            p.execute_command("SET", key, data)
+        p.execute_command(self._publish, key, data)
         if pipe is None:
             self.seal(p)
             p.execute()

@@ -13,6 +13,7 @@ from multiq.broker.waiters import SlotWaiters
 from multiq.exceptions import ImproperlyConfigured
 from multiq.keys import GROUP, Keys, band_of
 from multiq.redisconn import connect, is_cluster
+from multiq.sender import Sender
 
 Pipeline = Any
 
@@ -62,6 +63,7 @@ class RedisBroker:
         self._handback = self.client.register_script(scripts.HANDBACK)
         self._retire = self.client.register_script(scripts.RETIRE)
         self._known_queues: Set[str] = set()
+        self._wire: Optional[Sender] = None if self.cluster else Sender.for_client(self.client)
 
     # -- producing ---------------------------------------------------------------------
 
@@ -126,7 +128,7 @@ class RedisBroker:
             if count <= 0:
                 break
             try:
-                rows = self._fetch(keys=self.keys.streams(queue), args=[GROUP, consumer, count])
+                rows = self._run(self._fetch, self.keys.streams(queue), [GROUP, consumer, count])
             except redis.ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
@@ -137,6 +139,17 @@ class RedisBroker:
                     out.append(_delivery(queue, int(band), entry_id, fields))
             count -= sum(len(entries) for _, entries in rows)
         return out
+
+    def _run(self, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """Run a registered script; on a plain client through the sender (the hot path)."""
+        if self._wire is None:
+            return script(keys=keys, args=args)
+        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        try:
+            return self._wire.execute([command])[0]
+        except redis.exceptions.NoScriptError:  # a restarted or flushed server
+            self.client.script_load(script.script)
+            return self._wire.execute([command])[0]
 
     def wait(
         self, consumer: str, queues: Sequence[str], count: int, block_ms: int
@@ -363,6 +376,8 @@ class RedisBroker:
 
     def close(self) -> None:
         self.stop_waiting()
+        if self._wire is not None:
+            self._wire.close()
         self.client.close()
 
 

@@ -1,10 +1,11 @@
 """Group commit: results first, then acks, for every outcome gathered since the last write.
 
-Tasks finish into a queue; one thread writes whatever has gathered in one result pipeline
-and one broker transaction, so under load many tasks share two round trips, and when idle a
-single result goes out at once. Results are written before their messages are acknowledged:
-a crash in between runs the task again, it never loses it. Nothing is dropped on a broker
-error: the batch is written again once Redis answers.
+Tasks finish into a queue; one thread writes whatever has gathered as result writes and
+one broker transaction (see :mod:`multiq.worker.outbox`), so under load many tasks share
+one or two round trips, and when idle a single result goes out at once. Results are
+written before their messages are acknowledged: a crash in between runs the task again, it
+never loses it. Nothing is dropped on a broker error: the batch is written again once Redis
+answers.
 """
 from __future__ import annotations
 
@@ -12,13 +13,16 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 from multiq import events, states
 from multiq.backends.base import exception_to_dict, make_doc
 from multiq.exceptions import BackendNotConfigured, TaskRevokedError, WorkerLostError
 from multiq.message import peek
 from multiq.redisconn import UNAVAILABLE
+from multiq.sender import Commands
+from multiq.worker.markers import Markers
+from multiq.worker.outbox import Outbox
 
 if TYPE_CHECKING:
     from multiq.app import MultiQ
@@ -29,6 +33,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger("multiq.worker")
 
 Item = Tuple[str, Any, Any]
+
+# While the node has other work on hand, a finished task's result may wait this long for
+# others to share its write; when the node runs out of work it goes out at once.
+LINGER = 0.002
+BATCH_MAX = 512  # items that are written without waiting out the linger
 
 
 class Committer:
@@ -48,9 +57,15 @@ class Committer:
         self.ignore_result = bool(app.conf.task_ignore_result)
         self.events_enabled = bool(app.conf.worker_send_task_events)
         self.events_stream = self.broker.keys.events
+        self.outbox = Outbox(self.broker, self.backend)
+        self.markers = Markers.of(self.broker, consumer)
+        #: Set by the worker: whether the node has nothing on hand but this request.
+        self.idle: Callable[[Request], bool] = lambda req: True
         self._items: Deque[Item] = deque()
         self._cond = threading.Condition()
         self._busy = False
+        self._due = False  # write without waiting out the linger
+        self._since = 0.0  # when the oldest waiting item came in
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="committer", daemon=True)
 
@@ -60,16 +75,23 @@ class Committer:
         self._thread.start()
 
     def mark_started(self, req: Request) -> None:
-        """Record that the task starts (early ack / track_started), in the next batch.
+        """Record that the task starts: its early-ack marker (see :mod:`.markers`), and
+        with ``track_started`` or events, the STARTED state and event in the next batch.
 
-        The task does not wait for this write: should the node die before it lands, the
-        message counts as not started and runs again (at least once wins over at most once).
+        The task does not wait for these writes: should the node die before the marker
+        lands, the message counts as not started and runs again (at least once wins).
         """
         req.started = req.early_ack
+        if req.early_ack and self.markers is not None:
+            self.markers.post(req)
+            if not (self.track_started or self.events_enabled):
+                return
         self._put(("start", req, None))
 
     def complete(self, req: Request, outcome: Outcome) -> None:
-        self._put(("done", req, outcome))
+        """Hand in an outcome; it may wait up to ``LINGER`` for company while the node has
+        other work, and goes out at once when it has none."""
+        self._put(("done", req, outcome), due=self.idle(req))
 
     def redeliver(self, req: Request, count: bool = True) -> None:
         """Put a message back in its queue (its process died, or a cold shutdown)."""
@@ -87,15 +109,23 @@ class Committer:
         if self.events_enabled:
             self._put(("event", events.event(type_, hostname=self.hostname, **fields), None))
 
-    def _put(self, item: Item) -> None:
+    def _put(self, item: Item, due: bool = True) -> None:
         with self._cond:
-            self._items.append(item)
+            items = self._items
+            items.append(item)
+            if len(items) == 1:
+                self._since = time.monotonic()
+            elif not due and self._due is False and len(items) < BATCH_MAX:
+                return  # the writer already knows of the batch and its deadline
+            self._due = self._due or due
             self._cond.notify()
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until everything handed in so far is written."""
         deadline = time.monotonic() + timeout
         with self._cond:
+            self._due = True
+            self._cond.notify_all()
             while self._items or self._busy:
                 left = deadline - time.monotonic()
                 if left <= 0 or not self._thread.is_alive():
@@ -110,6 +140,10 @@ class Committer:
             self._cond.notify_all()
         if self._thread.is_alive():
             self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self.outbox.close()
+            if self.markers is not None:
+                self.markers.close()
 
     # -- the writer thread ---------------------------------------------------------------
 
@@ -120,8 +154,14 @@ class Committer:
                     self._cond.wait()
                 if not self._items and self._stopping:
                     return
+                while not (self._due or self._stopping or len(self._items) >= BATCH_MAX):
+                    left = self._since + LINGER - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
                 batch = list(self._items)
                 self._items.clear()
+                self._due = False
                 self._busy = True
             try:
                 self._retrying(lambda b=batch: self._commit(b))
@@ -144,9 +184,10 @@ class Committer:
                 delay = min(delay * 2, 5.0)
 
     def _commit(self, batch: List[Item]) -> None:
-        results = self.backend.client.pipeline(transaction=False) if self.backend else None
-        acks = self.broker.batch()
+        results = Commands() if self.backend is not None else None
+        acks = Commands()
         self._acks: List[Any] = []
+        self._marked = 0  # the highest marker number the acks delete
         finished = {id(subject) for kind, subject, _ in batch
                     if kind in ("done", "revoked", "redeliver")}
         for kind, subject, detail in batch:
@@ -169,13 +210,14 @@ class Committer:
                 self.broker.dead_letter(acks, subject, reason)
                 self._acks.append((subject, False))
         self.broker.ack_many(acks, self._acks)
-        if results is not None and len(results):
-            self.backend.seal(results)  # results reach the replicas before the acks go
-            results.execute()
-        acks.execute()
+        if self.markers is not None and self._marked:
+            self.markers.confirm(self._marked)  # markers in place before acks delete them
+        self.outbox.write(results, acks)  # results (on the replicas too), then acks
 
     def _ack(self, req: Request) -> None:
         self._acks.append((req.delivery, req.marked))
+        if req.marker > self._marked:
+            self._marked = req.marker
 
     def _revoked(self, results: Any, acks: Any, req: Request, reason: str) -> None:
         if self.events_enabled:
@@ -201,7 +243,7 @@ class Committer:
         self._ack(req)
 
     def _start(self, results: Any, acks: Any, req: Request, marker: bool = True) -> None:
-        if req.early_ack and marker:
+        if req.early_ack and marker and not req.marked:
             self.broker.mark_started(acks, req.delivery, self.consumer)
             req.marked = True
         if self.events_enabled:

@@ -98,6 +98,11 @@ class Consumer:
                 return self.reserved.popleft()
         return None
 
+    def holds_only(self, req: Request) -> bool:
+        """Whether ``req`` is all this node has on hand: nothing reserved, nothing else in
+        the pool (the committer then writes its outcome without waiting for company)."""
+        return not self.reserved and all(r is req for r in self.pool.held())
+
     def handback(self) -> int:
         """Give every reserved, never started message back to its stream at once."""
         pending, self.reserved = list(self.reserved), deque()

@@ -34,6 +34,7 @@ class Request:
     early_ack: bool
     started: bool = False
     marked: bool = False  # the start marker was written to Redis
+    marker: int = 0  # its number (see multiq.worker.markers), when written there
     time_start: Optional[float] = None
     worker_pid: Optional[int] = None
     info: Dict[str, Any] = field(default_factory=dict)

@@ -145,6 +145,7 @@ class Worker:
         self.pool = self._make_pool(executor)
         self.consumer = Consumer(broker, self.consumer_name, self.queues, self.prefetch,
                                  self.pool, executor)
+        committer.idle = self.consumer.holds_only
         self.pool.start()  # fork before any other thread exists
         committer.start()
         self._start_components(broker, committer)

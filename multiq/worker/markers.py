@@ -1,0 +1,111 @@
+"""Early-ack start markers, written as each task starts, without waiting for Redis.
+
+A task with early ack (the default) must not run twice: when its node dies mid-task,
+recovery finds its marker and records WorkerLostError instead of running it again. The
+marker is one ``HSET`` into the queue's ``started`` hash. Here it is written by the
+thread that starts the task, on a connection of its own, before the task's code runs,
+and nobody waits for the reply: the replies are read later, in bulk. So a task costs one
+small write instead of a round trip, and the committer is not woken for it.
+
+Redis applies a connection's commands in order, but the marker and the ack that later
+deletes it travel on different connections: before the committer writes an ack that
+deletes a marker, :meth:`Markers.confirm` reads replies up to that marker's, so the
+marker is known to be in place first.
+
+A marker that cannot be written (Redis away) leaves its request unmarked: should the node
+die while that task runs, the task runs again (at least once wins).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any, Optional
+
+import redis
+
+from multiq.redisconn import REDIS_ERRORS
+from multiq.sender import Commands, Sender
+
+if TYPE_CHECKING:
+    from multiq.broker.redis import RedisBroker
+    from multiq.worker.execute import Request
+
+logger = logging.getLogger("multiq.worker")
+
+UNREAD_LIMIT = 512  # replies left unread before a writer reads them itself
+
+
+class Markers:
+    """Writes start markers on one connection; counts what Redis has confirmed."""
+
+    def __init__(self, broker: RedisBroker, consumer: str, sender: Sender) -> None:
+        self.broker = broker
+        self.consumer = consumer
+        self.sender = sender
+        self._lock = threading.Lock()
+        self._conn: Any = None
+        self.posted = 0  # markers written so far
+        self.confirmed = 0  # of those, how many Redis has answered
+
+    @classmethod
+    def of(cls, broker: RedisBroker, consumer: str) -> Optional[Markers]:
+        """Markers for a broker on one server (or Sentinel); None on a cluster, where the
+        committer writes them with its batches instead."""
+        if broker.cluster:
+            return None
+        sender = Sender.for_client(broker.client)
+        return cls(broker, consumer, sender) if sender is not None else None
+
+    def post(self, req: Request) -> None:
+        """Write ``req``'s marker; sets ``req.marked`` and its number once it is sent."""
+        commands = Commands()
+        self.broker.mark_started(commands, req.delivery, self.consumer)
+        with self._lock:
+            try:
+                if self._conn is None:
+                    self._conn = self.sender.pool.get_connection()
+                self._conn.send_packed_command(self.sender.pack(self._conn, commands.stack))
+            except REDIS_ERRORS as exc:
+                self._drop()
+                logger.warning("Could not record the start of %s[%s] (%s); should this node "
+                               "die while it runs, it runs again", req.name, req.id, exc)
+                return
+            self.posted += 1
+            req.marker, req.marked = self.posted, True
+            if self.posted - self.confirmed > UNREAD_LIMIT:
+                self._read_to(self.posted - UNREAD_LIMIT // 2)
+
+    def confirm(self, number: int) -> None:
+        """Return once Redis has applied every marker up to ``number``."""
+        if number <= self.confirmed:
+            return
+        with self._lock:
+            self._read_to(number)
+
+    def _read_to(self, number: int) -> None:
+        while self.confirmed < number:
+            try:
+                self._conn.read_response()
+            except redis.ResponseError as exc:  # e.g. READONLY: that marker is missing
+                logger.warning("A start marker was refused: %s", exc)
+            except REDIS_ERRORS:
+                # Gone with the connection: whatever it still carried was applied or never
+                # will be; an ack that deletes a missing marker is harmless.
+                self._drop()
+                return
+            self.confirmed += 1
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        self.confirmed = self.posted
+        if conn is not None:
+            conn.disconnect()
+            self.sender.pool.release(conn)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._read_to(self.posted)
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                self.sender.pool.release(conn)

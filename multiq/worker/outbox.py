@@ -1,0 +1,58 @@
+"""How one commit reaches Redis: result writes first, then the acks, in as few exchanges
+as the servers allow.
+
+The committer records a batch's commands (:class:`multiq.sender.Commands`) and hands them
+here. When the result backend and the broker are databases of one server, both go out in a
+single exchange on one connection: ``SELECT`` the results' database, the result writes
+(and ``WAIT`` with ``wait_replicas``), ``SELECT`` back, then the acks in ``MULTI``/``EXEC``.
+Redis runs a connection's commands in order, so results are stored before their messages
+are acknowledged, as with two exchanges, at half the round trips. Otherwise each side is
+written on its own, results first.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from multiq.sender import Commands, Writer
+
+
+class Outbox:
+    """Writes a commit's recorded result commands and acks."""
+
+    def __init__(self, broker: Any, backend: Any) -> None:
+        """``backend`` is None when no result backend is configured."""
+        self.broker, self.backend = broker, backend
+        self.acks = Writer(broker.client)
+        self.results = Writer(backend.client) if backend is not None else None
+        sender = self.acks.sender
+        self.shared = sender is not None and backend is not None \
+            and sender.same_server(backend.client)
+        if self.shared:
+            self.broker_db = sender.db  # type: ignore[union-attr]
+            self.backend_db = self.results.sender.db  # type: ignore[union-attr]
+
+    def write(self, results: Optional[Commands], acks: Commands) -> None:
+        """Results (sealed with ``WAIT`` when the backend asks), then acks as one
+        transaction; nothing is acknowledged unless its results were written."""
+        if results is not None and results.stack:
+            self.backend.seal(results)
+        else:
+            results = None
+        if self.shared:
+            stack = []
+            if results is not None:
+                stack += [("SELECT", self.backend_db), *results.stack,
+                          ("SELECT", self.broker_db)]
+            if acks.stack:
+                stack += [("MULTI",), *acks.stack, ("EXEC",)]
+            if stack:
+                self.acks.sender.execute(stack)  # type: ignore[union-attr]
+            return
+        if results is not None:
+            self.results.write(results)  # type: ignore[union-attr]
+        self.acks.write(acks, transaction=True)
+
+    def close(self) -> None:
+        self.acks.close()
+        if self.results is not None:
+            self.results.close()
