@@ -1,0 +1,202 @@
+"""What a batch of outcomes writes to Redis, recorded as commands.
+
+For each item a worker hands in (a task started or finished, a message to redeliver,
+revoke or refuse, an event), the :class:`Recorder` records the result document writes and
+the broker writes — acks, requeues, dead letters, events — on two
+:class:`~multiq.sender.Commands`. Whoever sends them (the committer thread, or a prefork
+child for its own tasks) writes the results first, then the broker side.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+
+from multiq import events, states
+from multiq.backends.base import exception_to_dict, make_doc
+from multiq.exceptions import BackendNotConfigured, TaskRevokedError
+from multiq.sender import Commands
+
+if TYPE_CHECKING:
+    from multiq.app import MultiQ
+    from multiq.trace import Outcome
+    from multiq.worker.execute import Request
+
+logger = logging.getLogger("multiq.worker")
+
+Item = Tuple[str, Any, Any]
+
+
+@dataclass
+class Recorded:
+    """A batch's commands, and the highest start-marker number its acks delete."""
+
+    results: Optional[Commands]  # None without a result backend
+    acks: Commands
+    marked: int
+
+
+class Recorder:
+    """Turns outcomes into commands, as the app's settings say."""
+
+    def __init__(self, app: MultiQ, consumer: str, hostname: str) -> None:
+        self.app = app
+        self.broker = app.broker
+        self.consumer = consumer
+        self.hostname = hostname
+        try:
+            self.backend: Any = app.backend
+        except BackendNotConfigured:
+            self.backend = None
+        self.extended = bool(app.conf.result_extended)
+        self.track_started = bool(app.conf.task_track_started)
+        self.ignore_result = bool(app.conf.task_ignore_result)
+        self.events_enabled = bool(app.conf.worker_send_task_events)
+        self.events_stream = self.broker.keys.events
+        self._acks: List[Any] = []  # of the batch being recorded (one thread records)
+        self._marked = 0
+
+    def record(self, batch: Sequence[Item]) -> Recorded:
+        """The commands that write ``batch``: result writes, then acks and the rest."""
+        results = Commands() if self.backend is not None else None
+        acks = Commands()
+        self._acks = []
+        self._marked = 0  # the highest marker number the acks delete
+        finished = {id(subject) for kind, subject, _ in batch
+                    if kind in ("done", "revoked", "redeliver")}
+        for kind, subject, detail in batch:
+            if kind == "start":
+                # a task that also finished within this batch needs no start marker
+                self._start(results, acks, subject, marker=id(subject) not in finished)
+            elif kind == "done":
+                self._done(results, acks, subject, detail)
+            elif kind == "event":
+                events.add(acks, self.events_stream, subject)
+            elif kind == "redeliver":
+                self._redeliver(acks, subject, detail)
+            elif kind == "revoked":
+                self._revoked(results, acks, subject, detail)
+            else:
+                reason, task_id, exc = detail
+                if task_id:
+                    self._store(results, task_id, states.FAILURE, exception_to_dict(exc),
+                                None, None, force=True)
+                self.broker.dead_letter(acks, subject, reason)
+                self._acks.append((subject, False))
+        self.broker.ack_many(acks, self._acks)
+        return Recorded(results, acks, self._marked)
+
+    def _ack(self, req: Request) -> None:
+        self._acks.append((req.delivery, req.marked))
+        if req.marker > self._marked:
+            self._marked = req.marker
+
+    def _revoked(self, results: Any, acks: Any, req: Request, reason: str) -> None:
+        if self.events_enabled:
+            events.add(acks, self.events_stream, events.event(
+                "task-revoked", uuid=req.id, name=req.name, hostname=self.hostname,
+                expired=reason == "expired", terminated=reason == "terminated"))
+        exc = TaskRevokedError(reason)
+        self._store(results, req.id, states.REVOKED, exception_to_dict(exc), None, req,
+                    force=True)
+        self._ack(req)
+
+    def _redeliver(self, acks: Any, req: Request, count: bool) -> None:
+        d = req.delivery
+        n = d.redeliveries + (1 if count else 0)
+        if n >= self.broker.max_deliveries:
+            self.broker.dead_letter(acks, d, f"delivered {n} times; its process died each "
+                                    "time")
+            self._ack(req)
+            logger.error("Task %s[%s] moved to the dead-letter stream after %d deliveries",
+                         req.name, req.id, n)
+            return
+        acks.xadd(self.broker.keys.stream(d.queue, d.band), {"m": d.data, "n": n})
+        self._ack(req)
+
+    def _start(self, results: Any, acks: Any, req: Request, marker: bool = True) -> None:
+        if req.early_ack and marker and not req.marked:
+            self.broker.mark_started(acks, req.delivery, self.consumer)
+            req.marked = True
+        if self.events_enabled:
+            events.add(acks, self.events_stream, events.event(
+                "task-started", uuid=req.id, name=req.name, hostname=self.hostname,
+                pid=req.worker_pid))
+        if self.track_started and results is not None:
+            doc = make_doc(req.id, states.STARTED, {"pid": req.worker_pid,
+                                                    "hostname": self.hostname})
+            self.backend.store(req.id, self._extend(doc, req), results)
+
+    def _done(self, results: Any, acks: Any, req: Request, outcome: Outcome) -> None:
+        d, state = req.delivery, outcome.state
+        if self.events_enabled:
+            self._outcome_event(acks, req, outcome)
+        if state == states.SUCCESS:
+            self._store(results, req.id, state, outcome.retval, None, req)
+        elif state == states.FAILURE:
+            self._store(results, req.id, state, exception_to_dict(outcome.exc),  # type: ignore
+                        outcome.traceback, req)
+        elif state == states.RETRY:
+            self._retry(results, acks, req, outcome)
+            return
+        elif state == states.REJECTED:
+            if outcome.requeue:
+                acks.xadd(self.broker.keys.stream(d.queue, d.band), {"m": d.data, "n": 0})
+            else:
+                self.broker.dead_letter(acks, d, f"rejected: {outcome.exc}")
+        self._ack(req)
+
+    def _outcome_event(self, acks: Any, req: Request, outcome: Outcome) -> None:
+        kind = {states.SUCCESS: "task-succeeded", states.FAILURE: "task-failed",
+                states.RETRY: "task-retried", states.REJECTED: "task-rejected"}.get(
+                    outcome.state)
+        if kind is None:
+            return
+        runtime = time.time() - req.time_start if req.time_start else None
+        fields: Dict[str, Any] = {"uuid": req.id, "name": req.name, "hostname": self.hostname,
+                                  "runtime": runtime}
+        if outcome.state == states.SUCCESS:
+            fields["result"] = events.safe_repr(outcome.retval)
+        elif outcome.exc is not None:
+            fields["exception"] = events.safe_repr(outcome.exc)
+            fields["traceback"] = outcome.traceback
+        events.add(acks, self.events_stream, events.event(kind, **fields))
+
+    def _retry(self, results: Any, acks: Any, req: Request, outcome: Outcome) -> None:
+        plan = outcome.retry.plan  # type: ignore[union-attr]
+        msg = req.message
+        eta = self.app._eta(plan["eta"], plan["countdown"], time.time()) or time.time()
+        retried = type(msg)(**{**msg.__dict__, "args": plan["args"], "kwargs": plan["kwargs"],
+                               "retries": msg.retries + 1, "eta": eta})
+        options = plan.get("options") or {}
+        data = retried.encode(options.get("serializer") or msg.ctype,
+                              options.get("compression") or msg.cenc)
+        self._store(results, req.id, states.RETRY, exception_to_dict(outcome.exc),  # type: ignore
+                    outcome.traceback, req, force=True)
+        self.broker.requeue_delayed(acks, req.delivery, data, eta,
+                                    f"{msg.id}:{retried.retries}")
+        self._ack(req)
+
+    def _store(self, pipe: Any, task_id: str, state: str, result: Any, tb: Optional[str],
+               req: Optional[Request], force: bool = False) -> None:
+        if pipe is None:
+            return
+        if not force and req is not None and self._ignored(req, state):
+            return
+        doc = make_doc(task_id, state, result, tb)
+        self.backend.store(task_id, self._extend(doc, req), pipe)
+
+    def _ignored(self, req: Request, state: str) -> bool:
+        task = req.task
+        ignore = req.message.options.get("ignore_result")
+        if ignore is None:
+            ignore = task.ignore_result if task.ignore_result is not None else self.ignore_result
+        return bool(ignore) and not (state == states.FAILURE and task.store_errors_even_if_ignored)
+
+    def _extend(self, doc: Dict[str, Any], req: Optional[Request]) -> Dict[str, Any]:
+        if self.extended and req is not None:
+            m = req.message
+            doc.update(name=m.task, args=m.args, kwargs=m.kwargs, worker=self.hostname,
+                       retries=m.retries, queue=m.queue)
+        return doc
