@@ -83,11 +83,10 @@ class Committer:
         lands, the message counts as not started and runs again (at least once wins).
         """
         req.started = req.early_ack
-        if req.early_ack and self.markers is not None:
+        if req.early_ack and self.markers is not None and not req.marked:
             self.markers.post(req)
-            if not (self.track_started or self.events_enabled):
-                return
-        self._put(("start", req, None))
+        if self.track_started or self.events_enabled or (req.early_ack and not req.marked):
+            self._put(("start", req, None))  # the rest, or the marker itself on a cluster
 
     def complete(self, req: Request, outcome: Outcome) -> None:
         """Hand in an outcome; it may wait up to ``LINGER`` for company while the node has

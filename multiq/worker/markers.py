@@ -18,11 +18,9 @@ die while that task runs, the task runs again (at least once wins).
 from __future__ import annotations
 
 import logging
-import threading
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Optional
 
-import redis
-
+from multiq.link import Link
 from multiq.redisconn import REDIS_ERRORS
 from multiq.sender import Commands, Sender
 
@@ -32,20 +30,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("multiq.worker")
 
-UNREAD_LIMIT = 512  # replies left unread before a writer reads them itself
-
-
 class Markers:
-    """Writes start markers on one connection; counts what Redis has confirmed."""
+    """Writes start markers on a :class:`~multiq.link.Link` of their own."""
 
     def __init__(self, broker: RedisBroker, consumer: str, sender: Sender) -> None:
         self.broker = broker
         self.consumer = consumer
-        self.sender = sender
-        self._lock = threading.Lock()
-        self._conn: Any = None
-        self.posted = 0  # markers written so far
-        self.confirmed = 0  # of those, how many Redis has answered
+        self.link = Link(sender)
 
     @classmethod
     def of(cls, broker: RedisBroker, consumer: str) -> Optional[Markers]:
@@ -60,52 +51,18 @@ class Markers:
         """Write ``req``'s marker; sets ``req.marked`` and its number once it is sent."""
         commands = Commands()
         self.broker.mark_started(commands, req.delivery, self.consumer)
-        with self._lock:
-            try:
-                if self._conn is None:
-                    self._conn = self.sender.pool.get_connection()
-                self._conn.send_packed_command(self.sender.pack(self._conn, commands.stack))
-            except REDIS_ERRORS as exc:
-                self._drop()
-                logger.warning("Could not record the start of %s[%s] (%s); should this node "
-                               "die while it runs, it runs again", req.name, req.id, exc)
-                return
-            self.posted += 1
-            req.marker, req.marked = self.posted, True
-            if self.posted - self.confirmed > UNREAD_LIMIT:
-                self._read_to(self.posted - UNREAD_LIMIT // 2)
+        try:
+            req.marker = self.link.post(commands.stack)
+        except REDIS_ERRORS as exc:
+            logger.warning("Could not record the start of %s[%s] (%s); should this node "
+                           "die while it runs, it runs again", req.name, req.id, exc)
+            return
+        req.marked = True
 
     def confirm(self, number: int) -> None:
         """Return once Redis has applied every marker up to ``number``."""
-        if number <= self.confirmed:
-            return
-        with self._lock:
-            self._read_to(number)
-
-    def _read_to(self, number: int) -> None:
-        while self.confirmed < number:
-            try:
-                self._conn.read_response()
-            except redis.ResponseError as exc:  # e.g. READONLY: that marker is missing
-                logger.warning("A start marker was refused: %s", exc)
-            except REDIS_ERRORS:
-                # Gone with the connection: whatever it still carried was applied or never
-                # will be; an ack that deletes a missing marker is harmless.
-                self._drop()
-                return
-            self.confirmed += 1
-
-    def _drop(self) -> None:
-        conn, self._conn = self._conn, None
-        self.confirmed = self.posted
-        if conn is not None:
-            conn.disconnect()
-            self.sender.pool.release(conn)
+        for exc in self.link.confirm(number):  # e.g. READONLY: that marker is missing
+            logger.warning("A start marker was refused: %s", exc)
 
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._read_to(self.posted)
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                self.sender.pool.release(conn)
+        self.link.close()

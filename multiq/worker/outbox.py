@@ -11,9 +11,9 @@ written on its own, results first.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, List, Optional
 
-from multiq.sender import Commands, Writer
+from multiq.sender import Command, Commands, Writer
 
 
 class Outbox:
@@ -31,24 +31,33 @@ class Outbox:
             self.broker_db = sender.db  # type: ignore[union-attr]
             self.backend_db = self.results.sender.db  # type: ignore[union-attr]
 
-    def write(self, results: Optional[Commands], acks: Commands) -> None:
-        """Results (sealed with ``WAIT`` when the backend asks), then acks as one
-        transaction; nothing is acknowledged unless its results were written."""
+    @property
+    def single(self) -> bool:
+        """Whether every write of a commit can go out as one exchange on one connection."""
+        return self.shared or (self.backend is None and self.acks.sender is not None)
+
+    def exchange(self, results: Optional[Commands], acks: Commands) -> List[Command]:
+        """A commit as one exchange for the broker's server (see :attr:`single`): results
+        in their database (sealed with ``WAIT`` when the backend asks), then the acks as
+        one transaction."""
+        stack: List[Command] = []
         if results is not None and results.stack:
             self.backend.seal(results)
-        else:
-            results = None
-        if self.shared:
-            stack = []
-            if results is not None:
-                stack += [("SELECT", self.backend_db), *results.stack,
-                          ("SELECT", self.broker_db)]
-            if acks.stack:
-                stack += [("MULTI",), *acks.stack, ("EXEC",)]
+            stack += [("SELECT", self.backend_db), *results.stack, ("SELECT", self.broker_db)]
+        if acks.stack:
+            stack += [("MULTI",), *acks.stack, ("EXEC",)]
+        return stack
+
+    def write(self, results: Optional[Commands], acks: Commands) -> None:
+        """Results, then acks as one transaction; nothing is acknowledged unless its
+        results were written."""
+        if self.single:
+            stack = self.exchange(results, acks)
             if stack:
                 self.acks.sender.execute(stack)  # type: ignore[union-attr]
             return
-        if results is not None:
+        if results is not None and results.stack:
+            self.backend.seal(results)
             self.results.write(results)  # type: ignore[union-attr]
         self.acks.write(acks, transaction=True)
 
