@@ -15,12 +15,12 @@ import pickle
 import signal
 from collections import deque
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, Deque, List, Optional, Tuple
 
 from multiq import signals
 from multiq.backends.base import exception_to_dict
 from multiq.exceptions import SoftTimeLimitExceeded
+from multiq.pools.channel import Channel
 
 if TYPE_CHECKING:
     from multiq.worker.execute import Executor
@@ -62,7 +62,7 @@ def _soft_timeout(signum: int, frame: Any) -> None:
     raise SoftTimeLimitExceeded("SoftTimeLimitExceeded()")
 
 
-def child_main(conn: Connection, executor: Executor, config: ChildConfig,
+def child_main(conn: Channel, executor: Executor, config: ChildConfig,
                parent_pid: int) -> None:
     """The child's whole life; never returns (``os._exit``)."""
     code = 0
@@ -93,7 +93,7 @@ def child_main(conn: Connection, executor: Executor, config: ChildConfig,
             os._exit(code)
 
 
-def _serve(conn: Connection, executor: Executor, config: ChildConfig) -> None:
+def _serve(conn: Channel, executor: Executor, config: ChildConfig) -> None:
     from multiq.worker.execute import Request
 
     inbox: Deque[Job] = deque()
@@ -103,9 +103,7 @@ def _serve(conn: Connection, executor: Executor, config: ChildConfig) -> None:
         if not inbox:
             if pending:
                 _send(conn, pending)
-            inbox.extend(pickle.loads(conn.recv_bytes()))
-        while conn.poll(0):
-            inbox.extend(pickle.loads(conn.recv_bytes()))
+            inbox.extend(conn.receive())  # every job waiting, in one read
         job = inbox.popleft()
         msg = job.message
         if job.announce:
@@ -123,18 +121,21 @@ def _serve(conn: Connection, executor: Executor, config: ChildConfig) -> None:
         done += 1
         pending.append(_outcome_record(msg.id, outcome))
         if (config.max_tasks and done >= config.max_tasks) or _over_memory(config):
+            while conn.poll():
+                inbox.extend(conn.receive())
             pending += [("R", job.message.id) for job in inbox]  # never started: give back
             pending.append(("X",))
             _send(conn, pending)
             return
 
 
-def _send(conn: Connection, records: List[Record]) -> None:
+def _send(conn: Channel, records: List[Record]) -> None:
     try:
-        data = pickle.dumps(records, protocol=pickle.HIGHEST_PROTOCOL)
+        conn.send(records)
+    except OSError:
+        raise
     except Exception:  # an unpicklable return value: report it as that task's failure
-        data = pickle.dumps([_picklable(r) for r in records], protocol=pickle.HIGHEST_PROTOCOL)
-    conn.send_bytes(data)
+        conn.send([_picklable(r) for r in records])
     records.clear()
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import selectors
 import signal
 import socket
@@ -20,13 +19,13 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Callable, Deque, Dict, List, Optional
 
 from multiq import states
 from multiq.backends.base import RemoteError
 from multiq.exceptions import Retry, TimeLimitExceeded, WorkerLostError
 from multiq.pools.base import Pool
+from multiq.pools.channel import Channel
 from multiq.pools.child import ChildConfig, Job, child_main
 from multiq.trace import Outcome
 
@@ -40,7 +39,7 @@ logger = logging.getLogger("multiq.worker")
 class Child:
     index: int
     pid: int
-    conn: Connection
+    conn: Channel
     queue: Deque[Request] = field(default_factory=deque)  # sent, in order; [0] may run
     running: Optional[Request] = None
     deadline: Optional[float] = None
@@ -101,10 +100,10 @@ class PreforkPool(Pool):
             for other in self.children.values():
                 other.conn.close()
             config = ChildConfig(index, self.max_tasks, self.max_memory, self.child_setup)
-            child_main(Connection(child_end.detach()), self.executor, config,
+            child_main(Channel(child_end), self.executor, config,
                        self._parent_pid)
         child_end.close()
-        child = Child(index, pid, Connection(parent_end.detach()), born=time.monotonic())
+        child = Child(index, pid, Channel(parent_end), born=time.monotonic())
         with self._cond:
             self.children[index] = child
             self._selector.register(child.conn, selectors.EVENT_READ, child)
@@ -190,9 +189,7 @@ class PreforkPool(Pool):
                 self._started(child, req.id)
         _, soft = self._limits(req)
         try:
-            child.conn.send_bytes(pickle.dumps(
-                [Job(req.message, req.delivery.redeliveries, soft, not idle)],
-                protocol=pickle.HIGHEST_PROTOCOL))
+            child.conn.send([Job(req.message, req.delivery.redeliveries, soft, not idle)])
         except OSError:  # the child died: the reader records the loss
             self._wake()
 
@@ -251,7 +248,7 @@ class PreforkPool(Pool):
 
     def _receive(self, child: Child) -> None:
         try:
-            records = pickle.loads(child.conn.recv_bytes())
+            records = child.conn.receive()
         except (EOFError, OSError):
             self._close(child)
             self._reap_due = 0.0  # it died: reap it now
@@ -341,7 +338,7 @@ class PreforkPool(Pool):
 
     def _on_exit(self, child: Child, status: int) -> None:
         child.retiring = True  # nothing more is sent to it
-        while not child.conn.closed and _readable(child.conn):  # its last words first
+        while not child.conn.closed and child.conn.poll():  # its last words first
             self._receive(child)
         with self._cond:
             self.children.pop(child.index, None)
@@ -440,13 +437,6 @@ class PreforkPool(Pool):
                 "processes": sorted(c.pid for c in self.children.values()),
                 "max-tasks-per-child": self.max_tasks, "max-memory-per-child": self.max_memory,
                 "timeouts": [self.soft_time_limit, self.time_limit]}
-
-
-def _readable(conn: Connection) -> bool:
-    try:
-        return conn.poll(0)
-    except (OSError, EOFError):
-        return False
 
 
 def _kill(pid: int, sig: int) -> None:
