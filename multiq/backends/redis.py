@@ -126,14 +126,20 @@ class RedisBackend:
         try:
             subscribe(key)  # before reading, so no write slips between
             doc = self.get_meta(task_id)
+            quiet_until = time.monotonic() + 1.0
             while doc["status"] not in states.READY_STATES:
-                left = 1.0 if deadline is None else deadline - time.monotonic()
+                now = time.monotonic()
+                left = 1.0 if deadline is None else deadline - now
                 if left <= 0:
                     raise TimeoutError(f"The operation timed out waiting for task {task_id}")
-                msg = receive(min(left, 1.0))
-                if msg is None:
-                    doc = self.get_meta(task_id)  # resync after a quiet spell
-                elif msg["type"] in ("message", "smessage") and msg["channel"] == channel:
+                if now >= quiet_until:
+                    doc = self.get_meta(task_id)  # resync after a quiet second
+                    quiet_until = now + 1.0
+                    continue
+                # None also comes back for a (un)subscribe confirmation: not a quiet spell
+                msg = receive(min(left, quiet_until - now))
+                if msg is not None and msg["type"] in ("message", "smessage") \
+                        and msg["channel"] == channel:
                     doc = json.loads(msg["data"])
             return doc
         except BaseException:

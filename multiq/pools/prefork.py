@@ -186,12 +186,14 @@ class PreforkPool(Pool):
             idle = not child.queue
             child.queue.append(req)
             if idle:  # an idle child starts it at once: no need for it to say so
-                self._started(child, req.id)
-        _, soft = self._limits(req)
-        try:
-            child.conn.send([Job(req.message, req.delivery.redeliveries, soft, not idle)])
-        except OSError:  # the child died: the reader records the loss
-            self._wake()
+                self._started(child, req.id, mark=False)
+            _, soft = self._limits(req)
+            try:
+                child.conn.send([Job(req.message, req.delivery.redeliveries, soft, not idle)])
+            except OSError:  # the child died: the reader records the loss
+                self._wake()
+            if idle:  # marked while the child starts, and before the reader can finish it
+                self.executor.mark(req)
 
     def _limits(self, req: Request) -> tuple:
         task, opts = req.task, req.message.options.get("timelimit") or (None, None)
@@ -281,7 +283,7 @@ class PreforkPool(Pool):
     def _find(self, child: Child, task_id: str) -> Optional[Request]:
         return next((r for r in child.queue if r.id == task_id), None)
 
-    def _started(self, child: Child, task_id: str) -> None:
+    def _started(self, child: Child, task_id: str, mark: bool = True) -> None:
         req = self._find(child, task_id)
         if req is None:  # handed back at shutdown, then started anyway: it runs twice
             return
@@ -289,7 +291,8 @@ class PreforkPool(Pool):
         req.time_start, req.worker_pid = time.time(), child.pid
         child.running = req
         child.deadline = time.monotonic() + hard if hard else None
-        self.executor.mark(req)
+        if mark:
+            self.executor.mark(req)
 
     def _finished(self, child: Child, record: tuple) -> None:
         _, task_id, state, retval, exc_info, tb, plan, requeue = record

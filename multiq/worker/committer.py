@@ -90,8 +90,14 @@ class Committer:
 
     def complete(self, req: Request, outcome: Outcome) -> None:
         """Hand in an outcome; it may wait up to ``LINGER`` for company while the node has
-        other work, and goes out at once when it has none."""
-        self._put(("done", req, outcome), due=self.idle(req))
+        other work. When it has none, the calling thread writes it at once itself (unless
+        the writer thread has work in hand, which must go first): no hand-over to wait for.
+        """
+        item = ("done", req, outcome)
+        if not self.idle(req):
+            self._put(item, due=False)
+        elif not self._write_here(item):
+            self._put(item)
 
     def redeliver(self, req: Request, count: bool = True) -> None:
         """Put a message back in its queue (its process died, or a cold shutdown)."""
@@ -119,6 +125,24 @@ class Committer:
                 return  # the writer already knows of the batch and its deadline
             self._due = self._due or due
             self._cond.notify()
+
+    def _write_here(self, item: Item) -> bool:
+        """Write ``item`` in this thread when nothing else waits; False if it must queue."""
+        with self._cond:
+            if self._items or self._busy or self._stopping:
+                return False
+            self._busy = True
+        try:
+            self._commit([item])
+        except UNAVAILABLE:  # the writer thread waits the outage out
+            return False
+        except Exception:
+            logger.exception("Could not commit an outcome")
+        finally:
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+        return True
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until everything handed in so far is written."""
