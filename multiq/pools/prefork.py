@@ -193,7 +193,7 @@ class PreforkPool(Pool):
             except OSError:  # the child died: the reader records the loss
                 self._wake()
             if idle:  # marked while the child starts, and before the reader can finish it
-                self.executor.mark(req)
+                self.executor.mark(req, batched=True)
 
     def _limits(self, req: Request) -> tuple:
         task, opts = req.task, req.message.options.get("timelimit") or (None, None)
@@ -292,7 +292,7 @@ class PreforkPool(Pool):
         child.running = req
         child.deadline = time.monotonic() + hard if hard else None
         if mark:
-            self.executor.mark(req)
+            self.executor.mark(req, batched=True)
 
     def _finished(self, child: Child, record: tuple) -> None:
         _, task_id, state, retval, exc_info, tb, plan, requeue = record

@@ -75,14 +75,21 @@ class Committer:
     def start(self) -> None:
         self._thread.start()
 
-    def mark_started(self, req: Request) -> None:
+    def mark_started(self, req: Request, batched: bool = False) -> None:
         """Record that the task starts: its early-ack marker (see :mod:`.markers`), and
         with ``track_started`` or events, the STARTED state and event in the next batch.
 
         The task does not wait for these writes: should the node die before the marker
         lands, the message counts as not started and runs again (at least once wins).
+        ``batched`` (the prefork pool, whose tasks run in other processes) lets the marker
+        wait up to ``LINGER`` for the next batch instead of being written at once: one
+        write fewer per task, and none at all for a task that finishes within it.
         """
         req.started = req.early_ack
+        if batched and not (self.track_started or self.events_enabled):
+            if req.early_ack and not req.marked:
+                self._put(("start", req, None), due=False)
+            return
         if req.early_ack and self.markers is not None and not req.marked:
             self.markers.post(req)
         if self.track_started or self.events_enabled or (req.early_ack and not req.marked):
@@ -127,17 +134,23 @@ class Committer:
             self._cond.notify()
 
     def _write_here(self, item: Item) -> bool:
-        """Write ``item`` in this thread when nothing else waits; False if it must queue."""
+        """Write ``item``, after whatever waits, in this thread unless the writer thread is
+        busy; False when it must be queued instead."""
         with self._cond:
-            if self._items or self._busy or self._stopping:
+            if self._busy or self._stopping:
                 return False
+            batch = [*self._items, item]  # what waits goes first, as the writer would
+            self._items.clear()
+            self._due = False
             self._busy = True
         try:
-            self._commit([item])
+            self._commit(batch)
         except UNAVAILABLE:  # the writer thread waits the outage out
+            with self._cond:
+                self._items.extendleft(reversed(batch[:-1]))
             return False
         except Exception:
-            logger.exception("Could not commit an outcome")
+            logger.exception("Could not commit %d outcomes", len(batch))
         finally:
             with self._cond:
                 self._busy = False

@@ -159,10 +159,10 @@ class Executor:
             self.mark(req)
         return True
 
-    def mark(self, req: Request) -> None:
+    def mark(self, req: Request, batched: bool = False) -> None:
         """Record that ``req`` starts (early ack marker, STARTED state, task-started)."""
         if req.early_ack or self.track_started or self.committer.events_enabled:
-            self.committer.mark_started(req)
+            self.committer.mark_started(req, batched)
 
     def execute(self, req: Request) -> None:
         """Run one request in this thread and pass its outcome to the committer."""
