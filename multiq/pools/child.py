@@ -15,11 +15,12 @@ import pickle
 import signal
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Deque, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Deque, List, NamedTuple, Optional, Tuple
 
 from multiq import signals
 from multiq.backends.base import exception_to_dict
 from multiq.exceptions import SoftTimeLimitExceeded
+from multiq.message import decode
 from multiq.pools.channel import Channel
 
 if TYPE_CHECKING:
@@ -31,11 +32,10 @@ PR_SET_PDEATHSIG = 1
 Record = Tuple[Any, ...]
 
 
-@dataclass
-class Job:
-    """What the parent sends: the decoded message and how the child should run it."""
+class Job(NamedTuple):
+    """What the parent sends: the message as read from Redis and how to run it."""
 
-    message: Any
+    data: bytes  # the envelope: decoded again here, cheaper than pickling it decoded
     redeliveries: int
     soft_limit: Optional[float]
     announce: bool = True  # send an S record on start (the parent queued it behind others)
@@ -105,7 +105,7 @@ def _serve(conn: Channel, executor: Executor, config: ChildConfig) -> None:
                 _send(conn, pending)
             inbox.extend(conn.receive())  # every job waiting, in one read
         job = inbox.popleft()
-        msg = job.message
+        msg = decode(job.data, executor.accept)  # the parent checked it already
         if job.announce:
             pending.append(("S", msg.id))
             _send(conn, pending)
@@ -123,7 +123,8 @@ def _serve(conn: Channel, executor: Executor, config: ChildConfig) -> None:
         if (config.max_tasks and done >= config.max_tasks) or _over_memory(config):
             while conn.poll():
                 inbox.extend(conn.receive())
-            pending += [("R", job.message.id) for job in inbox]  # never started: give back
+            # never started: give back
+            pending += [("R", decode(job.data, executor.accept).id) for job in inbox]
             pending.append(("X",))
             _send(conn, pending)
             return

@@ -189,7 +189,7 @@ class PreforkPool(Pool):
                 self._started(child, req.id, mark=False)
             _, soft = self._limits(req)
             try:
-                child.conn.send([Job(req.message, req.delivery.redeliveries, soft, not idle)])
+                child.conn.send([Job(req.delivery.data, req.delivery.redeliveries, soft, not idle)])
             except OSError:  # the child died: the reader records the loss
                 self._wake()
             if idle:  # marked while the child starts, and before the reader can finish it
