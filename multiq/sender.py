@@ -144,9 +144,11 @@ class Sender:
     def db(self) -> int:
         return int(self.pool.connection_kwargs.get("db") or 0)
 
-    def execute(self, commands: Sequence[Command], transaction: bool = False) -> List[Any]:
+    def execute(self, commands: Sequence[Command], transaction: bool = False,
+                raise_errors: bool = True) -> List[Any]:
         """Send ``commands`` in one write and return their replies; the first error reply
-        (or error inside an ``EXEC`` reply) is raised once every reply has been read.
+        (or error inside an ``EXEC`` reply) is raised once every reply has been read, or
+        left in its place without ``raise_errors``.
 
         With ``transaction`` the commands run inside MULTI/EXEC and their results (the
         ``EXEC`` reply) are returned."""
@@ -178,7 +180,9 @@ class Sender:
             raise
         if error is not None:  # e.g. READONLY after a failover
             self._drop(conn)
-            raise error
+            if raise_errors:
+                raise error
+            return replies
         self._idle.append(conn)
         return replies
 

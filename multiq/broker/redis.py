@@ -13,7 +13,7 @@ from multiq.broker.waiters import SlotWaiters
 from multiq.exceptions import ImproperlyConfigured
 from multiq.keys import GROUP, Keys, band_of
 from multiq.redisconn import connect, is_cluster
-from multiq.sender import Sender
+from multiq.sender import Command, Sender
 
 Pipeline = Any
 
@@ -139,6 +139,31 @@ class RedisBroker:
                     out.append(_delivery(queue, int(band), entry_id, fields))
             count -= sum(len(entries) for _, entries in rows)
         return out
+
+    def fetch_after(self, commands: Sequence[Command], consumer: str, queues: Sequence[str],
+                    count: int) -> Tuple[List[Any], List[Delivery]]:
+        """Write ``commands``, then :meth:`fetch`, in one exchange where one connection
+        can carry both (a plain or Sentinel client); returns the commands' replies (error
+        replies in place, never raised: what was fetched must not be lost) and the
+        deliveries."""
+        if self._wire is None or not queues:
+            raise TypeError("fetch_after needs a plain or Sentinel client (see .wire)")
+        command = ("EVALSHA", self._fetch.sha, 10, *self.keys.streams(queues[0]), GROUP,
+                   consumer, count)
+        replies = self._wire.execute([*commands, command], raise_errors=False)
+        rows = replies.pop()
+        if isinstance(rows, Exception):  # no script yet, no group yet: the usual way
+            return replies, self.fetch(consumer, queues, count)
+        out = [_delivery(queues[0], int(band), entry_id, fields)
+               for band, entries in rows for entry_id, fields in entries]
+        if len(out) < count and len(queues) > 1:
+            out += self.fetch(consumer, queues[1:], count - len(out))
+        return replies, out
+
+    @property
+    def wire(self) -> Optional[Sender]:
+        """The sender of the hot path (None on a cluster)."""
+        return self._wire
 
     def _run(self, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """Run a registered script; on a plain client through the sender (the hot path)."""

@@ -54,6 +54,9 @@ class Committer:
         self.markers = Markers.of(self.broker, consumer)
         #: Set by the worker: whether the node has nothing on hand but this request.
         self.idle: Callable[[Request], bool] = lambda req: True
+        #: The thread whose finished tasks ride on its own next fetch (the solo pool's
+        #: consumer; see take()), or None.
+        self.rider: Optional[int] = None
         self._items: Deque[Item] = deque()
         self._cond = threading.Condition()
         self._busy = False
@@ -101,10 +104,53 @@ class Committer:
         the writer thread has work in hand, which must go first): no hand-over to wait for.
         """
         item = ("done", req, outcome)
-        if not self.idle(req):
+        idle = self.idle(req)
+        if idle and threading.get_ident() == self.rider:
+            self._put(item, due=False, wake=False)  # its next fetch, at once, takes it along
+        elif not idle:
             self._put(item, due=False)
         elif not self._write_here(item):
             self._put(item)
+
+    # -- riding on the consumer's fetch (solo pool) -------------------------------------
+
+    def take(self) -> Optional[List[Item]]:
+        """What waits, for the consumer to write in the same exchange as its next fetch;
+        None when nothing waits or the writer thread has work in hand. Every batch taken
+        is given back to :meth:`taken`."""
+        with self._cond:
+            if not self._items or self._busy or self._stopping:
+                if self._items:
+                    self._due = True
+                    self._cond.notify()
+                return None
+            batch = list(self._items)
+            self._items.clear()
+            self._due = False
+            self._busy = True
+        return batch
+
+    def commands(self, batch: List[Item]) -> List[Any]:
+        """The one-exchange commands that write ``batch`` (see :class:`.outbox.Outbox`)."""
+        recorded = self.recorder.record(batch)
+        if self.markers is not None and recorded.marked:
+            self.markers.confirm(recorded.marked)
+        return self.outbox.exchange(recorded.results, recorded.acks)
+
+    def taken(self, batch: List[Item], replies: Optional[List[Any]]) -> None:
+        """The end of a :meth:`take`: ``replies`` of its exchange, or None when it was not
+        written (it goes back to the writer thread, first in line)."""
+        failed = replies is None or any(isinstance(r, UNAVAILABLE) for r in replies)
+        errors = [e for r in replies or () for e in (r if isinstance(r, list) else [r])
+                  if isinstance(e, Exception)]
+        if errors and not failed:
+            logger.error("Could not commit %d outcomes: %s", len(batch), errors[0])
+        with self._cond:
+            if failed:
+                self._items.extendleft(reversed(batch))
+                self._due = True
+            self._busy = False
+            self._cond.notify_all()
 
     def redeliver(self, req: Request, count: bool = True) -> None:
         """Put a message back in its queue (its process died, or a cold shutdown)."""
@@ -122,12 +168,15 @@ class Committer:
         if self.events_enabled:
             self._put(("event", events.event(type_, hostname=self.hostname, **fields), None))
 
-    def _put(self, item: Item, due: bool = True) -> None:
+    def _put(self, item: Item, due: bool = True, wake: bool = True) -> None:
+        """Queue ``item``; ``wake=False`` when the caller takes it along itself soon."""
         with self._cond:
             items = self._items
             items.append(item)
             if len(items) == 1:
                 self._since = time.monotonic()
+                if not wake:
+                    return
             elif not due and self._due is False and len(items) < BATCH_MAX:
                 return  # the writer already knows of the batch and its deadline
             self._due = self._due or due
@@ -187,13 +236,15 @@ class Committer:
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while not self._items and not self._stopping:
-                    self._cond.wait()
-                if not self._items and self._stopping:
-                    return
-                while not (self._due or self._stopping or len(self._items) >= BATCH_MAX):
+                while True:  # until there is a batch to write, and nobody else writing
+                    if not self._items and self._stopping:
+                        return
+                    if not self._items or self._busy:  # (another thread writes: see take)
+                        self._cond.wait()
+                        continue
                     left = self._since + LINGER - time.monotonic()
-                    if left <= 0:
+                    if self._due or self._stopping or len(self._items) >= BATCH_MAX \
+                            or left <= 0:
                         break
                     self._cond.wait(left)
                 batch = list(self._items)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Callable, Deque, List, Optional
 from multiq.redisconn import REDIS_ERRORS, UNAVAILABLE
 
 if TYPE_CHECKING:
-    from multiq.broker.redis import RedisBroker
+    from multiq.broker.redis import Delivery, RedisBroker
     from multiq.pools.base import Pool
     from multiq.worker.execute import Executor, Request
 
@@ -37,9 +37,15 @@ class Consumer:
         self._take_lock = threading.Lock()
         self._last_fetch = 0.0
         pool.feeder = self.take_unlimited
+        committer = executor.committer
+        #: Outcomes of tasks run in this thread ride on its next fetch (see _fetch).
+        self.rides = pool.kind == "solo" and broker.wire is not None \
+            and committer.outbox.single
 
     def run(self, should_stop: Callable[[], bool]) -> None:
         """Loop until ``should_stop()``; Redis outages are waited out with backoff."""
+        if self.rides:
+            self.executor.committer.rider = threading.get_ident()
         failures = 0
         while not should_stop():
             try:
@@ -70,7 +76,7 @@ class Consumer:
                 self.pool.wait_for_slot(TOPUP_EVERY)
             return
         self._last_fetch = time.monotonic()
-        got = self.broker.fetch(self.consumer, self.queues, room)
+        got = self._fetch(room)
         if not got and not self.reserved:
             self.consuming = True
             got = self.broker.wait(self.consumer, self.queues, room, BLOCK_MS)
@@ -81,6 +87,21 @@ class Consumer:
             req = self.executor.prepare(d)
             if req is not None:
                 self.reserved.append(req)
+
+    def _fetch(self, room: int) -> List[Delivery]:
+        """Fetch; when tasks run in this thread (solo), the outcomes they left go out in
+        the same exchange, ahead of the fetch: one round trip where there would be two."""
+        committer = self.executor.committer
+        batch = committer.take() if self.rides else None
+        if not batch:
+            return self.broker.fetch(self.consumer, self.queues, room)
+        replies = None
+        try:
+            replies, got = self.broker.fetch_after(committer.commands(batch), self.consumer,
+                                                   self.queues, room)
+        finally:
+            committer.taken(batch, replies)
+        return got
 
     def _dispatch(self, should_stop: Callable[[], bool]) -> None:
         while self.pool.free_slots() > 0 and not should_stop():

@@ -1,0 +1,45 @@
+"""A solo node's commit and its next fetch in one exchange (``RedisBroker.fetch_after``)."""
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+
+from multiq.broker.redis import RedisBroker
+
+
+def _broker(redis_url: str, *queues: str) -> RedisBroker:
+    broker = RedisBroker(redis_url)
+    broker.declare(list(queues))
+    return broker
+
+
+def test_commands_run_first_then_the_fetch(redis_url: str, redis_client: Any) -> None:
+    broker = _broker(redis_url, "q")
+    for i in range(5):
+        broker.publish("q", b'{"id":"%d","task":"t"}' % i)
+    replies, got = broker.fetch_after([("SET", "written", "1"), ("INCR", "n")], "c1", ["q"], 3)
+    assert replies == [b"OK", 1]
+    assert [d.data for d in got] == [b'{"id":"%d","task":"t"}' % i for i in range(3)]
+    assert redis_client.get("written") == b"1"
+    broker.close()
+
+
+def test_an_error_in_the_commands_never_loses_what_was_fetched(
+        redis_url: str, redis_client: Any) -> None:
+    broker = _broker(redis_url, "q")
+    broker.publish("q", b'{"id":"x","task":"t"}')
+    redis_client.set("s", "x")
+    replies, got = broker.fetch_after([("SADD", "s", "m")], "c1", ["q"], 10)
+    assert isinstance(replies[0], redis.ResponseError)
+    assert [d.data for d in got] == [b'{"id":"x","task":"t"}']
+    broker.close()
+
+
+def test_more_queues_and_a_flushed_script_cache(redis_url: str, redis_client: Any) -> None:
+    broker = _broker(redis_url, "a", "b")
+    broker.publish("b", b'{"id":"b1","task":"t"}')
+    redis_client.script_flush()  # the fetch script is gone: fetched the usual way
+    replies, got = broker.fetch_after([("PING",)], "c1", ["a", "b"], 10)
+    assert replies in ([b"PONG"], [True]) and [d.queue for d in got] == ["b"]
+    broker.close()
