@@ -79,6 +79,9 @@ class PreforkPool(Pool):
         self._reap_due = 0.0
         self._reader: Optional[threading.Thread] = None
         self._parent_pid = os.getpid()
+        conf = executor.app.conf  # the node's limits, unless a message or task sets its own
+        self._hard_default = time_limit or conf.task_time_limit
+        self._soft_default = soft_time_limit or conf.task_soft_time_limit
 
     # -- life --------------------------------------------------------------------------
 
@@ -186,8 +189,9 @@ class PreforkPool(Pool):
             idle = not child.queue
             child.queue.append(req)
             if idle:  # an idle child starts it at once: no need for it to say so
-                self._started(child, req.id, mark=False)
-            _, soft = self._limits(req)
+                _, soft = self._start(child, req, mark=False)
+            else:
+                _, soft = self._limits(req)
             try:
                 child.conn.send([Job(req.delivery.data, req.delivery.redeliveries, soft, not idle)])
             except OSError:  # the child died: the reader records the loss
@@ -197,10 +201,8 @@ class PreforkPool(Pool):
 
     def _limits(self, req: Request) -> tuple:
         task, opts = req.task, req.message.options.get("timelimit") or (None, None)
-        hard = opts[0] or task.time_limit or self.time_limit \
-            or self.executor.app.conf.task_time_limit
-        soft = opts[1] or task.soft_time_limit or self.soft_time_limit \
-            or self.executor.app.conf.task_soft_time_limit
+        hard = opts[0] or task.time_limit or self._hard_default
+        soft = opts[1] or task.soft_time_limit or self._soft_default
         return hard, soft
 
     def active(self) -> List[Request]:
@@ -283,16 +285,20 @@ class PreforkPool(Pool):
     def _find(self, child: Child, task_id: str) -> Optional[Request]:
         return next((r for r in child.queue if r.id == task_id), None)
 
-    def _started(self, child: Child, task_id: str, mark: bool = True) -> None:
+    def _started(self, child: Child, task_id: str) -> None:
         req = self._find(child, task_id)
-        if req is None:  # handed back at shutdown, then started anyway: it runs twice
-            return
-        hard, _ = self._limits(req)
+        if req is not None:  # (None: handed back at shutdown, then started anyway)
+            self._start(child, req)
+
+    def _start(self, child: Child, req: Request, mark: bool = True) -> tuple:
+        """Record that ``child`` runs ``req``; returns its (hard, soft) time limits."""
+        hard, soft = self._limits(req)
         req.time_start, req.worker_pid = time.time(), child.pid
         child.running = req
         child.deadline = time.monotonic() + hard if hard else None
         if mark:
             self.executor.mark(req, batched=True)
+        return hard, soft
 
     def _finished(self, child: Child, record: tuple) -> None:
         _, task_id, state, retval, exc_info, tb, plan, requeue = record
