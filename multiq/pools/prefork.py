@@ -257,6 +257,8 @@ class PreforkPool(Pool):
             self._close(child)
             self._reap_due = 0.0  # it died: reap it now
             return
+        if any(record[0] == "X" for record in records):
+            child.retiring = True  # first: no job may go to a child on its way out
         for record in records:
             kind = record[0]
             if kind == "S":

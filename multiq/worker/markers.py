@@ -2,10 +2,12 @@
 
 A task with early ack (the default) must not run twice: when its node dies mid-task,
 recovery finds its marker and records WorkerLostError instead of running it again. The
-marker is one ``HSET`` into the queue's ``started`` hash. Here it is written by the
-thread that starts the task, on a connection of its own, before the task's code runs,
-and nobody waits for the reply: the replies are read later, in bulk. So a task costs one
-small write instead of a round trip, and the committer is not woken for it.
+marker is one ``HSET`` into the queue's ``started`` hash. In the solo and threads pools
+it is written here, by the thread that starts the task, on a connection of its own,
+before the task's code runs, and nobody waits for the reply: the replies are read later,
+in bulk. So a task costs one small write instead of a round trip, and the committer is
+not woken for it. (The prefork pool, whose tasks run in other processes, hands its
+markers to the committer's next batch instead: see ``Committer.mark_started``.)
 
 Redis applies a connection's commands in order, but the marker and the ack that later
 deletes it travel on different connections: before the committer writes an ack that
@@ -60,8 +62,14 @@ class Markers:
         req.marked = True
 
     def confirm(self, number: int) -> None:
-        """Return once Redis has applied every marker up to ``number``."""
-        for exc in self.link.confirm(number):  # e.g. READONLY: that marker is missing
+        """Return once Redis has applied every marker up to ``number`` (or given up on
+        them): never raises, since a commit must not wait on its markers' fate."""
+        try:
+            errors = self.link.confirm(number)
+        except Exception:  # a marker lost is only a task that may run twice
+            logger.exception("Could not confirm start markers")
+            return
+        for exc in errors:  # e.g. READONLY: that marker is missing
             logger.warning("A start marker was refused: %s", exc)
 
     def close(self) -> None:

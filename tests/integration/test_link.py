@@ -29,19 +29,7 @@ def test_error_replies_are_returned_not_raised(redis_client: Any) -> None:
     assert redis_client.get("after") == b"1"
 
 
-def test_with_resend_unanswered_writes_go_again_on_a_new_connection(
-        redis_client: Any) -> None:
-    link = Link(Sender(redis_client), resend=True)
-    link.post([("SET", "a", "1")])
-    link.confirm()
-    redis_client.client_kill_filter(_type="normal", skipme=True)  # the link's connection
-    link.post([("INCR", "n")])  # sent into a dead socket, or refused at once
-    link.post([("INCR", "m")])
-    assert link.confirm() == []
-    assert redis_client.get("n") in (b"1", b"2") and redis_client.get("m") in (b"1", b"2")
-
-
-def test_without_resend_a_lost_connection_gives_up_its_writes(redis_client: Any) -> None:
+def test_a_lost_connection_gives_up_its_writes_and_connects_again(redis_client: Any) -> None:
     link = Link(Sender(redis_client))
     link.post([("SET", "a", "1")])
     link.confirm()
@@ -64,3 +52,20 @@ def test_many_unread_replies_are_read_by_the_writer(redis_client: Any) -> None:
     assert link.posted - link.confirmed <= 256  # replies never pile up unread
     link.close()
     assert redis_client.get("n") == b"2000"
+
+
+def test_a_write_that_cannot_be_sent_leaves_nothing_to_wait_for(
+        redis_client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    link = Link(Sender(redis_client))
+    link.post([("SET", "a", "1")])  # sent, its reply not read yet
+
+    def refuse(*_: Any, **__: Any) -> None:
+        raise redis.ConnectionError("Connection refused")
+
+    monkeypatch.setattr(link._conn, "send_packed_command", refuse)
+    with pytest.raises(redis.ConnectionError):
+        link.post([("SET", "b", "1")])
+    assert link.confirm() == [] and link.confirmed == link.posted  # nothing left to read
+    monkeypatch.undo()
+    link.post([("SET", "c", "1")])  # a fresh connection
+    assert link.confirm() == [] and redis_client.get("c") == b"1"
