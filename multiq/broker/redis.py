@@ -228,6 +228,27 @@ class RedisBroker:
                 out.append(_delivery(queue, band, entry_id, fields))
         return out
 
+    def own_pending(self, consumer: str, queues: Sequence[str],
+                    page: int = 500) -> List[Delivery]:
+        """Entries delivered to ``consumer`` and never acknowledged, oldest first per band
+        (those whose body is gone are skipped)."""
+        out: List[Delivery] = []
+        for queue in queues:
+            for band, stream in zip(range(9, -1, -1), self.keys.streams(queue)):
+                start: Any = "0"
+                while True:
+                    reply = self.client.xreadgroup(GROUP, consumer, {stream: start},
+                                                   count=page)
+                    pairs = list(reply.items()) if isinstance(reply, dict) else reply or []
+                    entries = pairs[0][1] if pairs else []
+                    for entry_id, fields in entries:
+                        if fields:
+                            out.append(_delivery(queue, band, entry_id, fields))
+                    if len(entries) < page:
+                        break
+                    start = entries[-1][0]
+        return out
+
     def _parse_stream(self, stream: Any) -> Tuple[str, int]:
         name = stream.decode() if isinstance(stream, bytes) else stream
         head, _, band = name.rpartition(":")

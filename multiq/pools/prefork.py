@@ -46,6 +46,7 @@ class Child:
     timed_out: bool = False
     terminated: bool = False
     retiring: bool = False
+    leaving: bool = False  # it said it leaves (X): nothing more is sent to it
     born: float = 0.0
     ran: int = 0
 
@@ -161,7 +162,7 @@ class PreforkPool(Pool):
     # -- dispatch ------------------------------------------------------------------------
 
     def _room(self, child: Child) -> int:
-        if child.retiring or child.conn.closed:
+        if child.retiring or child.leaving or child.conn.closed:
             return 0
         room = self.depth - len(child.queue)
         if self.max_tasks:
@@ -181,7 +182,8 @@ class PreforkPool(Pool):
             return
         with self._cond:
             children = [c for c in self.children.values() if self._room(c) > 0] or [
-                c for c in self.children.values() if not c.retiring and not c.conn.closed]
+                c for c in self.children.values()
+                if not (c.retiring or c.leaving or c.conn.closed)]
             if not children:  # every child is leaving: the message goes back to its queue
                 self.executor.committer.redeliver(req, count=False)
                 return
@@ -258,7 +260,7 @@ class PreforkPool(Pool):
             self._reap_due = 0.0  # it died: reap it now
             return
         if any(record[0] == "X" for record in records):
-            child.retiring = True  # first: no job may go to a child on its way out
+            child.leaving = True  # first: no job may go to a child on its way out
         for record in records:
             kind = record[0]
             if kind == "S":

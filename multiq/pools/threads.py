@@ -22,6 +22,7 @@ class ThreadPool(Pool):
         self._inbox: queue.SimpleQueue[Optional[Request]] = queue.SimpleQueue()
         self._threads: List[threading.Thread] = []
         self._running: Dict[int, Request] = {}
+        self._held: Dict[int, Request] = {}  # applied, running or not, by id()
         self._pending = 0
         self._cond = threading.Condition()
 
@@ -49,6 +50,7 @@ class ThreadPool(Pool):
             finally:
                 with self._cond:
                     self._running.pop(ident, None)
+                    self._held.pop(id(req), None)
                     self._pending -= 1
                     self._cond.notify_all()
 
@@ -58,6 +60,7 @@ class ThreadPool(Pool):
     def apply(self, req: Request) -> None:
         with self._cond:
             self._pending += 1
+            self._held[id(req)] = req
         self._inbox.put(req)
 
     def wait_for_slot(self, timeout: float) -> None:
@@ -68,6 +71,10 @@ class ThreadPool(Pool):
     def active(self) -> List[Request]:
         with self._cond:
             return list(self._running.values())
+
+    def held(self) -> List[Request]:
+        with self._cond:
+            return list(self._held.values())
 
     def stop(self, wait: bool = True, timeout: float = 0.0) -> None:
         for _ in self._threads:

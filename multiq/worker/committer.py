@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable, Deque, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Deque, List, Optional, Sequence, Set
 
 from multiq import events, states
 from multiq.backends.base import exception_to_dict, make_doc
@@ -60,6 +60,7 @@ class Committer:
         self._items: Deque[Item] = deque()
         self._cond = threading.Condition()
         self._busy = False
+        self._in_hand: List[Item] = []  # the batch being written
         self._due = False  # write without waiting out the linger
         self._since = 0.0  # when the oldest waiting item came in
         self._stopping = False
@@ -127,7 +128,7 @@ class Committer:
             batch = list(self._items)
             self._items.clear()
             self._due = False
-            self._busy = True
+            self._busy, self._in_hand = True, batch
         return batch
 
     def commands(self, batch: List[Item]) -> List[Any]:
@@ -149,7 +150,7 @@ class Committer:
             if failed:
                 self._items.extendleft(reversed(batch))
                 self._due = True
-            self._busy = False
+            self._busy, self._in_hand = False, []
             self._cond.notify_all()
 
     def redeliver(self, req: Request, count: bool = True) -> None:
@@ -191,7 +192,7 @@ class Committer:
             batch = [*self._items, item]  # what waits goes first, as the writer would
             self._items.clear()
             self._due = False
-            self._busy = True
+            self._busy, self._in_hand = True, batch
         try:
             self._commit(batch)
         except UNAVAILABLE:  # the writer thread waits the outage out
@@ -202,9 +203,20 @@ class Committer:
             logger.exception("Could not commit %d outcomes", len(batch))
         finally:
             with self._cond:
-                self._busy = False
+                self._busy, self._in_hand = False, []
                 self._cond.notify_all()
         return True
+
+    def holding(self) -> Set[bytes]:
+        """Stream entry ids whose outcome waits here or is being written."""
+        with self._cond:
+            items = [*self._items, *self._in_hand]
+        ids = set()
+        for _, subject, _ in items:
+            entry = getattr(getattr(subject, "delivery", subject), "entry_id", None)
+            if entry is not None:
+                ids.add(entry)
+        return ids
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until everything handed in so far is written."""
@@ -250,14 +262,14 @@ class Committer:
                 batch = list(self._items)
                 self._items.clear()
                 self._due = False
-                self._busy = True
+                self._busy, self._in_hand = True, batch
             try:
                 self._retrying(lambda b=batch: self._commit(b))
             except Exception:
                 logger.exception("Could not commit %d outcomes", len(batch))
             finally:
                 with self._cond:
-                    self._busy = False
+                    self._busy, self._in_hand = False, []
                     self._cond.notify_all()
 
     def _retrying(self, fun: Any) -> Any:

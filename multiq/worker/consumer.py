@@ -49,6 +49,8 @@ class Consumer:
         failures = 0
         while not should_stop():
             try:
+                if failures:
+                    self._reclaim()
                 self._step(should_stop)
                 if failures:
                     logger.warning("Connection to the broker restored; consuming again")
@@ -61,6 +63,27 @@ class Consumer:
                 end = time.monotonic() + delay
                 while time.monotonic() < end and not should_stop():
                     time.sleep(0.05)
+
+    def _reclaim(self) -> None:
+        """After an outage, take back what Redis gave this node but never reached it: a
+        fetch whose reply was lost leaves its entries pending for this node (after a
+        failover, the new master may hold them so), and nobody else would take them while
+        the node lives. Entries it holds, or whose outcome waits to be written, are left."""
+        for d in self.broker.waiting():  # read by a cluster's slot waiters: on hand already
+            req = self.executor.prepare(d)
+            if req is not None:
+                self.reserved.append(req)
+        held = {r.delivery.entry_id for r in [*self.reserved, *self.pool.held()]}
+        held |= self.executor.committer.holding()
+        lost = [d for d in self.broker.own_pending(self.consumer, self.queues)
+                if d.entry_id not in held]
+        if lost:
+            logger.warning("Taking back %d messages this node was given during the outage",
+                           len(lost))
+        for d in lost:
+            req = self.executor.prepare(d)
+            if req is not None:
+                self.reserved.append(req)
 
     def _step(self, should_stop: Callable[[], bool]) -> None:
         self._dispatch(should_stop)

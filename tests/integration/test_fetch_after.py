@@ -43,3 +43,22 @@ def test_more_queues_and_a_flushed_script_cache(redis_url: str, redis_client: An
     replies, got = broker.fetch_after([("PING",)], "c1", ["a", "b"], 10)
     assert replies in ([b"PONG"], [True]) and [d.queue for d in got] == ["b"]
     broker.close()
+
+
+def test_own_pending_lists_what_was_delivered_and_never_acknowledged(
+        redis_url: str, redis_client: Any) -> None:
+    broker = _broker(redis_url, "q")
+    broker.publish("q", b'{"id":"a","task":"t"}')
+    broker.publish("q", b'{"id":"b","task":"t"}', priority=9)
+    broker.publish("q", b'{"id":"c","task":"t"}')
+    got = broker.fetch("c1", ["q"], 10)  # as if the reply had been lost on the way
+    assert len(got) == 3
+    pending = broker.own_pending("c1", ["q"], page=1)
+    assert sorted(d.data for d in pending) == sorted(d.data for d in got)
+    assert {d.band for d in pending} == {9, 0}
+    p = redis_client.pipeline()
+    broker.ack(p, got[0])
+    p.execute()
+    assert len(broker.own_pending("c1", ["q"])) == 2
+    assert broker.own_pending("someone-else", ["q"]) == []
+    broker.close()
