@@ -125,11 +125,7 @@ class Committer:
                     self._due = True
                     self._cond.notify()
                 return None
-            batch = list(self._items)
-            self._items.clear()
-            self._due = False
-            self._busy, self._in_hand = True, batch
-        return batch
+            return self._claim()
 
     def commands(self, batch: List[Item]) -> List[Any]:
         """The one-exchange commands that write ``batch`` (see :class:`.outbox.Outbox`)."""
@@ -146,12 +142,7 @@ class Committer:
                   if isinstance(e, Exception)]
         if errors and not failed:
             logger.error("Could not commit %d outcomes: %s", len(batch), errors[0])
-        with self._cond:
-            if failed:
-                self._items.extendleft(reversed(batch))
-                self._due = True
-            self._busy, self._in_hand = False, []
-            self._cond.notify_all()
+        self._release(back=batch if failed else ())
 
     def redeliver(self, req: Request, count: bool = True) -> None:
         """Put a message back in its queue (its process died, or a cold shutdown)."""
@@ -189,23 +180,34 @@ class Committer:
         with self._cond:
             if self._busy or self._stopping:
                 return False
-            batch = [*self._items, item]  # what waits goes first, as the writer would
-            self._items.clear()
-            self._due = False
-            self._busy, self._in_hand = True, batch
+            batch = self._claim(item)  # what waits goes first, as the writer would
+        unavailable = False
         try:
             self._commit(batch)
         except UNAVAILABLE:  # the writer thread waits the outage out
-            with self._cond:
-                self._items.extendleft(reversed(batch[:-1]))
-            return False
+            unavailable = True
         except Exception:
             logger.exception("Could not commit %d outcomes", len(batch))
         finally:
-            with self._cond:
-                self._busy, self._in_hand = False, []
-                self._cond.notify_all()
-        return True
+            self._release(back=batch[:-1] if unavailable else ())
+        return not unavailable
+
+    def _claim(self, *extra: Item) -> List[Item]:
+        """(Holding the lock.) Every waiting item, then ``extra``: the batch in hand."""
+        batch = [*self._items, *extra]
+        self._items.clear()
+        self._due = False
+        self._busy, self._in_hand = True, batch
+        return batch
+
+    def _release(self, back: Sequence[Item] = ()) -> None:
+        """The batch in hand is done with; ``back`` returns to the queue, first in line."""
+        with self._cond:
+            if back:
+                self._items.extendleft(reversed(back))
+                self._due = True
+            self._busy, self._in_hand = False, []
+            self._cond.notify_all()
 
     def holding(self) -> Set[bytes]:
         """Stream entry ids whose outcome waits here or is being written."""
@@ -259,18 +261,13 @@ class Committer:
                             or left <= 0:
                         break
                     self._cond.wait(left)
-                batch = list(self._items)
-                self._items.clear()
-                self._due = False
-                self._busy, self._in_hand = True, batch
+                batch = self._claim()
             try:
                 self._retrying(lambda b=batch: self._commit(b))
             except Exception:
                 logger.exception("Could not commit %d outcomes", len(batch))
             finally:
-                with self._cond:
-                    self._busy, self._in_hand = False, []
-                    self._cond.notify_all()
+                self._release()
 
     def _retrying(self, fun: Any) -> Any:
         delay = 0.1
