@@ -43,9 +43,7 @@ class Committer:
     """Writes outcomes to the result store and acknowledges their messages, in batches."""
 
     def __init__(self, app: MultiQ, consumer: str, hostname: str) -> None:
-        self.app = app
         self.broker = app.broker
-        self.consumer = consumer
         self.hostname = hostname
         self.recorder = Recorder(app, consumer, hostname)
         self.backend = self.recorder.backend
