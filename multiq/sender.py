@@ -154,37 +154,24 @@ class Sender:
         ``EXEC`` reply) are returned."""
         if transaction:
             return self.execute([("MULTI",), *commands, ("EXEC",)])[-1] or []
+        return self.post(commands).replies(raise_errors)
+
+    def post(self, commands: Sequence[Command]) -> Exchange:
+        """Send ``commands`` and return at once: the caller reads the replies later, from
+        the :class:`Exchange` (the connection stays its own until then)."""
         if self._fork != _forks[0]:  # a forked child must not share the parent's sockets
             self._idle, self._fork = [], _forks[0]
         try:
             conn = self._idle.pop()
         except IndexError:
             conn = self.pool.get_connection()
-        error: Optional[redis.ResponseError] = None
         try:
             for low in range(0, len(commands), CHUNK):  # Redis runs one while we pack the next
                 conn.send_packed_command(self.pack(conn, commands[low:low + CHUNK]))
-            replies: List[Any] = []
-            for command in commands:
-                try:
-                    reply = conn.read_response()
-                except redis.ResponseError as exc:
-                    error = error or exc
-                    reply = exc
-                if command[0] == "EXEC" and isinstance(reply, list):  # errors inside
-                    error = error or next(
-                        (r for r in reply if isinstance(r, redis.ResponseError)), None)
-                replies.append(reply)
         except BaseException:
             self._drop(conn)
             raise
-        if error is not None:  # e.g. READONLY after a failover
-            self._drop(conn)
-            if raise_errors:
-                raise error
-            return replies
-        self._idle.append(conn)
-        return replies
+        return Exchange(self, conn, commands)
 
     def _drop(self, conn: Any) -> None:
         """Give a connection that failed back to the pool, closed: the pool connects it
@@ -208,3 +195,47 @@ class Sender:
         if self._fork == _forks[0]:
             for conn in idle:
                 self.pool.release(conn)
+
+
+class Exchange:
+    """Commands sent by :meth:`Sender.post` whose replies are still to be read."""
+
+    def __init__(self, sender: Sender, conn: Any, commands: Sequence[Command]) -> None:
+        self.sender = sender
+        self._conn = conn
+        self._commands = commands
+
+    def replies(self, raise_errors: bool = True) -> List[Any]:
+        """Read every reply (see :meth:`Sender.execute`); the connection then goes back."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            raise RuntimeError("the replies of this exchange were read already")
+        error: Optional[redis.ResponseError] = None
+        try:
+            replies: List[Any] = []
+            for command in self._commands:
+                try:
+                    reply = conn.read_response()
+                except redis.ResponseError as exc:
+                    error = error or exc
+                    reply = exc
+                if command[0] == "EXEC" and isinstance(reply, list):  # errors inside
+                    error = error or next(
+                        (r for r in reply if isinstance(r, redis.ResponseError)), None)
+                replies.append(reply)
+        except BaseException:
+            self.sender._drop(conn)
+            raise
+        if error is not None:  # e.g. READONLY after a failover
+            self.sender._drop(conn)
+            if raise_errors:
+                raise error
+            return replies
+        self.sender._idle.append(conn)
+        return replies
+
+    def abandon(self) -> None:
+        """Never read the replies: the connection is closed, so none is left unread."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            self.sender._drop(conn)

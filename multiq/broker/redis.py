@@ -13,7 +13,7 @@ from multiq.broker.waiters import SlotWaiters
 from multiq.exceptions import ImproperlyConfigured
 from multiq.keys import GROUP, Keys, band_of
 from multiq.redisconn import connect, is_cluster
-from multiq.sender import Command, Sender
+from multiq.sender import Command, Exchange, Sender
 
 Pipeline = Any
 
@@ -146,19 +146,18 @@ class RedisBroker:
         can carry both (a plain or Sentinel client); returns the commands' replies (error
         replies in place, never raised: what was fetched must not be lost) and the
         deliveries."""
+        return self.post_fetch(commands, consumer, queues, count).result()
+
+    def post_fetch(self, commands: Sequence[Command], consumer: str, queues: Sequence[str],
+                   count: int) -> PostedFetch:
+        """:meth:`fetch_after` in two halves: send now, read the replies later with
+        :meth:`PostedFetch.result` (the caller works meanwhile)."""
         if self._wire is None or not queues:
             raise TypeError("fetch_after needs a plain or Sentinel client (see .wire)")
         command = ("EVALSHA", self._fetch.sha, 10, *self.keys.streams(queues[0]), GROUP,
                    consumer, count)
-        replies = self._wire.execute([*commands, command], raise_errors=False)
-        rows = replies.pop()
-        if isinstance(rows, Exception):  # no script yet, no group yet: the usual way
-            return replies, self.fetch(consumer, queues, count)
-        out = [_delivery(queues[0], int(band), entry_id, fields)
-               for band, entries in rows for entry_id, fields in entries]
-        if len(out) < count and len(queues) > 1:
-            out += self.fetch(consumer, queues[1:], count - len(out))
-        return replies, out
+        return PostedFetch(self, self._wire.post([*commands, command]), consumer,
+                           queues, count)
 
     @property
     def wire(self) -> Optional[Sender]:
@@ -438,3 +437,31 @@ def _delivery(queue: str, band: int, entry_id: bytes, fields: Any) -> Delivery:
     except ValueError:
         redeliveries = 0
     return Delivery(queue, band, entry_id, data, redeliveries)
+
+
+class PostedFetch:
+    """A commit-and-fetch exchange sent by :meth:`RedisBroker.post_fetch`."""
+
+    def __init__(self, broker: RedisBroker, exchange: Exchange, consumer: str,
+                 queues: Sequence[str], count: int) -> None:
+        self.broker = broker
+        self.exchange = exchange
+        self.consumer, self.queues, self.count = consumer, queues, count
+
+    def result(self) -> Tuple[List[Any], List[Delivery]]:
+        """The commands' replies (errors in place) and the deliveries fetched."""
+        replies = self.exchange.replies(raise_errors=False)
+        rows = replies.pop()
+        broker, queues, count = self.broker, self.queues, self.count
+        if isinstance(rows, Exception):  # no script yet, no group yet: the usual way
+            return replies, broker.fetch(self.consumer, queues, count)
+        out = [_delivery(queues[0], int(band), entry_id, fields)
+               for band, entries in rows for entry_id, fields in entries]
+        if len(out) < count and len(queues) > 1:
+            out += broker.fetch(self.consumer, queues[1:], count - len(out))
+        return replies, out
+
+    def abandon(self) -> None:
+        """Never read the reply (the caller failed meanwhile): the connection is closed.
+        What the fetch took stays pending for this node (see ``Consumer._reclaim``)."""
+        self.exchange.abandon()

@@ -125,9 +125,13 @@ class Committer:
                 return None
             return self._claim()
 
-    def commands(self, batch: List[Item]) -> List[Any]:
-        """The one-exchange commands that write ``batch`` (see :class:`.outbox.Outbox`)."""
-        recorded = self.recorder.record(batch)
+    def commands(self, batch: List[Item]) -> Optional[List[Any]]:
+        """The one-exchange commands that write ``batch`` (see :class:`.outbox.Outbox`);
+        None when it cannot be recorded (give it back: the writer thread sorts it out)."""
+        try:
+            recorded = self.recorder.record(batch)
+        except Exception:
+            return None
         if self.markers is not None and recorded.marked:
             self.markers.confirm(recorded.marked)
         return self.outbox.exchange(recorded.results, recorded.acks)

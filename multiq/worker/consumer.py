@@ -5,12 +5,12 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Callable, Deque, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Deque, List, NamedTuple, Optional
 
 from multiq.redisconn import REDIS_ERRORS, UNAVAILABLE
 
 if TYPE_CHECKING:
-    from multiq.broker.redis import Delivery, RedisBroker
+    from multiq.broker.redis import Delivery, PostedFetch, RedisBroker
     from multiq.pools.base import Pool
     from multiq.worker.execute import Executor, Request
 
@@ -19,6 +19,11 @@ logger = logging.getLogger("multiq.worker")
 # How long one blocking read waits: short enough that a stop request is seen at once.
 BLOCK_MS = 250
 TOPUP_EVERY = 0.25  # seconds: the longest a partly empty prefetch waits to be topped up
+
+
+class _Ahead(NamedTuple):
+    posted: PostedFetch
+    batch: Optional[List[Any]]  # the outcomes riding on it
 
 
 class Consumer:
@@ -36,6 +41,7 @@ class Consumer:
         self.consuming = False
         self._take_lock = threading.Lock()
         self._last_fetch = 0.0
+        self._busy_queue = False  # the last fetch got all it asked for: more may wait
         pool.feeder = self.take_unlimited
         committer = executor.committer
         #: Outcomes of tasks run in this thread ride on its next fetch (see _fetch).
@@ -116,14 +122,19 @@ class Consumer:
         the same exchange, ahead of the fetch: one round trip where there would be two."""
         committer = self.executor.committer
         batch = committer.take() if self.rides else None
-        if not batch:
-            return self.broker.fetch(self.consumer, self.queues, room)
-        replies = None
-        try:
-            replies, got = self.broker.fetch_after(committer.commands(batch), self.consumer,
-                                                   self.queues, room)
-        finally:
-            committer.taken(batch, replies)
+        commands = committer.commands(batch) if batch else None
+        if batch and commands is None:  # (given back: see Committer.commands)
+            committer.taken(batch, None)
+        if commands is None:
+            got = self.broker.fetch(self.consumer, self.queues, room)
+        else:
+            replies = None
+            try:
+                replies, got = self.broker.fetch_after(commands, self.consumer, self.queues,
+                                                       room)
+            finally:
+                committer.taken(batch, replies)  # type: ignore[arg-type]
+        self._busy_queue = len(got) >= room
         return got
 
     def _dispatch(self, should_stop: Callable[[], bool]) -> None:
@@ -132,7 +143,54 @@ class Consumer:
                 if not self.reserved:
                     return
                 req = self.reserved.popleft()
-            self.pool.apply(req)
+            ahead = self._fetch_ahead() if self.rides and not self.reserved else None
+            if ahead is None:
+                self.pool.apply(req)
+                continue
+            try:
+                self.pool.apply(req)
+            except BaseException:
+                ahead.posted.abandon()
+                if ahead.batch:
+                    self.executor.committer.taken(ahead.batch, None)
+                raise
+            self._collect(ahead)
+
+    def _fetch_ahead(self) -> Optional[_Ahead]:
+        """(Solo.) Before the last task on hand runs, send the next fetch, with the outcomes
+        waiting to ride on it: Redis answers while the task runs. Only while the queue
+        seems busy (the last fetch filled the room it had)."""
+        room = self.prefetch - 1
+        if not self._busy_queue or room <= 0:
+            return None
+        committer = self.executor.committer
+        batch = committer.take()
+        commands = committer.commands(batch) if batch else []
+        if commands is None:  # (given back: see Committer.commands)
+            committer.taken(batch, None)  # type: ignore[arg-type]
+            batch, commands = None, []
+        try:
+            posted = self.broker.post_fetch(commands, self.consumer, self.queues, room)
+        except Exception:  # it is done the usual way after the task, outage handling and all
+            if batch:
+                committer.taken(batch, None)
+            return None
+        self._last_fetch = time.monotonic()
+        return _Ahead(posted, batch)
+
+    def _collect(self, ahead: _Ahead) -> None:
+        """Read what :meth:`_fetch_ahead` sent; the messages join the reserve."""
+        replies = None
+        try:
+            replies, got = ahead.posted.result()
+        finally:
+            if ahead.batch:
+                self.executor.committer.taken(ahead.batch, replies)
+        self._busy_queue = len(got) >= ahead.posted.count
+        for d in got:
+            req = self.executor.prepare(d)
+            if req is not None:
+                self.reserved.append(req)
 
     def take_unlimited(self) -> Optional[Request]:
         """The next reserved request, unless it must wait for a rate limit (another thread

@@ -1,6 +1,7 @@
 """A solo node's commit and its next fetch in one exchange (``RedisBroker.fetch_after``)."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import redis
@@ -61,4 +62,33 @@ def test_own_pending_lists_what_was_delivered_and_never_acknowledged(
     p.execute()
     assert len(broker.own_pending("c1", ["q"])) == 2
     assert broker.own_pending("someone-else", ["q"]) == []
+    broker.close()
+
+
+def test_a_posted_fetch_is_answered_while_the_caller_works(
+        redis_url: str, redis_client: Any) -> None:
+    broker = _broker(redis_url, "q")
+    for i in range(4):
+        broker.publish("q", b'{"id":"%d","task":"t"}' % i)
+    posted = broker.post_fetch([("SET", "written", "1")], "c1", ["q"], 3)
+    assert broker.fetch("c2", ["q"], 10)[0].data == b'{"id":"3","task":"t"}'  # meanwhile
+    replies, got = posted.result()
+    assert replies == [b"OK"] and [d.data for d in got] == [
+        b'{"id":"%d","task":"t"}' % i for i in range(3)]
+    assert broker.fetch("c1", ["q"], 10) == []  # the connection is clean for reuse
+    broker.close()
+
+
+def test_an_abandoned_fetch_leaves_its_entries_pending_for_the_node(
+        redis_url: str, redis_client: Any) -> None:
+    broker = _broker(redis_url, "q")
+    broker.publish("q", b'{"id":"a","task":"t"}')
+    posted = broker.post_fetch([], "c1", ["q"], 5)
+    posted.abandon()
+    deadline = time.monotonic() + 5  # Redis may read the closed connection's command late
+    while not (pending := broker.own_pending("c1", ["q"], page=10)) \
+            and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [d.data for d in pending] == [b'{"id":"a","task":"t"}']
+    assert broker.fetch("c1", ["q"], 10) == []  # a fresh connection, no stray reply
     broker.close()

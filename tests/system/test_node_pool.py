@@ -408,3 +408,25 @@ def test_autoscale_grows_under_backlog_and_shrinks_when_idle(start_worker, clien
     assert len(child_pids(node.pid)) == 1  # never below the minimum
     _no_zombies(node)
     assert client.send_task(TASK("pid")).get(timeout=10) in child_pids(node.pid)
+
+
+# -- 5. the solo pool ----------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(40)
+def test_solo_stores_results_while_a_later_task_runs_and_loses_nothing(
+        start_worker, client, rec):
+    """A solo node sends its next fetch while the last task on hand runs; the results of
+    the tasks before it are stored then, not after the long task, and every task runs."""
+    quick = [client.send_task(TASK("pid")) for _ in range(4)]
+    long = client.send_task(TASK("nap"), args=["long", 5])
+    after = [client.send_task(TASK("pid")) for _ in range(6)]
+    node = start_node(start_worker, pool="solo")
+    wait_until(lambda: recorded(rec, "long", "start"), timeout=15,
+               message="the long task did not start")
+    wait_results(quick, timeout=3)  # during the long task
+    assert [r.result for r in quick] == [node.pid] * 4
+    assert not long.ready() and not any(r.ready() for r in after)
+    assert long.get(timeout=15) == node.pid
+    wait_results(after, timeout=10)
+    assert [r.result for r in after] == [node.pid] * 6
