@@ -47,6 +47,10 @@ class DecodeError(MultiQError):
     """A message or result could not be decoded."""
 
 
+class EncodeError(MultiQError):
+    """A task's result could not be encoded with the result serializer."""
+
+
 class QueueNotFound(MultiQError, KeyError):
     """A queue was named that the worker does not know."""
 

@@ -188,8 +188,8 @@ class Committer:
             self._commit(batch)
         except UNAVAILABLE:  # the writer thread waits the outage out
             unavailable = True
-        except Exception:
-            logger.exception("Could not commit %d outcomes", len(batch))
+        except Exception:  # the writer thread writes them one by one
+            unavailable = True
         finally:
             self._release(back=batch[:-1] if unavailable else ())
         return not unavailable
@@ -267,9 +267,20 @@ class Committer:
             try:
                 self._retrying(lambda b=batch: self._commit(b))
             except Exception:
-                logger.exception("Could not commit %d outcomes", len(batch))
+                self._one_by_one(batch)
             finally:
                 self._release()
+
+    def _one_by_one(self, batch: List[Item]) -> None:
+        """A batch failed for another reason than an outage: write each item alone, so
+        that whatever is wrong with one costs only that one."""
+        for item in batch:
+            try:
+                self._retrying(lambda i=item: self._commit([i]))
+            except Exception:
+                kind, subject, _ = item
+                logger.exception("Could not write %s of %s; its message stays pending",
+                                 kind, getattr(subject, "id", subject))
 
     def _retrying(self, fun: Any) -> Any:
         delay = 0.1

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 from multiq import events, states
 from multiq.backends.base import exception_to_dict, make_doc
-from multiq.exceptions import BackendNotConfigured, TaskRevokedError
+from multiq.exceptions import BackendNotConfigured, EncodeError, TaskRevokedError
 from multiq.sender import Commands
 
 if TYPE_CHECKING:
@@ -185,7 +185,18 @@ class Recorder:
         if not force and req is not None and self._ignored(req, state):
             return
         doc = make_doc(task_id, state, result, tb)
-        self.backend.store(task_id, self._extend(doc, req), pipe)
+        try:
+            self.backend.store(task_id, self._extend(doc, req), pipe)
+        except Exception as exc:  # e.g. a return value JSON cannot carry: the task fails
+            err = EncodeError(str(exc))
+            logger.error("Task %s[%s] result cannot be stored: %r", getattr(req, "name", "?"),
+                         task_id, err)
+            doc = make_doc(task_id, states.FAILURE, exception_to_dict(err), tb)
+            try:
+                self.backend.store(task_id, self._extend(doc, req), pipe)
+            except Exception:  # its extended fields (arguments) cannot be encoded either
+                self.backend.store(task_id, make_doc(task_id, states.FAILURE,
+                                                     exception_to_dict(err), tb), pipe)
 
     def _ignored(self, req: Request, state: str) -> bool:
         task = req.task

@@ -166,6 +166,27 @@ def test_task_exception_is_reraised_with_type_message_and_traceback(
     assert w.alive
 
 
+@pytest.mark.parametrize("pool", ["solo", "prefork"])
+@pytest.mark.timeout(40)
+def test_a_result_that_cannot_be_encoded_fails_that_task_alone(
+        start_worker, client, rec, broker, pool):
+    """As Celery: the task's state is FAILURE with EncodeError; the tasks whose outcomes
+    were written with it are stored and acknowledged, and nothing is left pending."""
+    before = [client.send_task(TASK("record"), args=[f"before-{i}"]) for i in range(3)]
+    bad = client.send_task(TASK("opaque"), args=["opaque"])
+    after = [client.send_task(TASK("record"), args=[f"after-{i}"]) for i in range(3)]
+    w = start(start_worker, pool=pool, hostname=f"enc-{pool}@%h")
+    wait_results([*before, bad, *after], timeout=15)
+    assert bad.status == "FAILURE"
+    assert type(bad.result).__name__ == "EncodeError"
+    assert "Opaque" in str(bad.result) and "not JSON serializable" in str(bad.result)
+    assert [r.status for r in [*before, *after]] == ["SUCCESS"] * 6
+    assert sorted(runs(rec)) == sorted(
+        ["opaque", *(f"before-{i}" for i in range(3)), *(f"after-{i}" for i in range(3))])
+    wait_until(lambda: broker_idle(broker), timeout=10, message=describe_broker(broker))
+    assert w.alive
+
+
 @pytest.mark.timeout(40)
 def test_priority_9_runs_before_priority_0(start_worker, client, rec):
     low = [client.send_task(TASK("record"), args=[f"low{i}"], priority=0) for i in range(5)]

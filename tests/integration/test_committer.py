@@ -1,0 +1,49 @@
+"""The worker's group commit (``multiq.worker.committer``) against a real Redis: what one
+bad item in a batch costs."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from multiq.message import decode
+from multiq.serialization import accepted
+from multiq.trace import Outcome
+from multiq.worker.committer import Committer
+from multiq.worker.execute import Request
+
+
+def _pending(client: Any, queue: str = "multiq") -> int:
+    return sum(int(client.xpending(f"multiq:q:{{{queue}}}:{band}", "multiq")["pending"])
+               for band in range(10) if client.exists(f"multiq:q:{{{queue}}}:{band}"))
+
+
+def test_one_item_that_cannot_be_written_costs_only_itself(
+        make_app: Any, redis_client: Any, caplog: Any) -> None:
+    app = make_app()
+
+    @app.task(name="t.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    sent = [add.delay(i, i) for i in range(3)]
+    app.broker.declare(["multiq"])
+    got = app.broker.fetch("c1", ["multiq"], 10)
+    assert len(got) == 3 and _pending(redis_client) == 3
+    accept = accepted(app.conf.accept_content)
+    reqs = [Request(d, decode(d.data, accept), add, early_ack=False) for d in got]
+    committer = Committer(app, "c1", "host")
+    committer.idle = lambda req: False  # a busy node: the three share one batch
+    committer.events_enabled = True
+    committer.start()
+    try:
+        committer.complete(reqs[0], Outcome("SUCCESS", 0))
+        committer.send_event("custom", thing=object())  # JSON cannot carry it
+        committer.complete(reqs[1], Outcome("SUCCESS", 2))
+        committer.complete(reqs[2], Outcome("SUCCESS", 4))
+        with caplog.at_level(logging.ERROR, logger="multiq.worker"):
+            assert committer.flush(10)
+    finally:
+        committer.stop(10)
+    assert [r.get(timeout=5) for r in sent] == [0, 2, 4]
+    assert _pending(redis_client) == 0
+    assert "Could not write event" in caplog.text
