@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 from multiq import __version__
 
 if TYPE_CHECKING:
+    from multiq.worker.execute import Request
     from multiq.worker.worker import Worker
 
 Handler = Callable[..., Any]
@@ -83,8 +84,18 @@ def active(worker: Worker, safe: bool = False) -> Any:
 
 @command
 def reserved(worker: Worker) -> Any:
-    return [req.describe() for req in (list(worker.consumer.reserved)
-                                       if worker.consumer else [])]
+    return [req.describe() for req in _reserved(worker)]
+
+
+def _reserved(worker: Worker) -> List[Request]:
+    """Held and not started: queued in the pool (next to run), then the prefetched rest."""
+    pool, held = worker.pool, []
+    if pool is not None:
+        running = {id(r) for r in pool.active()}
+        held = [r for r in pool.held() if id(r) not in running]
+    if worker.consumer is not None:
+        held += list(worker.consumer.reserved)
+    return held
 
 
 @command
@@ -150,7 +161,7 @@ def query_task(worker: Worker, ids: Optional[List[str]] = None) -> Any:
     for req in (worker.pool.active() if worker.pool else []):
         if req.id in wanted:
             out[req.id] = ["active", req.describe()]
-    for req in (worker.consumer.reserved if worker.consumer else []):
+    for req in _reserved(worker):
         if req.id in wanted:
             out[req.id] = ["reserved", req.describe()]
     return out
@@ -213,7 +224,7 @@ def time_limit(worker: Worker, task_name: str, soft: Optional[float] = None,
 def revoke(worker: Worker, task_id: Any, terminate: bool = False,
            signal: str = "SIGTERM") -> Any:
     ids = [task_id] if isinstance(task_id, str) else list(task_id)
-    worker.state.add_revoked(ids)
+    worker.revoke(ids)
     killed = worker.terminate(ids, signal) if terminate else []
     suffix = f"; terminated {killed}" if killed else ""
     return {"ok": f"tasks {ids} flagged as revoked{suffix}"}

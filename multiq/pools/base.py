@@ -1,7 +1,7 @@
 """The pool interface: where requests run."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, List, Optional
+from typing import TYPE_CHECKING, Callable, List, Optional, Set
 
 if TYPE_CHECKING:
     from multiq.worker.execute import Request
@@ -41,6 +41,10 @@ class Pool:
     def held(self) -> List[Request]:
         """Every request inside the pool, running or queued in it."""
         return self.active()
+
+    def revoked(self, ids: Set[str]) -> None:
+        """These task ids were just revoked: requests of them queued inside the pool, not
+        started, must not start (where the pool could not check them itself)."""
 
     def waiting(self) -> int:
         """Requests inside the pool that have not started yet."""

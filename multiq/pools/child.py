@@ -1,7 +1,8 @@
 """Inside a prefork child: take jobs from the parent's pipe, run them, send records back.
 
-The parent may queue a few jobs in a child so it never idles. Before starting a job the
-child writes one message with the previous job's outcome (``D``) and this job's start
+The parent queues the next job in a child while it runs one, so it never idles; a queued
+job the parent took back (see :mod:`multiq.pools.gate`) is skipped. Before starting a job
+the child writes one message with the previous job's outcome (``D``) and this job's start
 (``S``); when it has nothing left to do it writes the outcome at once. So each task costs
 one write, the parent learns of a start before the task's code runs, and an outcome is
 never held back behind a long task.
@@ -22,6 +23,7 @@ from multiq.backends.base import exception_to_dict
 from multiq.exceptions import SoftTimeLimitExceeded
 from multiq.message import decode
 from multiq.pools.channel import Channel
+from multiq.pools.gate import Gate
 
 if TYPE_CHECKING:
     from multiq.worker.execute import Executor
@@ -39,6 +41,7 @@ class Job(NamedTuple):
     redeliveries: int
     soft_limit: Optional[float]
     announce: bool = True  # send an S record on start (the parent queued it behind others)
+    number: int = 0  # in the order sent to this child (see multiq.pools.gate); 0: no gate
 
 
 @dataclass
@@ -47,6 +50,7 @@ class ChildConfig:
     max_tasks: Optional[int]
     max_memory_kib: Optional[int]
     setup: Any  # callable(index) run first in the child (logging, process title)
+    gate: Optional[Gate] = None  # which queued jobs it may still start
 
 
 def die_with_parent() -> None:
@@ -105,6 +109,8 @@ def _serve(conn: Channel, executor: Executor, config: ChildConfig) -> None:
                 _send(conn, pending)
             inbox.extend(conn.receive())  # every job waiting, in one read
         job = inbox.popleft()
+        if job.number and config.gate is not None and not config.gate.enter(job.number):
+            continue  # taken back by the parent: it runs elsewhere
         msg = decode(job.data, executor.accept)  # the parent checked it already
         if job.announce:
             pending.append(("S", msg.id))

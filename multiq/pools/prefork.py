@@ -19,7 +19,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Deque, Dict, List, Optional
+from typing import TYPE_CHECKING, Callable, Deque, Dict, List, Optional, Set
 
 from multiq import states
 from multiq.backends.base import RemoteError
@@ -27,6 +27,7 @@ from multiq.exceptions import Retry, TimeLimitExceeded, WorkerLostError
 from multiq.pools.base import Pool
 from multiq.pools.channel import Channel
 from multiq.pools.child import ChildConfig, Job, child_main
+from multiq.pools.gate import Gate
 from multiq.trace import Outcome
 
 if TYPE_CHECKING:
@@ -49,6 +50,9 @@ class Child:
     leaving: bool = False  # it said it leaves (X): nothing more is sent to it
     born: float = 0.0
     ran: int = 0
+    gate: Optional[Gate] = None  # which of its queued jobs it may still start
+    sent: int = 0  # jobs sent to it (each one's number: see multiq.pools.gate)
+    numbers: Dict[int, int] = field(default_factory=dict)  # id(request) -> its number
 
 
 class PreforkPool(Pool):
@@ -58,7 +62,7 @@ class PreforkPool(Pool):
         self, executor: Executor, concurrency: int, *,
         max_tasks_per_child: Optional[int] = None, max_memory_per_child: Optional[int] = None,
         time_limit: Optional[float] = None, soft_time_limit: Optional[float] = None,
-        child_setup: Optional[Callable[[int], None]] = None, depth: int = 1,
+        child_setup: Optional[Callable[[int], None]] = None, depth: int = 2,
     ) -> None:
         super().__init__(executor.execute, concurrency)
         self.executor = executor
@@ -96,6 +100,7 @@ class PreforkPool(Pool):
 
     def _spawn(self, index: int) -> None:
         parent_end, child_end = socket.socketpair()
+        gate = Gate() if self.depth > 1 else None
         pid = os.fork()
         if pid == 0:  # the child: drop every descriptor that belongs to the parent
             parent_end.close()
@@ -103,11 +108,12 @@ class PreforkPool(Pool):
             self._wake_w.close()
             for other in self.children.values():
                 other.conn.close()
-            config = ChildConfig(index, self.max_tasks, self.max_memory, self.child_setup)
+            config = ChildConfig(index, self.max_tasks, self.max_memory, self.child_setup,
+                                 gate)
             child_main(Channel(child_end), self.executor, config,
                        self._parent_pid)
         child_end.close()
-        child = Child(index, pid, Channel(parent_end), born=time.monotonic())
+        child = Child(index, pid, Channel(parent_end), born=time.monotonic(), gate=gate)
         with self._cond:
             self.children[index] = child
             self._selector.register(child.conn, selectors.EVENT_READ, child)
@@ -148,16 +154,28 @@ class PreforkPool(Pool):
             _reap(child.pid, block=True)
 
     def _give_back_queued(self, child: Child) -> None:
-        """Jobs sent to a child that it has not started return to their queue at once.
-
-        The child may start one of them in the meantime; its ``S`` record then finds no
-        job and the task runs twice at worst (at least once, never lost)."""
-        with self._cond:
-            keep = [r for r in child.queue if r is child.running]
-            back = [r for r in child.queue if r is not child.running]
-            child.queue = deque(keep)
-        for req in back:
+        """Jobs sent to a child that it has not started return to their queue at once."""
+        for req in self._withdraw(child, everything=True):
             self.executor.committer.redeliver(req, count=False)
+
+    def _withdraw(self, child: Child, everything: bool = False) -> List[Request]:
+        """Take back the jobs queued in ``child`` that it has not started (see
+        :mod:`multiq.pools.gate`); ``everything`` for good (stop, shrink): without a gate,
+        or should it not answer, all but the one it runs, which it may start meanwhile
+        (then it runs twice at worst: at least once, never lost)."""
+        with self._cond:
+            started = child.gate.withdraw(child.sent + 1) if child.gate is not None else None
+            if started is None and not everything:
+                return []
+            if started is None:
+                back = [r for r in child.queue if r is not child.running]
+            else:
+                back = [r for r in child.queue if child.numbers.get(id(r), 0) > started]
+            for req in back:
+                child.queue.remove(req)
+                child.numbers.pop(id(req), None)
+            self._cond.notify_all()
+        return back
 
     # -- dispatch ------------------------------------------------------------------------
 
@@ -178,8 +196,11 @@ class PreforkPool(Pool):
             self._starved.clear()
 
     def apply(self, req: Request) -> None:
-        if not self.executor.admit(req, mark=False):
-            return
+        if self.executor.admit(req, mark=False):
+            self._send(req)
+
+    def _send(self, req: Request) -> None:
+        """Send an admitted request to the idle child, else the least busy one."""
         with self._cond:
             children = [c for c in self.children.values() if self._room(c) > 0] or [
                 c for c in self.children.values()
@@ -190,12 +211,15 @@ class PreforkPool(Pool):
             child = min(children, key=lambda c: len(c.queue))  # idle first, then least busy
             idle = not child.queue
             child.queue.append(req)
+            child.sent += 1
+            child.numbers[id(req)] = child.sent
             if idle:  # an idle child starts it at once: no need for it to say so
                 _, soft = self._start(child, req, mark=False)
             else:
                 _, soft = self._limits(req)
             try:
-                child.conn.send([Job(req.delivery.data, req.delivery.redeliveries, soft, not idle)])
+                child.conn.send([Job(req.delivery.data, req.delivery.redeliveries, soft,
+                                     not idle, child.sent if child.gate is not None else 0)])
             except OSError:  # the child died: the reader records the loss
                 self._wake()
             if idle:  # marked while the child starts, and before the reader can finish it
@@ -212,6 +236,9 @@ class PreforkPool(Pool):
 
     def held(self) -> List[Request]:
         return [r for c in list(self.children.values()) for r in list(c.queue)]
+
+    def waiting(self) -> int:
+        return sum(len(c.queue) - (c.running is not None) for c in list(self.children.values()))
 
     # -- the reader thread ---------------------------------------------------------------
 
@@ -282,9 +309,30 @@ class PreforkPool(Pool):
         while self.free_slots() > 0:
             req = self.feeder()
             if req is None:
+                self._rebalance()
                 return False
             self.apply(req)
         return True
+
+    def revoked(self, ids: Set[str]) -> None:
+        """Revoked jobs queued in a child come back before it starts them; they are
+        committed as revoked, the rest of what came back is sent again."""
+        for child in list(self.children.values()):
+            if any(r.id in ids and r is not child.running for r in list(child.queue)):
+                for req in self._withdraw(child):
+                    if not self.executor.discard(req):
+                        self._send(req)
+
+    def _rebalance(self) -> None:
+        """Nothing is reserved and a child is idle: jobs queued behind another child's task
+        move to it, so none waits behind a long task while a child could run it."""
+        children = list(self.children.values())
+        if not any(not c.queue and self._room(c) > 0 for c in children):
+            return
+        for donor in children:
+            if len(donor.queue) > 1 and donor.gate is not None:
+                for req in self._withdraw(donor):
+                    self._send(req)
 
     def _find(self, child: Child, task_id: str) -> Optional[Request]:
         return next((r for r in child.queue if r.id == task_id), None)
@@ -310,6 +358,7 @@ class PreforkPool(Pool):
         with self._cond:
             if req is not None:
                 child.queue.remove(req)
+                child.numbers.pop(id(req), None)
             child.running, child.deadline, child.terminated = None, None, False
             child.ran += 1
             if child.retiring and not child.queue:
@@ -330,6 +379,7 @@ class PreforkPool(Pool):
         if req is not None:
             with self._cond:
                 child.queue.remove(req)
+                child.numbers.pop(id(req), None)
             self.executor.committer.redeliver(req, count=False)
 
     def _enforce_deadlines(self) -> None:
@@ -359,13 +409,19 @@ class PreforkPool(Pool):
             self._cond.notify_all()
         self._close(child)
         self._starved.set()
+        started = child.gate.started if child.gate is not None else None
         for req in queue:
-            if req is child.running:
-                self._lost(req, child, status)
+            number = child.numbers.get(id(req), 0)
+            if req is child.running or (started is not None and number == started):
+                self._lost(req, child, status)  # (said so, or was about to)
+            elif started is not None:
+                self.executor.committer.redeliver(req, count=number < started)
             elif req is queue[0]:  # it may have started without saying so: count it
                 self.executor.committer.redeliver(req, count=True)
             else:
                 self.executor.committer.redeliver(req, count=False)
+        if child.gate is not None:
+            child.gate.close()
         if self._running and child.index <= self.concurrency:
             if not child.ran and time.monotonic() - child.born < 1.0 and status:
                 self._failures += 1  # dies at start-up: do not respawn in a tight loop

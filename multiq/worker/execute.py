@@ -139,18 +139,24 @@ class Executor:
             return "expired"
         return None
 
+    def discard(self, req: Request) -> bool:
+        """Whether ``req`` must not run (revoked, expired); if so it is committed so."""
+        reason = self.should_skip(req)
+        if not reason:
+            return False
+        logger.info("Discarding %s task %s[%s]", reason, req.name, req.id)
+        signals.task_revoked.send(sender=req.task, request=req, terminated=False,
+                                  signum=None, expired=reason == "expired")
+        self.committer.revoked(req, reason)
+        return True
+
     # -- running -----------------------------------------------------------------------
 
     def admit(self, req: Request, mark: bool = True) -> bool:
         """Checks before a request runs: revoked or expired ones are committed here.
 
         Waits for the task's rate limit, then (with ``mark``) records the start."""
-        reason = self.should_skip(req)
-        if reason:
-            logger.info("Discarding %s task %s[%s]", reason, req.name, req.id)
-            signals.task_revoked.send(sender=req.task, request=req, terminated=False,
-                                      signum=None, expired=reason == "expired")
-            self.committer.revoked(req, reason)
+        if self.discard(req):
             return False
         self._rate_limit(req.task)
         if mark:

@@ -18,7 +18,7 @@ import threading
 import time
 import traceback
 import uuid
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from multiq import __version__, signals, states
 from multiq.exceptions import ImproperlyConfigured, WorkerLostError
@@ -175,7 +175,8 @@ class Worker:
                                          on_beat=self._node_event("worker-heartbeat"))
         self._node_event("worker-online")({})
         heartbeat.beat()
-        revokes = components.RevokeSync(broker, self.state)
+        revokes = components.RevokeSync(
+            broker, self.state, on_revoke=lambda payload: self.revoke(payload.get("ids") or []))
         revokes.load()
         self.components = [
             heartbeat, revokes,
@@ -203,6 +204,13 @@ class Worker:
         if self.committer is not None:
             self.committer.events_enabled = enabled
         self.app.conf.worker_send_task_events = enabled
+
+    def revoke(self, ids: Iterable[str]) -> None:
+        """Flag ``ids`` as revoked; what the pool holds of them, not started, never starts."""
+        revoked = set(ids)
+        self.state.add_revoked(revoked)
+        if self.pool is not None:
+            self.pool.revoked(revoked)
 
     def terminate(self, ids: List[str], signame: str = "SIGTERM") -> List[str]:
         """Kill the pool processes running these tasks (prefork only)."""
