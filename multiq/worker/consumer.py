@@ -143,7 +143,7 @@ class Consumer:
                 if not self.reserved:
                     return
                 req = self.reserved.popleft()
-            ahead = self._fetch_ahead() if self.rides and not self.reserved else None
+            ahead = self._fetch_ahead(req) if self.rides and not self.reserved else None
             if ahead is None:
                 self.pool.apply(req)
                 continue
@@ -156,15 +156,21 @@ class Consumer:
                 raise
             self._collect(ahead)
 
-    def _fetch_ahead(self) -> Optional[_Ahead]:
-        """(Solo.) Before the last task on hand runs, send the next fetch, with the outcomes
-        waiting to ride on it: Redis answers while the task runs. Only while the queue
-        seems busy (the last fetch filled the room it had)."""
+    def _fetch_ahead(self, req: Request) -> Optional[_Ahead]:
+        """(Solo.) Before ``req``, the last task on hand, runs, send the next fetch, with
+        the outcomes waiting to ride on it: Redis answers while the task runs. Only while
+        the queue seems busy (the last fetch filled the room it had).
+
+        The writer thread cannot write while that batch is in hand, so a start marker
+        that would wait for it (see Committer.mark_started) goes in this exchange."""
         room = self.prefetch - 1
         if not self._busy_queue or room <= 0:
             return None
         committer = self.executor.committer
         batch = committer.take()
+        if batch is not None and self.executor.batched_marks and req.early_ack \
+                and not (committer.track_started or committer.events_enabled):
+            batch.append(("start", req, None))
         commands = committer.commands(batch) if batch else []
         if commands is None:  # (given back: see Committer.commands)
             committer.taken(batch, None)  # type: ignore[arg-type]

@@ -79,6 +79,9 @@ class Executor:
         self._buckets: Dict[str, Optional[TokenBucket]] = {}
         self._bucket_lock = threading.Lock()
         self.info_logging = logger.isEnabledFor(logging.INFO)
+        #: Start markers wait for the committer's next batch (see Committer.mark_started):
+        #: set where that batch comes soon after every start (the solo pool's fetches).
+        self.batched_marks = False
 
     # -- receiving ---------------------------------------------------------------------
 
@@ -162,7 +165,7 @@ class Executor:
         if mark:
             req.time_start = time.time()
             req.worker_pid = os.getpid()
-            self.mark(req)
+            self.mark(req, self.batched_marks)
         return True
 
     def mark(self, req: Request, batched: bool = False) -> None:

@@ -27,6 +27,7 @@ from sysq_support import (  # noqa: E402
     runs,
     sigkill,
     start,
+    started_hash,
     started_tags,
     stream_total,
     wait_results,
@@ -87,6 +88,32 @@ def test_sigkill_early_ack_running_tasks_fail_as_lost_others_run_once(
             assert (counts[f"start:{tag}"], counts[f"end:{tag}"]) == (1, 0), tag
         else:
             assert (counts[f"start:{tag}"], counts[f"end:{tag}"]) == (1, 1), tag
+
+
+@pytest.mark.parametrize("before", [0, 6], ids=["alone", "after-a-full-fetch"])
+@pytest.mark.timeout(60)
+def test_sigkill_of_a_solo_node_its_started_task_fails_as_lost_others_run_once(
+        start_worker, client, rec, broker, before):
+    """A solo node records a start with its next write, within milliseconds even while
+    the task runs on (also when it is the last of a full fetch, and the node's next fetch
+    is on its way meanwhile): once it is in Redis, the task is never run again."""
+    quick = [client.send_task(TASK("record"), args=[f"q{i}"]) for i in range(before)]
+    slow = client.send_task(TASK("slow"), args=["slow", 4])
+    rest = [client.send_task(TASK("record"), args=[f"r{i}"]) for i in range(2)]
+    a = start(start_worker, pool="solo", hostname="solo-a@%h")
+    wait_until(lambda: "start:slow" in runs(rec) and broker.hlen(started_hash()) == 1,
+               timeout=15, message=f"no start recorded in Redis; runs={runs(rec)}")
+    sigkill(a)
+    start(start_worker, pool="solo", hostname="solo-b@%h")
+    wait_results([*quick, slow, *rest], timeout=30)
+    assert isinstance(slow.result, WorkerLostError), (slow.status, slow.result)
+    assert [r.status for r in [*quick, *rest]] == ["SUCCESS"] * (before + 2)
+    counts = Counter(runs(rec))
+    assert (counts["start:slow"], counts["end:slow"]) == (1, 0)
+    assert all(counts[f"q{i}"] == 1 for i in range(before)), counts
+    assert all(counts[f"r{i}"] == 1 for i in range(2)), counts
+    wait_until(lambda: broker_idle(broker), timeout=10,
+               message=f"messages left behind: {describe_broker(broker)}")
 
 
 @pytest.mark.timeout(90)
