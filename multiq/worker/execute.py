@@ -80,7 +80,8 @@ class Executor:
         self._bucket_lock = threading.Lock()
         self.info_logging = logger.isEnabledFor(logging.INFO)
         #: Start markers wait for the committer's next batch (see Committer.mark_started):
-        #: set where that batch comes soon after every start (the solo pool's fetches).
+        #: set where nothing holds the writer back for long (threads; solo, whose fetches
+        #: carry its batches).
         self.batched_marks = False
 
     # -- receiving ---------------------------------------------------------------------

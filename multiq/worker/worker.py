@@ -146,7 +146,8 @@ class Worker:
         self.consumer = Consumer(broker, self.consumer_name, self.queues, self.prefetch,
                                  self.pool, executor)
         committer.idle = self.consumer.holds_only
-        executor.batched_marks = self.consumer.rides
+        # (prefork marks its children's starts batched itself)
+        executor.batched_marks = self.consumer.rides or self.pool.kind == "threads"
         self.pool.start()  # fork before any other thread exists
         committer.start()
         self._start_components(broker, committer)

@@ -48,14 +48,15 @@ def broker(redis_client):
     return redis_client
 
 
-def _kill_mid_stream(start_worker, client, rec, task):
-    """Worker A (threads, 2 slots) runs 2 of 20 three-second tasks and is SIGKILLed;
-    worker B takes over. Returns (results by tag, tags that were running in A)."""
+def _kill_mid_stream(start_worker, client, rec, broker, task, marked):
+    """Worker A (threads, 2 slots) runs 2 of 20 three-second tasks and is SIGKILLed once
+    ``marked`` starts are recorded in Redis; worker B takes over. Returns (results by tag,
+    tags that were running in A)."""
     a = start(start_worker, "-c", "2", pool="threads", hostname="a@%h")
     results = {f"t{i:02d}": client.send_task(TASK(task), args=[f"t{i:02d}", 3])
                for i in range(20)}
-    wait_until(lambda: len(started_tags(rec)) >= 2, timeout=15,
-               message=f"worker A did not start two tasks; runs={runs(rec)}")
+    wait_until(lambda: len(started_tags(rec)) >= 2 and broker.hlen(started_hash()) == marked,
+               timeout=15, message=f"worker A did not start two tasks; runs={runs(rec)}")
     sigkill(a)
     running = started_tags(rec)
     assert len(running) == 2, running  # 3 s tasks, 2 slots: nothing else had started
@@ -67,7 +68,7 @@ def _kill_mid_stream(start_worker, client, rec, task):
 @pytest.mark.timeout(90)
 def test_sigkill_early_ack_running_tasks_fail_as_lost_others_run_once(
         start_worker, client, rec, broker):
-    results, running = _kill_mid_stream(start_worker, client, rec, "slow")
+    results, running = _kill_mid_stream(start_worker, client, rec, broker, "slow", 2)
 
     for tag in running:
         r = results[tag]
@@ -118,7 +119,7 @@ def test_sigkill_of_a_solo_node_its_started_task_fails_as_lost_others_run_once(
 
 @pytest.mark.timeout(90)
 def test_sigkill_acks_late_every_task_succeeds(start_worker, client, rec, broker):
-    results, running = _kill_mid_stream(start_worker, client, rec, "slow_late")
+    results, running = _kill_mid_stream(start_worker, client, rec, broker, "slow_late", 0)
 
     for tag, r in results.items():
         assert r.status == "SUCCESS", (tag, r.status, r.result)
