@@ -272,15 +272,22 @@ class Committer:
                 self._release()
 
     def _one_by_one(self, batch: List[Item]) -> None:
-        """A batch failed for another reason than an outage: write each item alone, so
-        that whatever is wrong with one costs only that one."""
+        """(Handling the exception a batch failed with, for another reason than an outage.)
+        Write each item alone, so that whatever is wrong with one costs only that one."""
+        if len(batch) == 1:
+            self._give_up(batch[0])
+            return
         for item in batch:
             try:
                 self._retrying(lambda i=item: self._commit([i]))
             except Exception:
-                kind, subject, _ = item
-                logger.exception("Could not write %s of %s; its message stays pending",
-                                 kind, getattr(subject, "id", subject))
+                self._give_up(item)
+
+    def _give_up(self, item: Item) -> None:
+        """(Handling the exception it failed with.)"""
+        kind, subject, _ = item
+        logger.exception("Could not write %s of %s; its message stays pending", kind,
+                         getattr(subject, "id", subject))
 
     def _retrying(self, fun: Any) -> Any:
         delay = 0.1

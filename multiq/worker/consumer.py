@@ -5,7 +5,7 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable, Deque, List, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, Callable, Deque, List, NamedTuple, Optional, Tuple
 
 from multiq.redisconn import REDIS_ERRORS, UNAVAILABLE
 
@@ -120,12 +120,8 @@ class Consumer:
     def _fetch(self, room: int) -> List[Delivery]:
         """Fetch; when tasks run in this thread (solo), the outcomes they left go out in
         the same exchange, ahead of the fetch: one round trip where there would be two."""
-        committer = self.executor.committer
-        batch = committer.take() if self.rides else None
-        commands = committer.commands(batch) if batch else None
-        if batch and commands is None:  # (given back: see Committer.commands)
-            committer.taken(batch, None)
-        if commands is None:
+        batch, commands = self._riding() if self.rides else (None, [])
+        if batch is None:
             got = self.broker.fetch(self.consumer, self.queues, room)
         else:
             replies = None
@@ -133,9 +129,28 @@ class Consumer:
                 replies, got = self.broker.fetch_after(commands, self.consumer, self.queues,
                                                        room)
             finally:
-                committer.taken(batch, replies)  # type: ignore[arg-type]
+                self.executor.committer.taken(batch, replies)
         self._busy_queue = len(got) >= room
         return got
+
+    def _riding(self, starting: Optional[Request] = None) -> Tuple[Optional[List[Any]],
+                                                                   List[Any]]:
+        """The batch that rides on the next fetch, claimed from the committer, and the
+        commands that write it; (None, []) when none does. With ``starting``, the task
+        about to run while that batch is in hand (the writer thread cannot write then),
+        its start marker, when it would wait for the writer, goes in the batch."""
+        committer = self.executor.committer
+        batch = committer.take()
+        if batch is None:
+            return None, []
+        if starting is not None and starting.early_ack and self.executor.batched_marks \
+                and not (committer.track_started or committer.events_enabled):
+            batch.append(("start", starting, None))
+        commands = committer.commands(batch)
+        if commands is None:  # (given back: see Committer.commands)
+            committer.taken(batch, None)
+            return None, []
+        return batch, commands
 
     def _dispatch(self, should_stop: Callable[[], bool]) -> None:
         while self.pool.free_slots() > 0 and not should_stop():
@@ -161,25 +176,16 @@ class Consumer:
         the outcomes waiting to ride on it: Redis answers while the task runs. Only while
         the queue seems busy (the last fetch filled the room it had).
 
-        The writer thread cannot write while that batch is in hand, so a start marker
-        that would wait for it (see Committer.mark_started) goes in this exchange."""
+        ``req``'s start marker may go in this exchange (see :meth:`_riding`)."""
         room = self.prefetch - 1
         if not self._busy_queue or room <= 0:
             return None
-        committer = self.executor.committer
-        batch = committer.take()
-        if batch is not None and self.executor.batched_marks and req.early_ack \
-                and not (committer.track_started or committer.events_enabled):
-            batch.append(("start", req, None))
-        commands = committer.commands(batch) if batch else []
-        if commands is None:  # (given back: see Committer.commands)
-            committer.taken(batch, None)  # type: ignore[arg-type]
-            batch, commands = None, []
+        batch, commands = self._riding(starting=req)
         try:
             posted = self.broker.post_fetch(commands, self.consumer, self.queues, room)
         except Exception:  # it is done the usual way after the task, outage handling and all
             if batch:
-                committer.taken(batch, None)
+                self.executor.committer.taken(batch, None)
             return None
         self._last_fetch = time.monotonic()
         return _Ahead(posted, batch)
