@@ -157,7 +157,22 @@ def _client_kwargs(target: Target, options: Dict[str, Any]) -> Dict[str, Any]:
     kwargs.setdefault("health_check_interval", 25)
     kwargs.setdefault("socket_keepalive", True)
     kwargs.setdefault("socket_connect_timeout", 5)
+    kwargs.update(_driver_info())
     return kwargs
+
+
+def _driver_info() -> Dict[str, Any]:
+    """What a connection tells the server it is (``CLIENT SETINFO``): redis-py, used by
+    multiq. Given here, redis-py does not look its own version up among the installed
+    packages for every connection it opens, which costs a millisecond or more each."""
+    try:
+        from redis.driver_info import DriverInfo
+    except ImportError:  # an older redis-py names itself
+        return {}
+    from multiq import __version__
+
+    return {"driver_info": DriverInfo(lib_version=redis.__version__).add_upstream_driver(
+        "multiq", __version__)}
 
 
 def connect(url: str, options: Optional[Dict[str, Any]] = None) -> Any:

@@ -112,6 +112,8 @@ class RedisBroker:
     def declare(self, queues: Iterable[str]) -> None:
         """Create the consumer group of every band stream of ``queues``."""
         p = self.client.pipeline(transaction=False)
+        if self._wire is not None:  # its first fetch (EVALSHA) then meets no NOSCRIPT
+            p.script_load(scripts.FETCH)
         for queue in queues:
             p.sadd(self.keys.queues, queue)
             for stream in self.keys.streams(queue):

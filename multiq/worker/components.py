@@ -26,9 +26,13 @@ class Component:
     """A daemon thread running ``tick()`` until stopped; ``tick`` returns the next wait."""
 
     name = "component"
+    #: Seconds before the first tick. Duties that can wait a moment let a starting node's
+    #: first fetch and task go first, rather than contend with them for the interpreter.
+    first_wait = 0.0
 
     def __init__(self) -> None:
         self._stop = threading.Event()
+        self._woken = threading.Event()  # set on stop: ends the wait before the next tick
         self._thread: Optional[threading.Thread] = None
 
     def start(self) -> None:
@@ -38,17 +42,18 @@ class Component:
     def signal_stop(self) -> None:
         """Ask the thread to stop without waiting (stop() then joins)."""
         self._stop.set()
+        self._woken.set()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
+        self.signal_stop()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
-    def wake(self) -> None:
-        """Hook for components that can be nudged early."""
-
     def _run(self) -> None:
         failures = 0
+        if self.first_wait:
+            self._woken.wait(self.first_wait)
+            self._woken.clear()
         while not self._stop.is_set():
             try:
                 wait = self.tick()
@@ -61,7 +66,8 @@ class Component:
             except Exception:
                 logger.exception("%s failed; retrying", self.name)
                 wait = 1.0
-            self._stop.wait(wait)
+            self._woken.wait(wait)
+            self._woken.clear()
 
     def tick(self) -> float:
         raise NotImplementedError
@@ -79,6 +85,7 @@ class Heartbeat(Component):
         self.broker, self.consumer, self.info = broker, consumer, info
         self.interval, self.ttl = interval, ttl
         self.on_beat = on_beat
+        self.first_wait = interval  # the worker beats once itself before it starts this
 
     def beat(self) -> None:
         info = self.info()
@@ -103,11 +110,11 @@ class Promoter(Component):
 
     name = "promoter"
     max_wait = 1.0
+    first_wait = 0.1
 
     def __init__(self, broker: RedisBroker, queues: Callable[[], List[str]]) -> None:
         super().__init__()
         self.broker, self.queues = broker, queues
-        self._nudge = threading.Event()
 
     def tick(self) -> float:
         now = time.time()
@@ -126,6 +133,7 @@ class Recovery(Component):
     """Hands back the messages held by nodes whose heartbeat has expired."""
 
     name = "recovery"
+    first_wait = 0.1
 
     def __init__(self, broker: RedisBroker, consumer: str, queues: Callable[[], List[str]],
                  committer: Committer, interval: float) -> None:

@@ -151,8 +151,6 @@ class Worker:
         self.pool.start()  # fork before any other thread exists
         committer.start()
         self._start_components(broker, committer)
-        self.ready = True
-        self.components[0].beat()  # type: ignore[attr-defined]  # the heartbeat: now "ready"
         logger.info("%s ready.", self.hostname)
         signals.worker_ready.send(sender=self)
         self.notifier.ready(f"{self.hostname} consuming from {', '.join(self.queues)}")
@@ -176,10 +174,11 @@ class Worker:
         heartbeat = components.Heartbeat(broker, self.consumer_name, info, interval, ttl,
                                          on_beat=self._node_event("worker-heartbeat"))
         self._node_event("worker-online")({})
-        heartbeat.beat()
         revokes = components.RevokeSync(
             broker, self.state, on_revoke=lambda payload: self.revoke(payload.get("ids") or []))
         revokes.load()
+        self.ready = True  # consuming starts next
+        heartbeat.beat()  # alive, and ready, before it takes anything
         self.components = [
             heartbeat, revokes,
             components.Promoter(broker, self.current_queues),
@@ -460,12 +459,8 @@ class SignalWatcher(components.Component):
         return 0.0
 
     def signal_stop(self) -> None:
-        self._stop.set()
+        super().signal_stop()
         self.worker._flags.set()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self.signal_stop()
-        super().stop(timeout)
 
 
 def dump_stacks(who: str) -> None:

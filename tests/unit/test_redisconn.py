@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import redis
 
+import multiq
 from multiq.config import mask_url
 from multiq.exceptions import ImproperlyConfigured
 from multiq.redisconn import UNAVAILABLE, connect, parse_url
@@ -70,6 +71,21 @@ def test_connect_builds_the_right_client_without_touching_the_network() -> None:
     single = connect("redis://:pw@127.0.0.1:1/5")
     assert single.connection_pool.connection_kwargs["db"] == 5
     assert single.connection_pool.connection_kwargs["password"] == "pw"
+
+
+def test_connections_name_multiq_to_the_server_without_a_package_lookup(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    driver_info = pytest.importorskip("redis.driver_info")
+    import redis.utils
+
+    def looked_up() -> str:
+        raise AssertionError("redis-py looked its version up for a connection")
+
+    monkeypatch.setattr(redis.utils, "get_lib_version", looked_up)
+    conn = connect("redis://127.0.0.1:1/0").connection_pool.make_connection()
+    assert isinstance(conn.driver_info, driver_info.DriverInfo)
+    assert conn.driver_info.formatted_name == f"redis-py(multiq_v{multiq.__version__})"
+    assert conn.driver_info.lib_version == redis.__version__
 
 
 def test_an_unreachable_cluster_counts_as_redis_unavailable() -> None:
