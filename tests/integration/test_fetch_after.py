@@ -92,3 +92,17 @@ def test_an_abandoned_fetch_leaves_its_entries_pending_for_the_node(
     assert [d.data for d in pending] == [b'{"id":"a","task":"t"}']
     assert broker.fetch("c1", ["q"], 10) == []  # a fresh connection, no stray reply
     broker.close()
+
+
+def test_declaring_the_queues_loads_the_fetch_script(redis_url: str, redis_client: Any) -> None:
+    redis_client.script_flush()
+    broker = _broker(redis_url, "q")
+    sha = broker._fetch.sha
+    assert redis_client.script_exists(sha) == [True]  # a first fetch meets no NOSCRIPT
+    broker.publish("q", b'{"id":"y","task":"t"}')
+    redis_client.config_resetstat()
+    assert [d.data for d in broker.fetch("c1", ["q"], 5)] == [b'{"id":"y","task":"t"}']
+    calls = redis_client.info("commandstats")
+    assert "cmdstat_script|load" not in calls and "cmdstat_script" not in calls
+    assert calls["cmdstat_evalsha"]["failed_calls"] == 0
+    broker.close()
