@@ -53,6 +53,9 @@ def parse(argv: Optional[Sequence[str]] = None) -> Options:
                    help="idle seconds before memory (default 2; --quick 0.5)")
     p.add_argument("--json", type=Path, help="default bench/results-<timestamp>.json")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("--baseline", type=Path, metavar="CHECKOUT",
+                   help="another multiq checkout (e.g. a git worktree of an earlier commit), "
+                        "measured beside this one as multiq-base in the same run")
     a = p.parse_args(argv)
     quick = a.quick
     opts = Options(
@@ -61,10 +64,14 @@ def parse(argv: Optional[Sequence[str]] = None) -> Options:
         runs=a.runs or (1 if quick else 3), n=a.n or (1_000 if quick else 20_000),
         latency_samples=a.latency_samples or (200 if quick else 1_000),
         settle=a.settle if a.settle is not None else (0.5 if quick else 2.0),
-        stop_grace=0.2 if quick else 1.0,
+        stop_grace=0.2 if quick else 1.0, baseline=a.baseline,
     )
     if opts.runs < 1 or opts.n < 2 or opts.latency_samples < 1:
         p.error("--runs, -n and --latency-samples must be positive (-n at least 2)")
+    if opts.baseline is not None and not (opts.baseline / "multiq" / "__init__.py").is_file():
+        p.error(f"--baseline {opts.baseline}: not a multiq checkout (no multiq/__init__.py)")
+    if opts.baseline is not None and "multiq" not in opts.systems:
+        p.error("--baseline needs multiq among --systems")
     return opts
 
 

@@ -31,16 +31,18 @@ class Options:
     quick: bool = False
     quiet: bool = False
     json_path: Optional[Path] = None
+    baseline: Optional[Path] = None  # another checkout, measured as ``multiq-base``
 
 
-def compile_sources() -> None:
+def compile_sources(*roots: Path) -> None:
     """Byte-compile multiq and the bench apps, as installing a package does: from a checkout
     under ``PYTHONDONTWRITEBYTECODE`` every worker would compile them again at start-up
     (tens of ms), while the peers' installed packages come compiled."""
     import compileall
 
-    for package in ("multiq", "bench"):
-        compileall.compile_dir(str(REPO_ROOT / package), quiet=2)
+    for root in (REPO_ROOT, *roots):
+        for package in ("multiq", "bench"):
+            compileall.compile_dir(str(root / package), quiet=2)
 
 
 class Bench:
@@ -57,7 +59,7 @@ class Bench:
         self._t0 = time.monotonic()
 
     def start(self) -> None:
-        compile_sources()
+        compile_sources(*([self.opts.baseline] if self.opts.baseline else []))
         self.redis.start()
 
     def close(self) -> None:
@@ -76,27 +78,33 @@ class Bench:
         self._counter += 1
         return self.workdir / f"{self._counter:03d}-{stem}{suffix}"
 
-    def env(self, **extra: Any) -> Dict[str, str]:
-        """Environment of every process we start: our package importable, our Redis URLs."""
+    def env(self, system: Optional[System] = None, **extra: Any) -> Dict[str, str]:
+        """Environment of every process we start: the system's checkout (this one, unless
+        it names another) importable first, our Redis URLs."""
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+            p for p in (self.root(system), env.get("PYTHONPATH", "")) if p)
         env.update(BENCH_BROKER_URL=self.redis.url(BROKER_DB),
                    BENCH_BACKEND_URL=self.redis.url(BACKEND_DB),
                    BENCH_COUNTER_URL=self.redis.url(COUNTER_DB))
         env.update({k: str(v) for k, v in extra.items()})
         return env
 
+    def root(self, system: Optional[System]) -> str:
+        """The checkout a system's processes run from: ``python -m`` puts the working
+        directory first on ``sys.path``, ahead of ``PYTHONPATH`` and any installed copy."""
+        return (system.root if system is not None and system.root else None) or str(REPO_ROOT)
+
     def producer(self, system: System, action: str, *args: str,
                  timeout: float = 600.0) -> Dict[str, Any]:
         """Run ``python -m bench.producer`` and return its JSON answer."""
-        argv = [sys.executable, "-m", "bench.producer", system.name, action, *args]
-        out = self.procs.run(argv, self.env(), self.path(f"{system.name}-{action}"),
-                             timeout=timeout)
+        out = self.procs.run(self.producer_argv(system, action, *args), self.env(system),
+                             self.path(f"{system.name}-{action}"), timeout=timeout,
+                             cwd=Path(self.root(system)))
         return dict(json.loads(out.strip().splitlines()[-1]))
 
     def producer_argv(self, system: System, action: str, *args: str) -> List[str]:
-        return [sys.executable, "-m", "bench.producer", system.name, action, *args]
+        return [sys.executable, "-m", "bench.producer", system.client_name, action, *args]
 
     def read_keys(self, path: Path) -> List[str]:
         return [line for line in path.read_text().splitlines() if line]

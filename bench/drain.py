@@ -7,6 +7,7 @@ Worker and redis-server CPU per task are sampled at the first and the last compl
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any, List, Optional, Tuple
 
 import psutil
@@ -75,7 +76,8 @@ def run(bench: Bench, system: System, setting: Setting, run_no: int) -> None:
     log = bench.path(f"{system.name}-{setting.key}-drain")
     argv = system.worker_argv(setting, bench.redis.url(1))
     t0 = time.time()
-    proc = bench.procs.start(argv, bench.env(BENCH_N=n), log)
+    proc = bench.procs.start(argv, bench.env(system, BENCH_N=n), log,
+                             cwd=Path(bench.root(system)))
     try:
         first: Optional[Tuple[int, float, float]] = None
         last_done, last_change = 0, time.monotonic()

@@ -59,11 +59,11 @@ def run(bench: Bench, system: System, run_no: int) -> None:
     bench.flush()
     rundir = bench.path(f"{system.name}-multi", "")
     rundir.mkdir()
-    env = bench.env()
+    env, cwd = bench.env(system), Path(bench.root(system))
     ping_log = bench.path(f"{system.name}-ping")
     pinger = bench.procs.start(
         bench.producer_argv(system, "ping-wait", "--expect", str(len(NODES)), "--timeout",
-                            "120"), env, ping_log, stdout_pipe=True)
+                            "120"), env, ping_log, cwd=cwd, stdout_pipe=True)
     adopted: List[int] = []
     launched = False
     try:
@@ -71,7 +71,7 @@ def run(bench: Bench, system: System, run_no: int) -> None:
         launched = True
         t0 = time.time()
         bench.procs.run(system.multi_argv("start", rundir), env,
-                        bench.path(f"{system.name}-multi-start"), timeout=180.0)
+                        bench.path(f"{system.name}-multi-start"), timeout=180.0, cwd=cwd)
         started = time.time() - t0
         out, _ = pinger.communicate(timeout=150.0)
         answer = json.loads(out.strip().splitlines()[-1])
@@ -85,7 +85,7 @@ def run(bench: Bench, system: System, run_no: int) -> None:
             adopted.append(pid)
         t1 = time.time()
         bench.procs.run(system.multi_argv("stopwait", rundir), env,
-                        bench.path(f"{system.name}-multi-stopwait"), timeout=180.0)
+                        bench.path(f"{system.name}-multi-stopwait"), timeout=180.0, cwd=cwd)
         stopped = time.time() - t1
         left = [pid for pid in adopted if pid_alive(pid)]
         if left:

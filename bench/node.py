@@ -8,6 +8,7 @@ sequential ``send -> get`` round trips against that warm worker.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from bench.context import Bench
 from bench.procs import poll, tree_memory
@@ -27,7 +28,8 @@ def run(bench: Bench, system: System, setting: Setting, run_no: int) -> None:
     common = {"note": setting.note, "compare_to": setting.compare_to}
     done = []
     t0 = time.perf_counter()
-    proc = bench.procs.start(system.worker_argv(setting, bench.redis.url(1)), bench.env(), log)
+    proc = bench.procs.start(system.worker_argv(setting, bench.redis.url(1)), bench.env(system),
+                             log, cwd=Path(bench.root(system)))
     try:
         startup = poll(lambda: time.perf_counter() - t0 if store.exists(key) else None,
                        timeout=60.0, interval=0.005, what="first result", alive=proc, log=log)

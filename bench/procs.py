@@ -49,9 +49,9 @@ class Procs:
         return proc
 
     def run(self, argv: Sequence[str], env: Dict[str, str], log: Path,
-            timeout: float = 120.0) -> str:
+            timeout: float = 120.0, cwd: Optional[Path] = None) -> str:
         """Run to completion; return stdout; raise ``ProcessError`` on failure or timeout."""
-        proc = self.start(argv, env, log, stdout_pipe=True)
+        proc = self.start(argv, env, log, cwd=cwd, stdout_pipe=True)
         try:
             out, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:

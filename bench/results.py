@@ -104,7 +104,7 @@ class Results:
     def ordered(self) -> List[Series]:
         """By figure, then setting (as multiq names it), multiq first, peers in run order."""
         figures = list(FIGURES)
-        systems = ["multiq", "celery", "rq", "dramatiq"]
+        systems = ["multiq", "multiq-base", "celery", "rq", "dramatiq"]
         insertion = {id(s): i for i, s in enumerate(self.series.values())}
         group: Dict[Tuple[str, str], int] = {}
         for s in self.series.values():

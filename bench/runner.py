@@ -7,16 +7,19 @@ from typing import Any, Callable, List
 from bench import drain, enqueue, multi, node
 from bench.context import Bench
 from bench.procs import ProcessError
-from bench.systems import SYSTEMS, System
+from bench.systems import SYSTEMS, System, baseline
 
 
 def available(bench: Bench) -> List[System]:
-    """The selected systems that are installed; a note for each one that is not."""
+    """The selected systems that are installed (with ``--baseline``, the other checkout
+    right after multiq); a note for each one that is not."""
     found = []
     for name in bench.opts.systems:
         system = SYSTEMS[name]
         if system.installed():
             found.append(system)
+            if name == "multiq" and bench.opts.baseline is not None:
+                found.append(baseline(bench.opts.baseline))
         else:
             bench.notes.append(f"{name}: not installed, skipped (pip install -e '.[bench]')")
             bench.say(bench.notes[-1])

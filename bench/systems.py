@@ -7,6 +7,7 @@ are compared with the multiq setting named in ``match``.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import importlib.util
 import sys
@@ -43,6 +44,12 @@ class System:
     results_db: int = 2  # where the result keys live (RQ keeps them in its one db)
     multi: Optional[str] = None  # the module whose ``multi`` command is measured
     app: str = ""
+    root: Optional[str] = None  # another checkout whose multiq and bench apps it runs
+    client: str = ""  # the producer's client (bench.clients), when not ``name``
+
+    @property
+    def client_name(self) -> str:
+        return self.client or self.name
 
     def installed(self) -> bool:
         return importlib.util.find_spec(self.dist) is not None
@@ -116,3 +123,10 @@ DRAMATIQ = System(
 )
 
 SYSTEMS: Dict[str, System] = {s.name: s for s in (MULTIQ, CELERY, RQ, DRAMATIQ)}
+
+
+def baseline(root: Path) -> System:
+    """multiq as another checkout at ``root`` has it, measured beside this one as
+    ``multiq-base`` (every ratio on its rows is this checkout's median over its)."""
+    return dataclasses.replace(MULTIQ, name="multiq-base", root=str(root.resolve()),
+                               client="multiq")
