@@ -26,8 +26,9 @@ def batch(bench: Bench, system: System, run_no: int) -> None:
     bench.flush()
     n = bench.opts.n
     out = bench.producer(system, "batch", "-n", str(n), "--counted", "--chunk", str(CHUNK))
+    api = BATCH_API.get(system.client_name, "bulk API")
     series = bench.results.get("enqueue", system.name, "batch", n=n,
-                               note=f"{BATCH_API.get(system.client_name, 'bulk API')}, {CHUNK} per call")
+                               note=f"{api}, {CHUNK} per call")
     if "na" in out:
         series.na = str(out["na"])
         bench.say(f"run {run_no}: enqueue {system.name} batch: n/a ({out['na']})")

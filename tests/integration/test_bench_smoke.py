@@ -51,3 +51,35 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert batch["median"] is not None or batch["na"]
     if "celery" in systems:
         assert rows[("drain", "celery", "solo")]["multiq_over_peer"] > 0
+
+
+def test_bench_baseline_runs_the_other_checkout(tmp_path: Path) -> None:
+    """``--baseline`` measures another checkout's multiq, its own code, beside this one."""
+    import shutil
+
+    base = tmp_path / "base"
+    for package in ("multiq", "bench"):
+        shutil.copytree(REPO_ROOT / package, base / package,
+                        ignore=shutil.ignore_patterns("__pycache__", "results-*.json"))
+    marker = tmp_path / "base-imported"
+    with open(base / "multiq" / "__init__.py", "a") as fh:  # only the copy leaves a trace
+        fh.write("\nimport os as _os\n"
+                 "if _os.environ.get('BASE_MARKER'):\n"
+                 "    open(_os.environ['BASE_MARKER'], 'a').write(__file__ + '\\n')\n")
+    out = tmp_path / "bench.json"
+    env = dict(os.environ, BASE_MARKER=str(marker))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "-n", "50", "--runs", "1", "--systems", "multiq",
+         "--only", "drain", "--baseline", str(base), "--json", str(out)],
+        cwd=str(tmp_path), env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        timeout=110,
+    )
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+    rows = {(r["figure"], r["system"], r["setting"]): r
+            for r in json.loads(out.read_text())["results"]}
+    for setting in ("solo", "threads4", "prefork2"):
+        assert rows[("drain", "multiq", setting)]["median"] > 0
+        assert rows[("drain", "multiq-base", setting)]["multiq_over_peer"] > 0
+    imported = set(marker.read_text().split())
+    assert imported == {str(base / "multiq" / "__init__.py")}, imported
