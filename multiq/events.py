@@ -12,6 +12,7 @@ import os
 import time
 from typing import Any, Callable, Dict, Iterator, Optional
 
+from multiq import describe
 from multiq.serialization import json_dumps
 
 MAXLEN = 10_000
@@ -27,11 +28,8 @@ def add(pipe: Any, stream: str, fields: Dict[str, Any]) -> None:
 
 
 def safe_repr(value: Any, limit: int = 200) -> str:
-    try:
-        text = repr(value)
-    except Exception:
-        text = f"<unrepresentable {type(value).__name__}>"
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    """``repr(value)`` cut to ``limit`` characters; never raises (see :mod:`multiq.describe`)."""
+    return describe.safe_repr(value, limit)
 
 
 class EventReceiver:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from multiq.describe import describe, safe_str
+
 
 class MultiQError(Exception):
     """Base class of every multiq error."""
@@ -89,7 +91,7 @@ class Retry(MultiQError):
         self.exc = exc
         self.when = when
         self.is_eager = is_eager
-        super().__init__(message or (repr(exc) if exc else "Retry"))
+        super().__init__(message or (describe(exc) if exc is not None else "Retry"))
 
     def humanize(self) -> str:
         if isinstance(self.when, (int, float)):
@@ -97,7 +99,7 @@ class Retry(MultiQError):
         return f"at {self.when}"
 
     def __str__(self) -> str:
-        reason = f": {self.exc!r}" if self.exc is not None else ""
+        reason = f": {describe(self.exc)}" if self.exc is not None else ""
         return f"Retry {self.humanize()}{reason}"
 
 
@@ -112,6 +114,9 @@ class Reject(MultiQError):
         self.reason = reason
         self.requeue = requeue
         super().__init__(reason, requeue)
+
+    def __str__(self) -> str:
+        return safe_str(self.reason) if self.reason is not None else "Reject"
 
 
 class Ignore(MultiQError):

@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from multiq import signals, states
 from multiq.canvas import signature
+from multiq.describe import safe_str
 from multiq.exceptions import Ignore, Reject, Retry
 from multiq.task import Context, Task
 
@@ -24,7 +25,7 @@ class ExceptionInfo:
         self.exception = exc
         self.type = type(exc)
         self.tb = exc.__traceback__
-        self.traceback = "".join(tb_module.format_exception(self.type, exc, self.tb))
+        self.traceback = format_traceback(exc)
 
     def __str__(self) -> str:
         return self.traceback
@@ -59,8 +60,9 @@ def trace(task: Task, request: Context) -> Outcome:
         except Ignore:
             outcome = Outcome(IGNORED)
         except Reject as exc:
-            outcome = Outcome(states.REJECTED, exc=exc, requeue=exc.requeue)
-        except (Exception, SystemExit) as exc:
+            outcome = Outcome(states.REJECTED, exc=exc, traceback=format_traceback(exc),
+                              requeue=exc.requeue)
+        except BaseException as exc:  # KeyboardInterrupt, GeneratorExit... fail the call too
             outcome = _on_error(task, request, exc)
         else:
             outcome = Outcome(states.SUCCESS, retval)
@@ -71,9 +73,9 @@ def trace(task: Task, request: Context) -> Outcome:
             einfo = ExceptionInfo(outcome.exc) if outcome.exc is not None else None
             task.after_return(outcome.state, outcome.retval if outcome.exc is None else outcome.exc,
                               task_id, args, kwargs, einfo)  # type: ignore[arg-type]
-        except Exception:
+        except BaseException:
             logger.exception("after_return of %s[%s] raised", task.name, task_id)
-    except (Exception, SystemExit) as exc:  # a hook raised: the call fails, the worker goes on
+    except BaseException as exc:  # a hook raised: the call fails, the worker goes on
         outcome = _failure(task, request, exc)
     finally:
         task.pop_request()
@@ -92,7 +94,7 @@ def _on_error(task: Task, request: Context, exc: BaseException) -> Outcome:
             task.retry(exc=exc, **options)
         except Retry as retry:
             return _on_retry(task, request, retry)
-        except (Exception, SystemExit) as final:
+        except BaseException as final:
             return _failure(task, request, final)
     return _failure(task, request, exc)
 
@@ -100,7 +102,7 @@ def _on_error(task: Task, request: Context, exc: BaseException) -> Outcome:
 def _on_retry(task: Task, request: Context, retry: Retry) -> Outcome:
     if not hasattr(retry, "plan"):  # a bare ``raise Retry()`` from user code
         return _failure(task, request, retry)
-    exc = retry.exc or retry
+    exc = retry.exc if retry.exc is not None else retry
     einfo = ExceptionInfo(exc)
     task.on_retry(exc, request.id, request.args, request.kwargs, einfo)  # type: ignore[arg-type]
     if signals.task_retry.has_receivers():
@@ -112,7 +114,7 @@ def _failure(task: Task, request: Context, exc: BaseException) -> Outcome:
     einfo = ExceptionInfo(exc)
     try:
         task.on_failure(exc, request.id, request.args, request.kwargs, einfo)  # type: ignore[arg-type]
-    except Exception:
+    except BaseException:
         logger.exception("on_failure of %s[%s] raised", task.name, request.id)
     if signals.task_failure.has_receivers():
         signals.task_failure.send(sender=task, task_id=request.id, exception=exc,
@@ -168,5 +170,19 @@ def _as_list(value: Any) -> List[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
+def format_traceback(exc: BaseException) -> str:
+    """The traceback text of ``exc``; never raises, whatever the exception's methods do."""
+    try:
+        return "".join(tb_module.format_exception(type(exc), exc, exc.__traceback__))
+    except Exception:
+        pass
+    try:
+        stack = "".join(tb_module.format_tb(exc.__traceback__))
+    except Exception:
+        stack = ""
+    return f"Traceback (most recent call last):\n{stack}{type(exc).__name__}: {safe_str(exc)}\n"
+
+
 def exc_info_text() -> str:
-    return "".join(tb_module.format_exception(*sys.exc_info()))
+    exc = sys.exc_info()[1]
+    return format_traceback(exc) if exc is not None else ""

@@ -4,9 +4,10 @@ from __future__ import annotations
 import builtins
 import datetime as dt
 import importlib
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from multiq import exceptions, states
+from multiq.describe import exception_args, safe_str
 
 
 def utcnow() -> dt.datetime:
@@ -49,17 +50,36 @@ class RemoteError(Exception):
 
 
 def exception_to_dict(exc: BaseException) -> Dict[str, Any]:
-    """``{exc_type, exc_message, exc_module}`` as Celery stores it."""
+    """``{exc_type, exc_message, exc_module}`` as Celery stores it; never raises.
+
+    Arguments JSON cannot carry are replaced by their text; when the arguments cannot be
+    read at all, the message is the exception's text (``"<unprintable T>"`` at worst).
+    """
     if isinstance(exc, RemoteError):
         return dict(exc.info)
     cls = type(exc)
-    args = list(exc.args)
+    args = exception_args(exc)
+    message = [safe_str(exc)] if args is None else _json_args(args)
+    return {"exc_type": cls.__qualname__, "exc_message": message,
+            "exc_module": str(cls.__module__)}
+
+
+def _json_args(args: tuple) -> List[Any]:
+    from multiq.serialization import json_dumps
+
     try:
-        from multiq.serialization import json_dumps
         json_dumps(args)
+        return list(args)
     except Exception:
-        args = [str(exc)]
-    return {"exc_type": cls.__qualname__, "exc_message": args, "exc_module": cls.__module__}
+        pass
+    out: List[Any] = []
+    for arg in args:
+        try:
+            json_dumps(arg)
+            out.append(arg)
+        except Exception:
+            out.append(safe_str(arg))
+    return out
 
 
 def exception_from_dict(info: Any) -> BaseException:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Deque, List, NamedTuple, Optional, Tuple
 
 from multiq import signals
 from multiq.backends.base import exception_to_dict
+from multiq.describe import describe
 from multiq.exceptions import SoftTimeLimitExceeded
 from multiq.message import decode
 from multiq.pools.channel import Channel
@@ -147,11 +148,13 @@ def _send(conn: Channel, records: List[Record]) -> None:
 
 
 def _picklable(record: Record) -> Record:
+    """``record`` if it pickles, else a FAILURE outcome of that task saying why."""
     try:
         pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)
         return record
     except Exception as err:
-        info = exception_to_dict(TypeError(f"Task result cannot be sent back: {err!r}"))
+        why = f"Task result cannot be sent back: {describe(err)}"
+        info = exception_to_dict(TypeError(why))
         return ("D", record[1], "FAILURE", None, info, None, None, False)
 
 
@@ -168,6 +171,7 @@ def _over_memory(config: ChildConfig) -> bool:
 
 
 def _outcome_record(task_id: str, outcome: Any) -> Record:
+    """The ``D`` record of an outcome: the exception travels as its JSON description."""
     exc = outcome.exc
     exc_info = exception_to_dict(exc) if exc is not None else None
     plan = getattr(outcome.retry, "plan", None) if outcome.retry is not None else None

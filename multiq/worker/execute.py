@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from multiq import events, serialization, signals, states
 from multiq import message as message_mod
+from multiq.describe import describe, safe_repr
 from multiq.exceptions import ContentDisallowed, DecodeError, NotRegistered
 from multiq.task import Context, Task
 from multiq.trace import Outcome, send_links, trace
@@ -205,11 +206,11 @@ class Executor:
     def _log(self, req: Request, outcome: Outcome, runtime: float) -> None:
         if outcome.state == states.SUCCESS:
             if self.info_logging:
-                logger.info("Task %s[%s] succeeded in %.6fs: %r", req.name, req.id, runtime,
-                            outcome.retval)
+                logger.info("Task %s[%s] succeeded in %.6fs: %s", req.name, req.id, runtime,
+                            safe_repr(outcome.retval))
         elif outcome.state == states.FAILURE:
-            logger.error("Task %s[%s] raised unexpected: %r\n%s", req.name, req.id,
-                         outcome.exc, outcome.traceback)
+            logger.error("Task %s[%s] raised unexpected: %s\n%s", req.name, req.id,
+                         describe(outcome.exc), outcome.traceback)
         elif outcome.state == states.RETRY:
             logger.info("Task %s[%s] retry: %s", req.name, req.id, outcome.retry)
 
