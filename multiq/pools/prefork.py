@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Deque, Dict, List, Optional, Set
 
 from multiq import states
-from multiq.backends.base import RemoteError
+from multiq.backends.base import RemoteError, exception_from_dict
 from multiq.exceptions import Retry, TimeLimitExceeded, WorkerLostError
 from multiq.pools.base import Pool
 from multiq.pools.channel import Channel
@@ -368,6 +368,8 @@ class PreforkPool(Pool):
             return
         self.executor.state.count(req.name)
         exc = RemoteError(exc_info) if exc_info is not None else None
+        if state == states.REJECTED and exc_info is not None:
+            exc = exception_from_dict(exc_info)  # the Reject itself: its reason, its requeue
         retry = None
         if plan is not None:
             retry = Retry(exc=exc, when=plan.get("countdown") or plan.get("eta"))

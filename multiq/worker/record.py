@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 from multiq import events, states
 from multiq.backends.base import exception_to_dict, make_doc
+from multiq.describe import describe, safe_str
 from multiq.exceptions import BackendNotConfigured, EncodeError, TaskRevokedError
 from multiq.sender import Commands
 
@@ -54,6 +55,9 @@ class Recorder:
         self.ignore_result = bool(app.conf.task_ignore_result)
         self.events_enabled = bool(app.conf.worker_send_task_events)
         self.events_stream = self.broker.keys.events
+        options = app.conf.broker_transport_options or {}
+        self.reject_backoff = float(options.get("reject_backoff", 1.0))
+        self.reject_backoff_max = float(options.get("reject_backoff_max", 60.0))
         self._acks: List[Any] = []  # of the batch being recorded (one thread records)
         self._marked = 0
 
@@ -129,7 +133,7 @@ class Recorder:
             self.backend.store(req.id, self._extend(doc, req), results)
 
     def _done(self, results: Any, acks: Any, req: Request, outcome: Outcome) -> None:
-        d, state = req.delivery, outcome.state
+        state = outcome.state
         if self.events_enabled:
             self._outcome_event(acks, req, outcome)
         if state == states.SUCCESS:
@@ -141,11 +145,37 @@ class Recorder:
             self._retry(results, acks, req, outcome)
             return
         elif state == states.REJECTED:
-            if outcome.requeue:
-                acks.xadd(self.broker.keys.stream(d.queue, d.band), {"m": d.data, "n": 0})
-            else:
-                self.broker.dead_letter(acks, d, f"rejected: {outcome.exc}")
+            self._rejected(results, acks, req, outcome)
         self._ack(req)
+
+    def _rejected(self, results: Any, acks: Any, req: Request, outcome: Outcome) -> None:
+        """``Reject(requeue=True)`` counts as a delivery: back in the queue after a back-off
+        until the delivery limit, then dead-lettered. Dead-lettered, the task is FAILURE
+        with the Reject as its exception, so ``get()`` does not wait for ever."""
+        d = req.delivery
+        number = d.redeliveries + 1  # this delivery's number
+        why = _reject_reason(outcome.exc)
+        if outcome.requeue and number < self.broker.max_deliveries:
+            delay = self.reject_delay(number)
+            logger.warning("Task %s[%s] rejected on delivery %d of at most %d, requeued in "
+                           "%gs: %s", req.name, req.id, number, self.broker.max_deliveries,
+                           delay, why)
+            member = f"{req.id}:reject:{d.band}:{d.entry_id.decode()}"  # one per attempt
+            self.broker.add_delayed(acks, d.queue, d.band, member, d.data,
+                                    time.time() + delay, redeliveries=number)
+            return
+        reason = f"rejected {number} times: {why}" if outcome.requeue else f"rejected: {why}"
+        logger.error("Task %s[%s] %s (delivery %d); moved to the dead-letter stream",
+                     req.name, req.id, reason, number)
+        self._store(results, req.id, states.FAILURE, exception_to_dict(outcome.exc),  # type: ignore
+                    outcome.traceback, req)
+        self.broker.dead_letter(acks, d, reason)
+
+    def reject_delay(self, number: int) -> float:
+        """Seconds before delivery ``number + 1`` of a rejected message: the
+        ``reject_backoff`` transport option (1 s) doubled per delivery, at most
+        ``reject_backoff_max`` (60 s)."""
+        return float(min(self.reject_backoff * 2 ** min(number - 1, 32), self.reject_backoff_max))
 
     def _outcome_event(self, acks: Any, req: Request, outcome: Outcome) -> None:
         kind = {states.SUCCESS: "task-succeeded", states.FAILURE: "task-failed",
@@ -188,7 +218,7 @@ class Recorder:
         try:
             self.backend.store(task_id, self._extend(doc, req), pipe)
         except Exception as exc:  # e.g. a return value JSON cannot carry: the task fails
-            err = EncodeError(str(exc))
+            err = EncodeError(safe_str(exc))
             logger.error("Task %s[%s] result cannot be stored: %r", getattr(req, "name", "?"),
                          task_id, err)
             doc = make_doc(task_id, states.FAILURE, exception_to_dict(err), tb)
@@ -211,3 +241,8 @@ class Recorder:
             doc.update(name=m.task, args=m.args, kwargs=m.kwargs, worker=self.hostname,
                        retries=m.retries, queue=m.queue)
         return doc
+
+
+def _reject_reason(exc: Any) -> str:
+    reason = getattr(exc, "reason", None)
+    return safe_str(reason) if reason is not None else describe(exc)
