@@ -63,6 +63,7 @@ class RedisBroker:
         self._handback = self.client.register_script(scripts.HANDBACK)
         self._retire = self.client.register_script(scripts.RETIRE)
         self._known_queues: Set[str] = set()
+        self._band_keys: Dict[str, List[str]] = {}
         self._wire: Optional[Sender] = None if self.cluster else Sender.for_client(self.client)
 
     # -- producing ---------------------------------------------------------------------
@@ -123,23 +124,54 @@ class RedisBroker:
                 raise result
 
     def fetch(self, consumer: str, queues: Sequence[str], count: int) -> List[Delivery]:
-        """Take up to ``count`` new entries, higher priority bands first, without blocking."""
+        """Take up to ``count`` new entries without blocking: the queues in the order given,
+        higher priority bands first within each. One call on one server; one per queue on
+        a cluster (a script cannot span slots)."""
         out: List[Delivery] = self.waiting()
         count -= len(out)
+        if count <= 0 or not queues:
+            return out
+        if self._wire is not None:
+            rows = self._run(self._fetch, self._stream_keys(queues), [GROUP, consumer, count])
+            return out + self._deliveries(queues, rows)
         for queue in queues:
             if count <= 0:
                 break
-            try:
-                rows = self._run(self._fetch, self.keys.streams(queue), [GROUP, consumer, count])
-            except redis.ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                self.declare([queue])
+            rows = self._run(self._fetch, self._stream_keys([queue]), [GROUP, consumer, count])
+            got = self._deliveries([queue], rows)
+            out += got
+            count -= len(got)
+        return out
+
+    def _stream_keys(self, queues: Sequence[str]) -> List[str]:
+        """The band streams of ``queues``, queue after queue (the FETCH script's keys)."""
+        if len(queues) == 1:
+            keys = self._band_keys.get(queues[0])
+            if keys is not None:
+                return keys
+        out: List[str] = []
+        for queue in queues:
+            keys = self._band_keys.get(queue)
+            if keys is None:
+                keys = self._band_keys[queue] = self.keys.streams(queue)
+            out += keys
+        return out
+
+    def _deliveries(self, queues: Sequence[str], rows: Any) -> List[Delivery]:
+        """The FETCH script's reply as deliveries; a queue whose group is missing is
+        declared (its entries come on a later fetch)."""
+        out: List[Delivery] = []
+        missing: List[str] = []
+        for index, entries in rows:
+            i = int(index)
+            if i < 0:
+                missing.append(queues[(-i - 1) // 10])
                 continue
-            for band, entries in rows:
-                for entry_id, fields in entries:
-                    out.append(_delivery(queue, int(band), entry_id, fields))
-            count -= sum(len(entries) for _, entries in rows)
+            queue, band = queues[(i - 1) // 10], 9 - (i - 1) % 10
+            for entry_id, fields in entries:
+                out.append(_delivery(queue, band, entry_id, fields))
+        if missing:
+            self.declare(list(dict.fromkeys(missing)))
         return out
 
     def fetch_after(self, commands: Sequence[Command], consumer: str, queues: Sequence[str],
@@ -156,8 +188,8 @@ class RedisBroker:
         :meth:`PostedFetch.result` (the caller works meanwhile)."""
         if self._wire is None or not queues:
             raise TypeError("fetch_after needs a plain or Sentinel client (see .wire)")
-        command = ("EVALSHA", self._fetch.sha, 10, *self.keys.streams(queues[0]), GROUP,
-                   consumer, count)
+        keys = self._stream_keys(queues)
+        command = ("EVALSHA", self._fetch.sha, len(keys), *keys, GROUP, consumer, count)
         return PostedFetch(self, self._wire.post([*commands, command]), consumer,
                            queues, count)
 
@@ -182,9 +214,11 @@ class RedisBroker:
     ) -> List[Delivery]:
         """Block up to ``block_ms`` for new entries on any band of any queue.
 
-        On a cluster, queues on different slots are waited on by one thread per slot
-        (see :mod:`multiq.broker.waiters`); what they read comes back here or from
-        :meth:`fetch`.
+        ``COUNT`` applies per stream: a read where several streams hold entries returns
+        some of each (no queue is starved), in the order the streams are named: the
+        order of ``queues``, bands high to low. On a cluster, queues on different slots
+        are waited on by one thread per slot (see :mod:`multiq.broker.waiters`); what
+        they read comes back here or from :meth:`fetch`.
         """
         groups = self._slot_groups(queues)
         if len(groups) == 1:
@@ -214,7 +248,7 @@ class RedisBroker:
     def _wait_one(
         self, consumer: str, queues: Sequence[str], count: int, block_ms: int
     ) -> List[Delivery]:
-        streams = {s: ">" for q in queues for s in self.keys.streams(q)}
+        streams = dict.fromkeys(self._stream_keys(queues), ">")
         try:
             reply = self.client.xreadgroup(GROUP, consumer, streams, count=count, block=block_ms)
         except redis.ResponseError as exc:
@@ -455,13 +489,9 @@ class PostedFetch:
         replies = self.exchange.replies(raise_errors=False)
         rows = replies.pop()
         broker, queues, count = self.broker, self.queues, self.count
-        if isinstance(rows, Exception):  # no script yet, no group yet: the usual way
+        if isinstance(rows, Exception):  # no script yet (a flushed server): the usual way
             return replies, broker.fetch(self.consumer, queues, count)
-        out = [_delivery(queues[0], int(band), entry_id, fields)
-               for band, entries in rows for entry_id, fields in entries]
-        if len(out) < count and len(queues) > 1:
-            out += broker.fetch(self.consumer, queues[1:], count - len(out))
-        return replies, out
+        return replies, broker._deliveries(queues, rows)
 
     def abandon(self) -> None:
         """Never read the reply (the caller failed meanwhile): the connection is closed.

@@ -1,11 +1,15 @@
-"""Lua scripts of the Redis broker. Each touches the keys of one queue only (one hash slot).
+"""Lua scripts of the Redis broker. Each touches the keys of one queue only (one hash slot),
+but FETCH, which on one server (not a cluster) reads all of a node's queues in one call.
 
 Band streams are always passed as KEYS[1..10], highest priority (band 9) first, so the
 stream of band ``b`` is ``KEYS[10 - b]``.
 """
 
-# KEYS: 10 band streams. ARGV: group, consumer, count.
-# Reads up to ``count`` new entries, highest band first. Returns {{band, entries}, ...}.
+# KEYS: 10 band streams per queue, queue after queue. ARGV: group, consumer, count.
+# Reads up to ``count`` new entries: the queues in the order given, highest band first
+# within each. Returns {{key index, entries}, ...}. A stream without the group (created
+# by a send after a flush) gives {-key index, error} and the others are still read: an
+# aborted script would strand what it had read already. Any other error aborts.
 FETCH = """
 local out = {}
 local left = tonumber(ARGV[3])
@@ -13,10 +17,13 @@ for i = 1, #KEYS do
   if left <= 0 then break end
   -- an empty band (the usual case for all but one) costs an XLEN, not a group read
   if redis.call('XLEN', KEYS[i]) > 0 then
-    local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', left,
-                         'STREAMS', KEYS[i], '>')
-    if r and r[1] and #r[1][2] > 0 then
-      out[#out + 1] = {10 - i, r[1][2]}
+    local r = redis.pcall('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', left,
+                          'STREAMS', KEYS[i], '>')
+    if type(r) == 'table' and r['err'] then
+      if string.sub(r['err'], 1, 7) ~= 'NOGROUP' then return r end
+      out[#out + 1] = {-i, r['err']}
+    elseif r and r[1] and #r[1][2] > 0 then
+      out[#out + 1] = {i, r[1][2]}
       left = left - #r[1][2]
     end
   end
