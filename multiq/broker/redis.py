@@ -8,7 +8,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import redis
 
-from multiq.broker import scripts
+from multiq.broker import order, scripts
 from multiq.broker.waiters import SlotWaiters
 from multiq.exceptions import ImproperlyConfigured
 from multiq.keys import GROUP, Keys, band_of
@@ -50,6 +50,8 @@ class RedisBroker:
         options.pop("visibility_timeout", None)  # accepted; redelivery follows liveness
         self.wait_replicas = int(options.pop("wait_replicas", 0) or 0)
         self.wait_timeout = int(options.pop("wait_timeout", 1000))
+        #: how a node on several queues orders them, fetch after fetch (see broker.order)
+        self.queue_order = order.strategy_of(options.pop("queue_order_strategy", None))
         self.client: Any = connect(url, options)
         self.cluster = is_cluster(self.client)
         if self.wait_replicas and self.cluster:

@@ -5,16 +5,19 @@ shards cannot wait on them with one call. :class:`SlotWaiters` runs one thread p
 each in a blocking read of its own queues while the node waits, and hands what they take
 to the node through one buffer: the node wakes on the first message of any queue, and no
 thread reads while the node is busy (the buffer never grows beyond one read per slot).
+A thread is known by the set of its queues; each wait tells it the order to name them
+in (the node's rotation), without starting a new thread.
 """
 from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, FrozenSet, List, Sequence, Tuple
 
 logger = logging.getLogger("multiq.worker")
 
 Read = Callable[[Sequence[str], int, int], list]  # (queues, count, block_ms) -> deliveries
+Group = FrozenSet[str]
 
 
 class SlotWaiters:
@@ -24,9 +27,9 @@ class SlotWaiters:
         self._read = read
         self._cond = threading.Condition()
         self._buffer: list = []
-        self._armed: Tuple[Tuple[Tuple[str, ...], ...], int, int] = ((), 0, 0)
+        self._armed: Tuple[Dict[Group, Tuple[str, ...]], int, int] = ({}, 0, 0)
         self._generation = 0
-        self._threads: Dict[Tuple[str, ...], threading.Thread] = {}
+        self._threads: Dict[Group, threading.Thread] = {}
         self._closed = False
 
     def take(self) -> list:
@@ -36,22 +39,23 @@ class SlotWaiters:
             return out
 
     def wait(self, groups: Sequence[Sequence[str]], count: int, block_ms: int) -> list:
-        """Block up to ``block_ms`` until a read on any group returns entries."""
-        key = tuple(tuple(g) for g in groups)
+        """Block up to ``block_ms`` until a read on any group returns entries; each group
+        is read in the order given."""
+        armed = {frozenset(g): tuple(g) for g in groups}
         with self._cond:
             if self._closed:
                 return []
-            for group in key:
+            for group, ordered in armed.items():
                 if group not in self._threads or not self._threads[group].is_alive():
                     t = threading.Thread(target=self._loop, args=(group,), daemon=True,
-                                         name=f"wait-{group[0]}")
+                                         name=f"wait-{min(ordered)}")
                     self._threads[group] = t
                     t.start()
-            self._armed = (key, count, block_ms)
+            self._armed = (armed, count, block_ms)
             self._generation += 1
             self._cond.notify_all()
             self._cond.wait_for(lambda: self._buffer, timeout=block_ms / 1000)
-            self._armed = ((), 0, 0)  # disarm: reads in flight finish, none start
+            self._armed = ({}, 0, 0)  # disarm: reads in flight finish, none start
             out, self._buffer = self._buffer, []
             return out
 
@@ -59,14 +63,14 @@ class SlotWaiters:
         """Stop the threads (their reads end within ``block_ms``); returns what they read."""
         with self._cond:
             self._closed = True
-            self._armed = ((), 0, 0)
+            self._armed = ({}, 0, 0)
             self._cond.notify_all()
             threads = list(self._threads.values())
         for t in threads:
             t.join(timeout)
         return self.take()
 
-    def _loop(self, group: Tuple[str, ...]) -> None:
+    def _loop(self, group: Group) -> None:
         seen = -1
         while True:
             with self._cond:
@@ -76,11 +80,12 @@ class SlotWaiters:
                 if self._closed:
                     return
                 seen = self._generation
-                _, count, block_ms = self._armed
+                armed, count, block_ms = self._armed
+                ordered = armed[group]
             try:
-                got: List = self._read(group, count, block_ms)
+                got: List = self._read(ordered, count, block_ms)
             except Exception as exc:  # Redis away: the node's own fetch reports it
-                logger.debug("blocking read on %s failed: %s", group, exc)
+                logger.debug("blocking read on %s failed: %s", ", ".join(ordered), exc)
                 got = []
                 with self._cond:
                     self._cond.wait(min(block_ms / 1000, 0.5))

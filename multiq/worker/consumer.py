@@ -7,6 +7,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Deque, List, NamedTuple, Optional, Tuple
 
+from multiq.broker.order import QueueOrder
 from multiq.redisconn import REDIS_ERRORS, UNAVAILABLE
 
 if TYPE_CHECKING:
@@ -27,13 +28,16 @@ class _Ahead(NamedTuple):
 
 
 class Consumer:
-    """Fetches from the node's queues, highest priority first, and dispatches to the pool."""
+    """Fetches from the node's queues, highest priority first within each, the queues in
+    rotation (``queue_order_strategy``), and dispatches to the pool."""
 
     def __init__(self, broker: RedisBroker, consumer: str, queues: List[str], prefetch: int,
                  pool: Pool, executor: Executor) -> None:
         self.broker = broker
         self.consumer = consumer
         self.queues = list(queues)
+        #: the queue order of each fetch: in turn, unless strict order is configured
+        self.order = QueueOrder(self.queues, broker.queue_order)
         self.prefetch = max(1, prefetch)
         self.pool = pool
         self.executor = executor
@@ -108,7 +112,7 @@ class Consumer:
         got = self._fetch(room)
         if not got and not self.reserved:
             self.consuming = True
-            got = self.broker.wait(self.consumer, self.queues, room, BLOCK_MS)
+            got = self.broker.wait(self.consumer, self.order.next(), room, BLOCK_MS)
         elif not got:  # nothing new, and what is on hand waits for a slot
             self.pool.wait_for_slot(TOPUP_EVERY)
         self.consuming = True
@@ -121,13 +125,13 @@ class Consumer:
         """Fetch; when tasks run in this thread (solo), the outcomes they left go out in
         the same exchange, ahead of the fetch: one round trip where there would be two."""
         batch, commands = self._riding() if self.rides else (None, [])
+        queues = self.order.next()
         if batch is None:
-            got = self.broker.fetch(self.consumer, self.queues, room)
+            got = self.broker.fetch(self.consumer, queues, room)
         else:
             replies = None
             try:
-                replies, got = self.broker.fetch_after(commands, self.consumer, self.queues,
-                                                       room)
+                replies, got = self.broker.fetch_after(commands, self.consumer, queues, room)
             finally:
                 self.executor.committer.taken(batch, replies)
         self._busy_queue = len(got) >= room
@@ -182,7 +186,7 @@ class Consumer:
             return None
         batch, commands = self._riding(starting=req)
         try:
-            posted = self.broker.post_fetch(commands, self.consumer, self.queues, room)
+            posted = self.broker.post_fetch(commands, self.consumer, self.order.next(), room)
         except Exception:  # it is done the usual way after the task, outage handling and all
             if batch:
                 self.executor.committer.taken(batch, None)
@@ -234,7 +238,9 @@ class Consumer:
         if queue not in self.queues:
             self.broker.declare([queue])
             self.queues.append(queue)
+            self.order.reset(self.queues)
 
     def cancel_queue(self, queue: str) -> None:
         if queue in self.queues:
             self.queues.remove(queue)
+            self.order.reset(self.queues)

@@ -257,6 +257,10 @@ class Worker:
                 broker = self.app.broker  # a cluster client connects when it is made
                 broker.declare(self.queues)
                 return broker
+            except ImproperlyConfigured as exc:  # a broker option: no retry can help
+                logger.critical("%s", exc)
+                self.failure = str(exc)
+                return None
             except UNAVAILABLE as exc:
                 if not retry or attempt >= attempts or self.should_stop():
                     logger.critical("Cannot connect to the broker at %s: %s", _masked(url), exc)

@@ -1,9 +1,9 @@
 """The same scenarios on a Redis Cluster (3 masters, 3 replicas) and on Sentinel (a master,
 a replica, 3 sentinels): only the URLs change.
 
-The tutorial, crash, revoke and beat tests of their own modules are collected here a second time
-with this module's fixtures, which point the broker and the result backend at the
-topology. What the tasks did is recorded in db 3 of the plain test Redis
+The tutorial, crash, revoke, queue-order and beat tests of their own modules are collected
+here a second time with this module's fixtures, which point the broker and the result
+backend at the topology. What the tasks did is recorded in db 3 of the plain test Redis
 (``SYSQ_RECORD_URL``), so a failover cannot touch the record. The failover tests start a
 private topology (see test_topology_failover.py).
 """
@@ -37,6 +37,7 @@ from test_guarantees_input import (  # noqa: E402,F401
     test_priority_9_runs_before_priority_0,
     test_revoked_before_any_worker_never_runs,
 )
+from test_queue_order import test_a_busy_queue_does_not_starve_the_next  # noqa: E402,F401
 from test_tutorial_000 import (  # noqa: E402,F401
     multiq_cli,
     project,

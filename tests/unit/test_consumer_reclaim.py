@@ -44,6 +44,7 @@ class _Executor:
 
 class _Broker:
     wire = None
+    queue_order = "round_robin"
 
     def __init__(self, pending: List[Delivery], waiting: List[Delivery]) -> None:
         self.pending, self._waiting = pending, waiting

@@ -4,7 +4,8 @@ Every execution is recorded in db 3 of the broker's Redis server (``RECORD_DB``)
 can count runs: ``RPUSH runs <tag>`` for ``record``; ``slow`` pushes ``start:<tag>`` when
 it begins and ``end:<tag>`` when it ends. The worker gets its URLs from
 ``MULTIQ_BROKER_URL`` / ``MULTIQ_RESULT_BACKEND``; ``SYSQ_VISIBILITY_TIMEOUT`` sets
-``broker_transport_options["visibility_timeout"]`` (which must not cause redeliveries).
+``broker_transport_options["visibility_timeout"]`` (which must not cause redeliveries),
+``SYSQ_QUEUE_ORDER`` its ``queue_order_strategy``.
 
 The test process imports this module too (to rebuild ``SysqBoom``), where the variables may
 be unset: the app is then simply not connected.
@@ -24,6 +25,8 @@ ROUTES = {"sysq_reliable.render": {"queue": "images"}}
 _options = {}
 if os.environ.get("SYSQ_VISIBILITY_TIMEOUT"):
     _options["visibility_timeout"] = float(os.environ["SYSQ_VISIBILITY_TIMEOUT"])
+if os.environ.get("SYSQ_QUEUE_ORDER"):
+    _options["queue_order_strategy"] = os.environ["SYSQ_QUEUE_ORDER"]
 
 app = MultiQ(
     "sysq_reliable",
