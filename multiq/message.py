@@ -12,7 +12,7 @@ import base64
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Collection, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Collection, Dict, List, NoReturn, Optional, Sequence, Tuple
 
 from multiq import serialization
 from multiq.exceptions import ContentDisallowed, DecodeError
@@ -117,12 +117,17 @@ def _plain_envelope(id: str, task: str, queue: str, sent: float, args: Sequence[
 
 
 def peek(data: bytes) -> Dict[str, Any]:
-    """Decode the envelope only (never the body): raises DecodeError on bad bytes."""
+    """Decode the envelope only (never the body): raises DecodeError on bad bytes.
+
+    Only its shape is checked here (a JSON object with ``id`` and ``task``): the fields
+    are checked by :func:`from_envelope`."""
     try:
         env = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise DecodeError(f"Undecodable message: {exc}") from exc
-    if not isinstance(env, dict) or "id" not in env or "task" not in env:
+    except RecursionError:
+        raise DecodeError("Undecodable message: JSON nested too deeply") from None
+    if type(env) is not dict or "id" not in env or "task" not in env:
         raise DecodeError("Message is not a multiq task envelope")
     return env
 
@@ -133,33 +138,144 @@ def decode(data: bytes, accept: Collection[str]) -> Message:
     return from_envelope(env, accept)
 
 
+_MISSING: Any = object()
+# Fields the plain envelope of the hot path (json, no options) never has.
+_UNUSUAL = frozenset(("priority", "eta", "expires", "countdown", "root_id", "parent_id",
+                      "shadow", "headers", "options", "body", "ct", "ce"))
+
+
 def from_envelope(env: Dict[str, Any], accept: Collection[str]) -> Message:
+    """The message an envelope describes, each field checked: DecodeError names the first
+    one that is not what the worker expects; ContentDisallowed refuses the body's type."""
+    get = env.get
+    id_, task, queue = get("id"), get("task"), get("queue", "multiq")
+    retries, sent = get("retries", 0), get("sent", 0.0)
+    if type(id_) is not str or not id_:
+        _invalid("id", "a non-empty string", id_)
+    if type(task) is not str or not task:
+        _invalid("task", "a non-empty string (the task name)", task)
+    if type(queue) is not str:
+        _invalid("queue", "a string", queue)
+    if type(retries) is not int or retries < 0:
+        _invalid("retries", "a non-negative integer", retries)
+    if type(sent) is not float or not -_INF < sent < _INF:
+        sent = _time("sent", sent) or 0.0
     if "body" in env:
-        ctype = env.get("ct", serialization.JSON)
-        try:
-            raw = base64.b64decode(env["body"])
-        except (ValueError, TypeError) as exc:
-            raise DecodeError(f"Undecodable message body: {exc}") from exc
-        if env.get("ce"):
-            raw = serialization.decompress(raw, env["ce"])
-        payload = serialization.loads(raw, ctype, accept)
-        try:
-            args, kwargs = payload
-        except (TypeError, ValueError) as exc:
-            raise DecodeError("Message body is not [args, kwargs]") from exc
+        args, kwargs = _body(env, accept)
     else:
-        ctype = serialization.JSON
         allowed = accept if isinstance(accept, frozenset) else serialization.accepted(accept)
-        if ctype not in allowed:
+        if serialization.JSON not in allowed:
             raise ContentDisallowed(f"Refusing json content; accept_content is {sorted(accept)}")
-        args, kwargs = env.get("args", []), env.get("kwargs", {})
-    if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict):
-        raise DecodeError("Message args must be a list and kwargs a mapping")
+        args, kwargs = get("args", _MISSING), get("kwargs", _MISSING)
+        if type(args) is not list:
+            args = [] if args is _MISSING else _invalid("args", "a list", args)
+        if type(kwargs) is not dict:  # (the keys of a JSON object are always strings)
+            kwargs = {} if kwargs is _MISSING else _invalid("kwargs", "a mapping", kwargs)
+    if _UNUSUAL.isdisjoint(env):
+        return Message(id=id_, task=task, args=args, kwargs=kwargs, queue=queue,
+                       retries=retries, sent=sent)
+    _time("countdown", get("countdown"))
+    has_body = "body" in env
     return Message(
-        id=str(env["id"]), task=str(env["task"]), args=list(args), kwargs=kwargs,
-        queue=env.get("queue", "multiq"), priority=env.get("priority"), eta=env.get("eta"),
-        expires=env.get("expires"), retries=int(env.get("retries", 0)),
-        headers=env.get("headers") or {}, options=env.get("options") or {},
-        root_id=env.get("root_id"), parent_id=env.get("parent_id"), shadow=env.get("shadow"),
-        sent=env.get("sent", 0.0), ctype=ctype, cenc=env.get("ce"),
+        id=id_, task=task, args=args, kwargs=kwargs, queue=queue, retries=retries, sent=sent,
+        priority=_priority(get("priority")), eta=_time("eta", get("eta")),
+        expires=_time("expires", get("expires")), root_id=_ident("root_id", get("root_id")),
+        parent_id=_ident("parent_id", get("parent_id")), shadow=_ident("shadow", get("shadow")),
+        headers=_mapping("headers", get("headers")), options=_options(get("options")),
+        ctype=get("ct", serialization.JSON) if has_body else serialization.JSON,
+        cenc=(get("ce") or None) if has_body else None,
     )
+
+
+def _body(env: Dict[str, Any], accept: Collection[str]) -> Tuple[List[Any], Dict[str, Any]]:
+    """``[args, kwargs]`` from the serialized body (base64 text, ``ct``, ``ce``)."""
+    ctype, cenc, body = env.get("ct", serialization.JSON), env.get("ce"), env["body"]
+    if type(ctype) is not str:
+        _invalid("ct", "a content type string", ctype)
+    if cenc is not None and type(cenc) is not str:
+        _invalid("ce", "a compression name or null", cenc)
+    if type(body) is not str:
+        _invalid("body", "base64 text", body)
+    try:
+        raw = base64.b64decode(body)
+    except ValueError as exc:
+        raise DecodeError(f"Undecodable message body: {exc}") from exc
+    if cenc:
+        raw = serialization.decompress(raw, cenc)
+    payload = serialization.loads(raw, ctype, accept)
+    if type(payload) not in (list, tuple) or len(payload) != 2:
+        raise DecodeError("Message body is not [args, kwargs]")
+    args, kwargs = payload
+    if type(args) is not list:
+        args = list(args) if type(args) is tuple else _invalid("args", "a list", args)
+    if not isinstance(kwargs, dict) or not all(type(k) is str for k in kwargs):
+        _invalid("kwargs", "a mapping with string keys", kwargs)
+    return args, kwargs
+
+
+def _invalid(field: str, expected: str, value: Any) -> NoReturn:
+    """Raise the DecodeError of a field that is not what it must be."""
+    import reprlib  # (only for refusals)
+
+    raise DecodeError(f"Invalid message: {field} must be {expected}, not "
+                      f"{type(value).__name__} {reprlib.repr(value)}")
+
+
+def _time(field: str, value: Any) -> Optional[float]:
+    """Epoch seconds (or a number of seconds): a finite int or float, or None."""
+    if value is None or (type(value) in (float, int) and -_INF < value < _INF):
+        return value
+    return _invalid(field, "a finite number or null", value)
+
+
+def _priority(value: Any) -> Optional[int]:
+    if value is None or (type(value) is int and 0 <= value <= 9):
+        return value
+    return _invalid("priority", "an integer from 0 to 9 or null", value)
+
+
+def _ident(field: str, value: Any) -> Optional[str]:
+    if value is None or type(value) is str:
+        return value
+    return _invalid(field, "a string or null", value)
+
+
+def _mapping(field: str, value: Any) -> Dict[str, Any]:
+    if type(value) is dict:
+        return value
+    return {} if value is None else _invalid(field, "a mapping or null", value)
+
+
+def _options(value: Any) -> Dict[str, Any]:
+    """The ``options`` mapping, with each option the worker reads checked."""
+    options = _mapping("options", value)
+    if not options:
+        return options
+    for name in ("link", "link_error"):
+        links = options.get(name)
+        if links is not None:
+            for sig in links if type(links) is list else (links,):
+                _signature(f"options.{name}", sig)
+    limits = options.get("timelimit")
+    if limits is not None and not (type(limits) in (list, tuple) and len(limits) == 2
+                                   and all(_seconds(x) for x in limits)):
+        _invalid("options.timelimit", "a [hard, soft] pair of seconds (numbers or null)",
+                 limits)
+    ignore = options.get("ignore_result")
+    if ignore is not None and type(ignore) is not bool:
+        _invalid("options.ignore_result", "true, false or null", ignore)
+    return options
+
+
+def _seconds(value: Any) -> bool:
+    """Whether ``value`` is a time limit: None, or a finite non-negative int or float."""
+    return value is None or (type(value) in (int, float) and 0 <= value < _INF)
+
+
+def _signature(field: str, sig: Any) -> None:
+    """A callback signature as it travels: a mapping with a task name."""
+    if type(sig) is not dict or type(sig.get("task")) is not str or not sig["task"]:
+        _invalid(field, "a signature (a mapping with a task name) or a list of them", sig)
+    for key, kind in (("args", list), ("kwargs", dict), ("options", dict)):
+        if sig.get(key) is not None and type(sig[key]) is not kind:
+            _invalid(f"{field} {key}", f"a {kind.__name__}", sig[key])

@@ -133,6 +133,9 @@ def loads(data: bytes, ctype: str, accept: Collection[str]) -> Any:
         return _LOADERS[ctype](data)
     except KeyError:
         raise DecodeError(f"Unknown content type {ctype!r}") from None
+    except RecursionError:
+        raise DecodeError(f"Cannot decode {serializer_name(ctype)} content: nested too "
+                          "deeply") from None
     except Exception as exc:
         raise DecodeError(f"Cannot decode {serializer_name(ctype)} content: {exc}") from exc
 
@@ -161,9 +164,10 @@ def compress(data: bytes, method: str) -> bytes:
 
 
 def decompress(data: bytes, method: str) -> bytes:
+    """Raises DecodeError for bad data or an unknown method (a received message's ``ce``)."""
     try:
         return bytes(_codec(method).decompress(data))
-    except MultiQError:
-        raise
+    except MultiQError as exc:
+        raise DecodeError(str(exc)) from None
     except Exception as exc:
         raise DecodeError(f"Cannot decompress {method} content: {exc}") from exc

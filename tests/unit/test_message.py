@@ -208,3 +208,136 @@ def test_unusual_sent_times_take_the_general_path(sent: Any) -> None:
 
     assert envelope("i", "t", "q", sent, [1], {}) == \
         envelope("i", "t", "q", sent, [1], {}, serializer="application/json")
+
+
+# -- field checks: each field of an envelope is checked where it is decoded ----------------------
+
+
+def _nested(depth: int) -> Any:
+    value: Any = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("fields, field", [
+    ({"id": 12345}, "id"),
+    ({"id": ""}, "id"),
+    ({"id": None}, "id"),
+    ({"task": 7}, "task"),
+    ({"task": ""}, "task"),
+    ({"queue": ["multiq"]}, "queue"),
+    ({"args": {"a": 1}}, "args"),
+    ({"args": "not a list"}, "args"),
+    ({"kwargs": [1]}, "kwargs"),
+    ({"retries": -1}, "retries"),
+    ({"retries": "2"}, "retries"),
+    ({"retries": True}, "retries"),
+    ({"retries": 1.5}, "retries"),
+    ({"sent": "yesterday"}, "sent"),
+    ({"eta": "soon"}, "eta"),
+    ({"eta": True}, "eta"),
+    ({"expires": "tomorrow"}, "expires"),
+    ({"expires": [1]}, "expires"),
+    ({"countdown": "10"}, "countdown"),
+    ({"priority": "high"}, "priority"),
+    ({"priority": 10}, "priority"),
+    ({"priority": -1}, "priority"),
+    ({"priority": True}, "priority"),
+    ({"priority": 5.0}, "priority"),
+    ({"root_id": 1}, "root_id"),
+    ({"parent_id": ["p"]}, "parent_id"),
+    ({"shadow": {"name": "x"}}, "shadow"),
+    ({"headers": "origin"}, "headers"),
+    ({"headers": [["origin", "x"]]}, "headers"),
+    ({"options": [1, 2]}, "options"),
+    ({"options": "link"}, "options"),
+    ({"options": {"timelimit": 5}}, "options.timelimit"),
+    ({"options": {"timelimit": [5]}}, "options.timelimit"),
+    ({"options": {"timelimit": ["5", None]}}, "options.timelimit"),
+    ({"options": {"timelimit": [-1, None]}}, "options.timelimit"),
+    ({"options": {"timelimit": [True, None]}}, "options.timelimit"),
+    ({"options": {"ignore_result": "yes"}}, "options.ignore_result"),
+    ({"options": {"link": "cb"}}, "options.link"),
+    ({"options": {"link": [{"task": "cb"}, 3]}}, "options.link"),
+    ({"options": {"link": {"args": []}}}, "options.link"),
+    ({"options": {"link_error": [{"task": "cb", "args": "x"}]}}, "options.link_error"),
+    ({"options": {"link_error": {"task": "cb", "kwargs": [1]}}}, "options.link_error"),
+    ({"ct": 1, "body": ""}, "ct"),
+    ({"ct": "application/json", "ce": 9, "body": ""}, "ce"),
+    ({"ct": "application/json", "body": 123}, "body"),
+])
+def test_a_field_of_the_wrong_type_is_a_decode_error_naming_it(fields: Any, field: str) -> None:
+    with pytest.raises(DecodeError, match=rf"Invalid message: {field}\b.* must be"):
+        decode(_envelope(**fields), ["json"])
+
+
+def test_non_finite_times_are_refused() -> None:
+    for value in ("NaN", "Infinity", "-Infinity"):
+        data = _envelope(eta=0).replace(b'"eta": 0', b'"eta": ' + value.encode())
+        with pytest.raises(DecodeError, match="eta must be a finite number"):
+            decode(data, ["json"])
+
+
+def test_the_message_names_what_was_expected_and_what_came() -> None:
+    with pytest.raises(DecodeError) as info:
+        decode(_envelope(expires="tomorrow"), ["json"])
+    assert str(info.value) == ("Invalid message: expires must be a finite number or null, "
+                               "not str 'tomorrow'")
+
+
+def test_json_nested_too_deeply_is_a_decode_error() -> None:
+    data = b'{"id": "i", "task": "t", "args": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(DecodeError, match="nested too deeply"):
+        peek(data)
+    with pytest.raises(DecodeError):
+        decode(data, ["json"])
+
+
+def test_a_body_nested_too_deeply_is_a_decode_error() -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    body = base64.b64encode(b"[" + deep + b", {}]").decode()
+    with pytest.raises(DecodeError, match="json"):
+        decode(_envelope(ct="application/json", body=body), ["json"])
+    msgpack = pytest.importorskip("msgpack")
+    packed = b"\x92" + b"\x91" * 100_000 + b"\x90" + msgpack.packb({})
+    with pytest.raises(DecodeError, match="msgpack"):
+        decode(_envelope(ct="application/x-msgpack", body=base64.b64encode(packed).decode()),
+               ["json", "msgpack"])
+
+
+def test_body_kwargs_must_have_string_keys() -> None:
+    msgpack = pytest.importorskip("msgpack")
+    body = base64.b64encode(msgpack.packb([[1], {b"one": 1}])).decode()
+    with pytest.raises(DecodeError, match="kwargs must be a mapping with string keys"):
+        decode(_envelope(ct="application/x-msgpack", body=body), ["json", "msgpack"])
+    body = base64.b64encode(msgpack.packb([{"a": 1}, {}])).decode()
+    with pytest.raises(DecodeError, match="args must be a list"):
+        decode(_envelope(ct="application/x-msgpack", body=body), ["json", "msgpack"])
+
+
+def test_an_unknown_compression_is_a_decode_error() -> None:
+    body = base64.b64encode(b"[[], {}]").decode()
+    with pytest.raises(DecodeError, match="compression"):
+        decode(_envelope(ct="application/json", ce="brotli-ish", body=body), ["json"])
+
+
+def test_valid_values_of_every_checked_field_are_accepted() -> None:
+    got = decode(_envelope(
+        sent=1700000000, eta=1700000001, expires=1700000002.5, countdown=3, priority=0,
+        root_id="r", parent_id=None, shadow="s", headers={"origin": "o"},
+        options={"link": {"task": "cb", "args": [], "kwargs": {}, "options": {}},
+                 "link_error": [{"task": "eb"}], "timelimit": [10, None],
+                 "ignore_result": False, "something_else": object.__name__},
+        args=[1], kwargs={"k": 2}), ["json"])
+    assert (got.sent, got.eta, got.expires, got.priority) == (1700000000, 1700000001,
+                                                              1700000002.5, 0)
+    assert got.options["timelimit"] == [10, None] and got.headers == {"origin": "o"}
+    nulls = decode(_envelope(priority=None, eta=None, expires=None, headers=None,
+                             options=None, sent=None), ["json"])
+    assert nulls.headers == {} and nulls.options == {} and nulls.sent == 0.0
+
+
+def test_deep_but_decodable_arguments_are_kept() -> None:
+    got = decode(_envelope(args=[_nested(50)]), ["json"])
+    assert got.args == [_nested(50)]
