@@ -19,6 +19,8 @@ class Pool:
         self.concurrency = max(1, int(concurrency))
         #: Set by the consumer: hands out the next request that can start at once.
         self.feeder: Optional[Callable[[], Optional[Request]]] = None
+        #: Set by the consumer: records a request that ``execute`` raised for as failed.
+        self.fail: Optional[Callable[[Request, BaseException], None]] = None
 
     def start(self) -> None:
         """Start the pool's threads or processes."""

@@ -14,17 +14,20 @@ import logging
 import os
 import pickle
 import signal
+import sys
+import traceback
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Deque, List, NamedTuple, Optional, Tuple
 
-from multiq import signals
+from multiq import signals, states
 from multiq.backends.base import exception_to_dict
 from multiq.describe import describe
-from multiq.exceptions import SoftTimeLimitExceeded
-from multiq.message import decode
+from multiq.exceptions import NotRegistered, SoftTimeLimitExceeded
+from multiq.message import decode, peek
 from multiq.pools.channel import Channel
 from multiq.pools.gate import Gate
+from multiq.trace import Outcome
 
 if TYPE_CHECKING:
     from multiq.worker.execute import Executor
@@ -99,8 +102,6 @@ def child_main(conn: Channel, executor: Executor, config: ChildConfig,
 
 
 def _serve(conn: Channel, executor: Executor, config: ChildConfig) -> None:
-    from multiq.worker.execute import Request
-
     inbox: Deque[Job] = deque()
     pending: List[Record] = []  # records not yet written to the parent
     done = 0
@@ -112,29 +113,73 @@ def _serve(conn: Channel, executor: Executor, config: ChildConfig) -> None:
         job = inbox.popleft()
         if job.number and config.gate is not None and not config.gate.enter(job.number):
             continue  # taken back by the parent: it runs elsewhere
-        msg = decode(job.data, executor.accept)  # the parent checked it already
-        if job.announce:
-            pending.append(("S", msg.id))
+        pending.append(_run(conn, executor, job, pending))
+        done += 1
+        if (config.max_tasks and done >= config.max_tasks) or _over_memory(config):
+            while conn.poll():
+                inbox.extend(conn.receive())
+            # never started: give back (one whose id cannot be read the parent redelivers
+            # when this child has left)
+            pending += [("R", task_id) for task_id in map(_job_id, inbox) if task_id]
+            pending.append(("X",))
             _send(conn, pending)
+            return
+
+
+def _run(conn: Channel, executor: Executor, job: Job, pending: List[Record]) -> Record:
+    """Run one job; its outcome record. Whatever fails on the way (decoding, the task
+    lookup, the request) is that job's FAILURE with the real reason, not the child's end
+    (which the parent would record as WorkerLostError)."""
+    from multiq.worker.execute import Request
+
+    try:
+        msg = decode(job.data, executor.accept)  # the parent checked it already
+        task = executor.app.tasks.get(msg.task)
+        if task is None:
+            raise NotRegistered(msg.task)
+    except Exception as exc:
+        return _failed(job, None, exc)
+    if job.announce:
+        pending.append(("S", msg.id))
+        _send(conn, pending)
+    try:
         delivery: Any = _ChildDelivery(job.redeliveries)
-        req = Request(delivery, msg, executor.app.tasks[msg.task], early_ack=True,
-                      info={"hostname": executor.hostname})
+        req = Request(delivery, msg, task, early_ack=True, info={"hostname": executor.hostname})
         if job.soft_limit:
             signal.setitimer(signal.ITIMER_REAL, job.soft_limit)
         try:
             outcome = executor.run(req)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
-        done += 1
-        pending.append(_outcome_record(msg.id, outcome))
-        if (config.max_tasks and done >= config.max_tasks) or _over_memory(config):
-            while conn.poll():
-                inbox.extend(conn.receive())
-            # never started: give back
-            pending += [("R", decode(job.data, executor.accept).id) for job in inbox]
-            pending.append(("X",))
-            _send(conn, pending)
-            return
+    except Exception as exc:
+        return _failed(job, msg.id, exc)
+    return _outcome_record(msg.id, outcome)
+
+
+def _failed(job: Job, task_id: Optional[str], exc: Exception) -> Record:
+    """The FAILURE record of a job that could not be run; without an id the parent could
+    not tell which job failed: then the child dies after all (re-raising ``exc``)."""
+    task_id = task_id or _job_id(job)
+    if task_id is None:
+        raise exc
+    logger.error("Task %s could not be run: %r", task_id, exc, exc_info=exc)
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return _outcome_record(task_id, Outcome(states.FAILURE, exc=exc, traceback=tb))
+
+
+def _job_id(job: Job) -> Optional[str]:
+    """The task id of a job, as the parent read it; None when it cannot be read here."""
+    for headroom in (0, 200):  # the parent read it with more stack to spare than a child
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(limit + headroom)
+        try:
+            task_id = peek(job.data).get("id")
+            return task_id if type(task_id) is str and task_id else None
+        except Exception:
+            continue
+        finally:
+            sys.setrecursionlimit(limit)
+    return None
 
 
 def _send(conn: Channel, records: List[Record]) -> None:

@@ -23,6 +23,10 @@ class SoloPool(Pool):
         self.current = req
         try:
             self.execute(req)
+        except Exception as exc:  # not the task's own (an outcome): it fails, the node goes on
+            if self.fail is None:
+                raise
+            self.fail(req, exc)
         finally:
             self.current = None
 

@@ -45,7 +45,12 @@ class ThreadPool(Pool):
                 self._running[ident] = req
             try:
                 self.execute(req)
-            except BaseException:  # execute handles task errors; this is a worker bug
+            except Exception as exc:  # not the task's own (an outcome): it fails, we go on
+                if self.fail is not None:
+                    self.fail(req, exc)
+                else:
+                    logger.exception("Pool thread failed running %s", req.id)
+            except BaseException:
                 logger.exception("Pool thread failed running %s", req.id)
             finally:
                 with self._cond:

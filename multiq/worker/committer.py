@@ -10,6 +10,7 @@ answers.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections import deque
@@ -102,6 +103,7 @@ class Committer:
         other work. When it has none, the calling thread writes it at once itself (unless
         the writer thread has work in hand, which must go first): no hand-over to wait for.
         """
+        req.committed = True
         item = ("done", req, outcome)
         idle = self.idle(req)
         if idle and threading.get_ident() == self.rider:
@@ -148,9 +150,11 @@ class Committer:
 
     def redeliver(self, req: Request, count: bool = True) -> None:
         """Put a message back in its queue (its process died, or a cold shutdown)."""
+        req.committed = True
         self._put(("redeliver", req, count))
 
     def revoked(self, req: Request, reason: str) -> None:
+        req.committed = True
         self._put(("revoked", req, reason))
 
     def refuse(self, d: Delivery, reason: str, task_id: Optional[str],
@@ -275,19 +279,51 @@ class Committer:
         """(Handling the exception a batch failed with, for another reason than an outage.)
         Write each item alone, so that whatever is wrong with one costs only that one."""
         if len(batch) == 1:
-            self._give_up(batch[0])
+            self._give_up(batch[0], sys.exc_info()[1])
             return
         for item in batch:
             try:
                 self._retrying(lambda i=item: self._commit([i]))
-            except Exception:
-                self._give_up(item)
+            except Exception as exc:
+                self._give_up(item, exc)
 
-    def _give_up(self, item: Item) -> None:
-        """(Handling the exception it failed with.)"""
-        kind, subject, _ = item
-        logger.exception("Could not write %s of %s; its message stays pending", kind,
-                         getattr(subject, "id", subject))
+    def _give_up(self, item: Item, exc: Optional[BaseException]) -> None:
+        """An item that cannot be written, alone, for another reason than an outage: its
+        message is dead-lettered and acknowledged with the reason, and its task recorded
+        as FAILURE where that can be written, so that nothing stays pending."""
+        kind, subject, detail = item
+        d = getattr(subject, "delivery", subject)
+        if kind in ("start", "event") or getattr(d, "entry_id", None) is None:
+            logger.error("Could not write %s of %s", kind, getattr(subject, "id", subject),
+                         exc_info=exc)  # (no message waits on it)
+            return
+        if kind == "refuse":
+            reason, task_id, error = detail
+        else:
+            reason = f"could not write its {kind} outcome: {type(exc).__name__}: {exc}"
+            task_id, error = subject.id, exc
+        logger.error("Could not write %s of message %s (task id %s); it is moved to the "
+                     "dead-letter stream", kind, d.entry_id.decode(), task_id, exc_info=exc)
+        for with_result in (True, False) if task_id else (False,):
+            try:
+                self._retrying(lambda w=with_result: self._dead_letter(
+                    subject, d, reason, task_id if w else None, error))
+                return
+            except Exception:
+                logger.exception("Could not dead-letter message %s (task id %s)%s",
+                                 d.entry_id.decode(), task_id,
+                                 "; trying without its result" if with_result else
+                                 "; it stays pending")
+
+    def _dead_letter(self, subject: Any, d: Delivery, reason: str, task_id: Optional[str],
+                     exc: Any) -> None:
+        """Write a refusal of ``d`` alone (its start marker, if any, deleted with the ack)."""
+        recorded = self.recorder.record([("refuse", d, (reason, task_id, exc))])
+        if getattr(subject, "marked", False):
+            if self.markers is not None and subject.marker:
+                self.markers.confirm(subject.marker)
+            self.broker.ack(recorded.acks, d, started=True)
+        self.outbox.write(recorded.results, recorded.acks)
 
     def _retrying(self, fun: Any) -> Any:
         delay = 0.1

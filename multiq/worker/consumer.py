@@ -47,6 +47,7 @@ class Consumer:
         self._last_fetch = 0.0
         self._busy_queue = False  # the last fetch got all it asked for: more may wait
         pool.feeder = self.take_unlimited
+        pool.fail = self._failed
         committer = executor.committer
         #: Outcomes of tasks run in this thread ride on its next fetch (see _fetch).
         self.rides = pool.kind == "solo" and broker.wire is not None \
@@ -56,33 +57,33 @@ class Consumer:
         """Loop until ``should_stop()``; Redis outages are waited out with backoff."""
         if self.rides:
             self.executor.committer.rider = threading.get_ident()
-        failures = 0
+        failures = errors = 0
         while not should_stop():
             try:
-                if failures:
+                if failures or errors:
                     self._reclaim()
                 self._step(should_stop)
                 if failures:
                     logger.warning("Connection to the broker restored; consuming again")
-                failures = 0
+                failures = errors = 0
             except UNAVAILABLE as exc:
                 failures += 1
                 self.consuming = False
                 delay = min(0.1 * 2 ** failures, 5.0)
                 logger.error("Cannot reach the broker (%s); trying again in %.1fs", exc, delay)
-                end = time.monotonic() + delay
-                while time.monotonic() < end and not should_stop():
-                    time.sleep(0.05)
+                _pause(delay, should_stop)
+            except Exception:  # a bug must not end the loop: what was fetched is taken back
+                errors += 1
+                delay = min(0.1 * 2 ** errors, 5.0)
+                logger.exception("Unexpected error in the consumer; going on in %.1fs", delay)
+                _pause(delay, should_stop)
 
     def _reclaim(self) -> None:
         """After an outage, take back what Redis gave this node but never reached it: a
         fetch whose reply was lost leaves its entries pending for this node (after a
         failover, the new master may hold them so), and nobody else would take them while
         the node lives. Entries it holds, or whose outcome waits to be written, are left."""
-        for d in self.broker.waiting():  # read by a cluster's slot waiters: on hand already
-            req = self.executor.prepare(d)
-            if req is not None:
-                self.reserved.append(req)
+        self._receive(self.broker.waiting())  # read by a cluster's slot waiters: on hand
         held = {r.delivery.entry_id for r in [*self.reserved, *self.pool.held()]}
         held |= self.executor.committer.holding()
         lost = [d for d in self.broker.own_pending(self.consumer, self.queues)
@@ -90,10 +91,7 @@ class Consumer:
         if lost:
             logger.warning("Taking back %d messages this node was given during the outage",
                            len(lost))
-        for d in lost:
-            req = self.executor.prepare(d)
-            if req is not None:
-                self.reserved.append(req)
+        self._receive(lost)
 
     def _step(self, should_stop: Callable[[], bool]) -> None:
         self._dispatch(should_stop)
@@ -116,10 +114,7 @@ class Consumer:
         elif not got:  # nothing new, and what is on hand waits for a slot
             self.pool.wait_for_slot(TOPUP_EVERY)
         self.consuming = True
-        for d in got:
-            req = self.executor.prepare(d)
-            if req is not None:
-                self.reserved.append(req)
+        self._receive(got)
 
     def _fetch(self, room: int) -> List[Delivery]:
         """Fetch; when tasks run in this thread (solo), the outcomes they left go out in
@@ -164,16 +159,31 @@ class Consumer:
                 req = self.reserved.popleft()
             ahead = self._fetch_ahead(req) if self.rides and not self.reserved else None
             if ahead is None:
-                self.pool.apply(req)
+                self._apply(req)
                 continue
             try:
-                self.pool.apply(req)
+                self._apply(req)
             except BaseException:
                 ahead.posted.abandon()
                 if ahead.batch:
                     self.executor.committer.taken(ahead.batch, None)
                 raise
             self._collect(ahead)
+
+    def _apply(self, req: Request) -> None:
+        """Hand ``req`` to the pool; should that raise, ``req`` alone fails (unless the
+        pool holds it: then its outcome comes from there)."""
+        try:
+            self.pool.apply(req)
+        except Exception as exc:
+            if any(r is req for r in self.pool.held()):
+                logger.exception("Error while dispatching %s[%s]", req.name, req.id)
+            else:
+                self._failed(req, exc)
+
+    def _failed(self, req: Request, exc: BaseException) -> None:
+        """(The pool's) ``req`` raised outside its task's code: it fails alone."""
+        self.executor.fail(req, exc)
 
     def _fetch_ahead(self, req: Request) -> Optional[_Ahead]:
         """(Solo.) Before ``req``, the last task on hand, runs, send the next fetch, with
@@ -203,10 +213,27 @@ class Consumer:
             if ahead.batch:
                 self.executor.committer.taken(ahead.batch, replies)
         self._busy_queue = len(got) >= ahead.posted.count
-        for d in got:
-            req = self.executor.prepare(d)
+        self._receive(got)
+
+    def _receive(self, deliveries: List[Delivery]) -> None:
+        """Turn deliveries into reserved requests, each on its own: whatever one raises
+        costs only that one (it is dead-lettered where it can be)."""
+        for d in deliveries:
+            try:
+                req = self.executor.prepare(d)
+            except Exception as exc:  # (prepare refuses what it can itself)
+                logger.exception("Could not receive message %s", d.entry_id.decode())
+                self._refuse(d, exc)
+                continue
             if req is not None:
                 self.reserved.append(req)
+
+    def _refuse(self, d: Delivery, exc: Exception) -> None:
+        try:
+            self.executor.committer.refuse(d, f"not received: {exc!r}", None, exc)
+        except Exception:
+            logger.exception("Could not refuse message %s; it stays pending",
+                             d.entry_id.decode())
 
     def take_unlimited(self) -> Optional[Request]:
         """The next reserved request, unless it must wait for a rate limit (another thread
@@ -244,3 +271,9 @@ class Consumer:
         if queue in self.queues:
             self.queues.remove(queue)
             self.order.reset(self.queues)
+
+
+def _pause(seconds: float, should_stop: Callable[[], bool]) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and not should_stop():
+        time.sleep(0.05)

@@ -5,6 +5,7 @@ import logging
 import os
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
@@ -39,6 +40,7 @@ class Request:
     time_start: Optional[float] = None
     worker_pid: Optional[int] = None
     info: Dict[str, Any] = field(default_factory=dict)
+    committed: bool = False  # its outcome went to the committer (see Executor.fail)
 
     @property
     def id(self) -> str:
@@ -88,7 +90,16 @@ class Executor:
     # -- receiving ---------------------------------------------------------------------
 
     def prepare(self, d: Delivery) -> Optional[Request]:
-        """Decode and check a delivery; anything that cannot run is committed here."""
+        """Decode and check a delivery; anything that cannot run is committed here. Never
+        raises for a message's fault (or a receiver's): that delivery alone is refused."""
+        try:
+            return self._prepare(d)
+        except Exception as exc:
+            logger.exception("Could not receive message %s", d.entry_id.decode())
+            return self._refuse(d, "not received", f"{type(exc).__name__}: {exc}",
+                                _envelope_of(d.data), exc=exc)
+
+    def _prepare(self, d: Delivery) -> Optional[Request]:
         if self.max_bytes and len(d.data) > self.max_bytes:
             return self._refuse(d, "oversized", f"message of {len(d.data)} bytes exceeds "
                                 f"task_message_max_bytes ({self.max_bytes})")
@@ -100,8 +111,8 @@ class Executor:
             msg = message_mod.from_envelope(env, self.accept)
         except ContentDisallowed as exc:
             return self._refuse(d, "disallowed content", str(exc), env, exc=exc)
-        except (DecodeError, Exception) as exc:
-            return self._refuse(d, "undecodable", str(exc), env)
+        except DecodeError as exc:
+            return self._refuse(d, "undecodable", str(exc), env, exc=exc)
         task = self.app.tasks.get(msg.task)
         if task is None:
             logger.error("Received unregistered task of type %r (id %s). The message has been "
@@ -127,7 +138,10 @@ class Executor:
     def _refuse(self, d: Delivery, kind: str, reason: str,
                 env: Optional[Dict[str, Any]] = None,
                 exc: Optional[BaseException] = None) -> Optional[Request]:
+        """Dead-letter ``d`` with the reason (and a FAILURE result when it has a usable id)."""
         task_id = (env or {}).get("id")
+        if type(task_id) is not str or not task_id:
+            task_id = None
         if kind != "unknown task":
             logger.error("Refused message %s (task id %s): %s: %s", d.entry_id.decode(),
                          task_id, kind, reason)
@@ -179,6 +193,19 @@ class Executor:
         """Run one request in this thread and pass its outcome to the committer."""
         if self.admit(req):
             self.committer.complete(req, self.run(req))
+
+    def fail(self, req: Request, exc: BaseException) -> None:
+        """What running ``req`` raised outside its task's own code (whose errors are
+        outcomes already): log it and commit the request as FAILURE, unless its outcome
+        was handed in already. Never raises."""
+        try:
+            logger.error("Task %s[%s] could not be run: %r", req.name, req.id, exc,
+                         exc_info=exc)
+            if not req.committed:
+                tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+                self.committer.complete(req, Outcome(states.FAILURE, exc=exc, traceback=tb))
+        except Exception:
+            logger.exception("Could not record the failure of %s[%s]", req.name, req.id)
 
     def run(self, req: Request) -> Outcome:
         m = req.message
@@ -234,3 +261,11 @@ class Executor:
     def set_rate_limit(self, name: str, rate: Optional[str]) -> None:
         with self._bucket_lock:
             self._buckets[name] = TokenBucket.from_rate(rate) if rate else None
+
+
+def _envelope_of(data: bytes) -> Optional[Dict[str, Any]]:
+    """The envelope of a message, or None when it cannot even be read."""
+    try:
+        return message_mod.peek(data)
+    except Exception:
+        return None

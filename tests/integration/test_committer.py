@@ -47,3 +47,42 @@ def test_one_item_that_cannot_be_written_costs_only_itself(
     assert [r.get(timeout=5) for r in sent] == [0, 2, 4]
     assert _pending(redis_client) == 0
     assert "Could not write event" in caplog.text
+
+
+def test_an_outcome_that_cannot_be_written_is_dead_lettered_not_left_pending(
+        make_app: Any, redis_client: Any, caplog: Any) -> None:
+    """Written alone and still failing (not an outage): its message must not stay pending
+    on a live node forever; it goes to the dead-letter stream with the reason, and its
+    task is recorded as FAILURE."""
+    from multiq.exceptions import Retry
+
+    app = make_app()
+
+    @app.task(name="t.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    sent = [add.delay(i, i) for i in range(3)]
+    app.broker.declare(["multiq"])
+    got = app.broker.fetch("c1", ["multiq"], 10)
+    accept = accepted(app.conf.accept_content)
+    reqs = [Request(d, decode(d.data, accept), add, early_ack=False) for d in got]
+    committer = Committer(app, "c1", "host")
+    committer.idle = lambda req: False
+    committer.start()
+    try:
+        committer.complete(reqs[0], Outcome("SUCCESS", 0))
+        committer.complete(reqs[1], Outcome("RETRY", exc=ValueError("x"), retry=Retry()))
+        committer.complete(reqs[2], Outcome("SUCCESS", 4))  # (a retry without its plan)
+        with caplog.at_level(logging.ERROR, logger="multiq.worker"):
+            assert committer.flush(10)
+    finally:
+        committer.stop(10)
+    assert sent[0].get(timeout=5) == 0 and sent[2].get(timeout=5) == 4
+    assert _pending(redis_client) == 0
+    [(_, dead)] = redis_client.xrange("multiq:q:{multiq}:deadletter")
+    assert dead[b"m"] == got[1].data
+    assert b"could not write its done outcome" in dead[b"reason"], dead
+    sent[1].get(timeout=5, propagate=False)
+    assert sent[1].status == "FAILURE"
+    assert got[1].entry_id.decode() in caplog.text and sent[1].id in caplog.text
