@@ -151,6 +151,7 @@ def test_threads_pool_fails_the_request_and_its_thread_goes_on() -> None:
 
 class _Broker:
     wire = None
+    queue_order = "round_robin"
 
 
 class _Pool:
