@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
@@ -16,6 +17,7 @@ from multiq.redisconn import connect, is_cluster
 from multiq.sender import Command, Exchange, Sender
 
 Pipeline = Any
+logger = logging.getLogger("multiq.broker")
 
 
 @dataclass
@@ -350,10 +352,24 @@ class RedisBroker:
     # -- delays, liveness and recovery -------------------------------------------------
 
     def promote(self, queue: str, now: float, limit: int = 500) -> Tuple[int, Optional[float]]:
-        """Move due delayed messages of ``queue`` into its streams."""
+        """Move due delayed messages of ``queue`` into its streams; returns how many members
+        were taken off the delayed set and the next due time. Malformed ones are
+        dead-lettered (see ``scripts.PROMOTE``) and logged."""
         k = self.keys
-        keys = [*k.streams(queue), k.delayed(queue), k.delayed_bodies(queue)]
-        moved, nxt = self._promote(keys=keys, args=[now, limit])
+        keys = [*k.streams(queue), k.delayed(queue), k.delayed_bodies(queue),
+                k.deadletter(queue)]
+        try:
+            moved, nxt, bad, bodiless = self._promote(keys=keys, args=[now, limit])
+        except redis.ResponseError as exc:  # e.g. a key of another type: skip this queue
+            logger.warning("Cannot promote the delayed messages of queue %r (%s, %s): %s",
+                           queue, k.delayed(queue), k.delayed_bodies(queue), exc)
+            return 0, None
+        for member in bad:
+            logger.warning("Malformed delayed message %r in %s: moved to %s", member,
+                           k.delayed_bodies(queue), k.deadletter(queue))
+        for member in bodiless:
+            logger.warning("Delayed member %r of %s has no body in %s: dropped", member,
+                           k.delayed(queue), k.delayed_bodies(queue))
         return int(moved), (float(nxt) if nxt else None)
 
     def heartbeat(self, consumer: str, info: Dict[str, Any], ttl: float) -> None:
@@ -375,15 +391,25 @@ class RedisBroker:
         p.execute()
 
     def live_nodes(self) -> Dict[str, Dict[str, Any]]:
-        """Info of every node whose heartbeat has not expired, keyed by consumer name."""
-        names = [n.decode() for n in self.client.zrange(self.keys.nodes, 0, -1)]
+        """Info of every node whose heartbeat has not expired, keyed by consumer name
+        (records that are not a JSON object are skipped with a warning)."""
+        names = _texts(self.client.zrange(self.keys.nodes, 0, -1), self.keys.nodes)
         if not names:
             return {}
         p = self.client.pipeline(transaction=False)  # one slot per key on a cluster
         for n in names:
             p.get(self.keys.node(n))
-        values = p.execute()
-        return {n: json.loads(v) for n, v in zip(names, values) if v is not None}
+        out = {}
+        for name, value in zip(names, p.execute(raise_on_error=False)):
+            if value is None:  # expired: a node that is gone
+                continue
+            info = _json_object(value)
+            if info is None:
+                logger.warning("Skipping node record %s: not a JSON object: %r",
+                               self.keys.node(name), _clip(value))
+            else:
+                out[name] = info
+        return out
 
     def holders(self, queue: str) -> Set[str]:
         """Consumers that hold pending entries of ``queue``."""
@@ -435,14 +461,31 @@ class RedisBroker:
                             json.dumps({**payload, "ids": list(task_ids)}))
 
     def revoked_ids(self) -> Set[str]:
-        return {
-            t.decode() for t in self.client.zrangebyscore(self.keys.revoked, time.time(), "+inf")
-        }
+        """Ids revoked and not yet expired. A member that is not UTF-8 cannot be a task id:
+        it is removed, with a warning."""
+        key = self.keys.revoked
+        try:
+            members = self.client.zrangebyscore(key, time.time(), "+inf")
+        except redis.ResponseError as exc:  # not a sorted set
+            logger.warning("Cannot read the revoked ids in %s: %s", key, exc)
+            return set()
+        ids, bad = set(), []
+        for member in members:
+            try:
+                ids.add(member.decode())
+            except UnicodeDecodeError:
+                bad.append(member)
+        if bad:
+            logger.warning("Removing %d undecodable member(s) of %s: %s", len(bad), key,
+                           ", ".join(repr(_clip(b)) for b in bad))
+            self.client.zrem(key, *bad)
+        return ids
 
     # -- administration ------------------------------------------------------------------
 
     def queue_names(self) -> List[str]:
-        return sorted(q.decode() for q in self.client.smembers(self.keys.queues))
+        """The queues ever published to (members that are not UTF-8 are skipped)."""
+        return sorted(_texts(self.client.smembers(self.keys.queues), self.keys.queues))
 
     def queue_length(self, queue: str) -> int:
         p = self.client.pipeline(transaction=False)
@@ -462,6 +505,33 @@ class RedisBroker:
         if self._wire is not None:
             self._wire.close()
         self.client.close()
+
+
+def _texts(members: Iterable[bytes], key: str) -> List[str]:
+    """Decoded members of a set; one that is not UTF-8 is skipped with a warning."""
+    out = []
+    for member in members:
+        try:
+            out.append(member.decode())
+        except UnicodeDecodeError:
+            logger.warning("Skipping undecodable member %r of %s", _clip(member), key)
+    return out
+
+
+def _json_object(value: Any) -> Optional[Dict[str, Any]]:
+    """``value`` decoded as a JSON object, or None."""
+    if isinstance(value, Exception):
+        return None
+    try:
+        doc = json.loads(value)
+    except ValueError:  # UnicodeDecodeError included
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _clip(value: Any, size: int = 80) -> Any:
+    """A garbage value short enough for a log line."""
+    return value[:size] + b"..." if isinstance(value, bytes) and len(value) > size else value
 
 
 def _delivery(queue: str, band: int, entry_id: bytes, fields: Any) -> Delivery:

@@ -31,26 +31,38 @@ end
 return out
 """
 
-# KEYS: 10 band streams, delayed zset, delayed bodies hash. ARGV: now, limit.
-# Moves due delayed messages into their streams (each exactly once).
-# Returns {moved, next due time or false}.
+# KEYS: 10 band streams, delayed zset, delayed bodies hash, dead-letter stream.
+# ARGV: now, limit.
+# Moves due delayed messages into their streams (each exactly once). A body that is not
+# "<band 0..9>,<n>|<envelope>" goes to the dead-letter stream instead, and a member without
+# a body is dropped, so neither blocks the members behind it.
+# Returns {taken, next due time or false, malformed members, members without a body}.
 PROMOTE = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[11], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+local bad, bodiless = {}, {}
 for _, member in ipairs(due) do
   local v = redis.call('HGET', KEYS[12], member)
   if v then
     local bar = string.find(v, '|', 1, true)
-    local head = string.sub(v, 1, bar - 1)
-    local comma = string.find(head, ',', 1, true)
-    local band = tonumber(string.sub(head, 1, comma - 1))
-    redis.call('XADD', KEYS[10 - band], '*', 'm', string.sub(v, bar + 1),
-               'n', string.sub(head, comma + 1))
+    local band, n
+    if bar then band, n = string.match(string.sub(v, 1, bar - 1), '^(%d),(%d+)$') end
+    if band then
+      redis.call('XADD', KEYS[10 - tonumber(band)], '*', 'm', string.sub(v, bar + 1), 'n', n)
+    else
+      redis.call('XADD', KEYS[13], 'MAXLEN', '~', 100000, '*',
+                 'm', bar and string.sub(v, bar + 1) or v,
+                 'reason', 'malformed delayed message (no "<band>,<n>|" head)',
+                 'band', 0, 'time', ARGV[1])
+      bad[#bad + 1] = member
+    end
     redis.call('HDEL', KEYS[12], member)
+  else
+    bodiless[#bodiless + 1] = member
   end
   redis.call('ZREM', KEYS[11], member)
 end
 local nxt = redis.call('ZRANGE', KEYS[11], 0, 0, 'WITHSCORES')
-return {#due, nxt[2] or false}
+return {#due, nxt[2] or false, bad, bodiless}
 """
 
 # KEYS: 10 band streams, started hash, dead-letter stream.
