@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence, Union
 
+from multiq.control import arguments
 from multiq.control.mailbox import Mailbox
 
 if TYPE_CHECKING:
@@ -103,6 +104,8 @@ class Control:
         """Revoke tasks: stored in Redis (nodes started later skip them too), announced to
         live nodes at once, and with ``terminate`` their running process is killed."""
         ids = [task_id] if isinstance(task_id, str) else [str(t) for t in task_id]
+        arguments.signal_number(signal)  # a bad one stores and announces nothing
+        terminate = bool(terminate)
         expires = float(self.app.conf.worker_revoke_expires or 86400)
         self.app.broker.revoke(ids, expires, {"terminate": terminate, "signal": signal})
         return self.broadcast("revoke", {"task_id": ids, "terminate": terminate,

@@ -5,19 +5,22 @@ Inspect commands read; control commands change the node and say what changed
 """
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import resource
-import signal
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 from multiq import __version__
+from multiq.control import arguments as check
+from multiq.control.arguments import BadArgument
 
 if TYPE_CHECKING:
     from multiq.worker.execute import Request
     from multiq.worker.worker import Worker
 
+logger = logging.getLogger("multiq.worker")
 Handler = Callable[..., Any]
 COMMANDS: Dict[str, Handler] = {}
 INSPECT = ("ping", "stats", "active", "reserved", "scheduled", "registered", "revoked",
@@ -33,8 +36,12 @@ def dispatch(worker: Worker, method: str, arguments: Dict[str, Any]) -> Any:
     handler = COMMANDS.get(method)
     if handler is None:
         return {"error": f"unknown command {method!r}"}
+    if not isinstance(arguments or {}, dict):
+        return {"error": f"bad arguments for {method}: not a mapping: {arguments!r}"}
     try:
         return handler(worker, **(arguments or {}))
+    except BadArgument as exc:
+        return {"error": f"bad arguments for {method}: {exc}"}
     except TypeError as exc:
         return {"error": f"bad arguments for {method}: {exc}"}
     except Exception as exc:
@@ -102,33 +109,48 @@ def _reserved(worker: Worker) -> List[Request]:
 def scheduled(worker: Worker, limit: int = 100) -> Any:
     """Countdown / eta messages waiting in Redis for this node's queues (durable delays
     are held by Redis, not by a node's memory)."""
-    from multiq.message import peek
-
+    limit = check.count(limit, "limit")
     broker, out = worker.app.broker, []
     for queue in worker.current_queues():
+        key = broker.keys.delayed_bodies(queue)
         rows = broker.client.zrange(broker.keys.delayed(queue), 0, limit - 1, withscores=True)
-        bodies = broker.client.hmget(broker.keys.delayed_bodies(queue), [m for m, _ in rows]) \
-            if rows else []
-        for (_member, due), body in zip(rows, bodies):
+        bodies = broker.client.hmget(key, [m for m, _ in rows]) if rows else []
+        for (member, due), body in zip(rows, bodies):
             if body is None:
                 continue
-            head, _, data = body.partition(b"|")
-            try:
-                env = peek(data)
-            except Exception:
-                continue
-            out.append({"eta": due, "priority": int(head.split(b",")[0]),
-                        "request": {"id": env["id"], "name": env["task"],
-                                    "args": env.get("args"), "kwargs": env.get("kwargs"),
-                                    "queue": queue}})
+            item = _delayed_item(body, due, queue)
+            if item is None:
+                logger.warning("inspect scheduled: skipping malformed delayed message %r "
+                               "in %s", member, key)
+            else:
+                out.append(item)
     return sorted(out, key=lambda item: item["eta"])
+
+
+def _delayed_item(body: bytes, due: float, queue: str) -> Optional[Dict[str, Any]]:
+    """One delayed body (``<band>,<n>|<envelope>``) as ``inspect scheduled`` shows it."""
+    from multiq.exceptions import DecodeError
+    from multiq.message import peek
+
+    head, bar, data = body.partition(b"|")
+    band, comma, n = head.partition(b",")
+    if not (bar and comma and band.isdigit() and n.isdigit() and int(band) <= 9):
+        return None
+    try:
+        env = peek(data)
+    except DecodeError:
+        return None
+    return {"eta": due, "priority": int(band),
+            "request": {"id": env["id"], "name": env["task"], "args": env.get("args"),
+                        "kwargs": env.get("kwargs"), "queue": queue}}
 
 
 @command
 def registered(worker: Worker, taskinfoitems: Optional[List[str]] = None) -> Any:
+    items = check.texts(taskinfoitems, "taskinfoitems")
     out = []
     for name, task in sorted(worker.app.tasks.regular().items()):
-        fields = [f"{attr}={getattr(task, attr, None)}" for attr in taskinfoitems or ()
+        fields = [f"{attr}={getattr(task, attr, None)}" for attr in items
                   if getattr(task, attr, None) is not None]
         out.append(" ".join([name, *[f"[{f}]" for f in fields]]) if fields else name)
     return out
@@ -156,7 +178,7 @@ def conf(worker: Worker, with_defaults: bool = False) -> Any:
 
 @command
 def query_task(worker: Worker, ids: Optional[List[str]] = None) -> Any:
-    wanted = set(ids or ())
+    wanted = set(check.texts(ids, "ids"))
     out: Dict[str, Any] = {}
     for req in (worker.pool.active() if worker.pool else []):
         if req.id in wanted:
@@ -195,13 +217,12 @@ def disable_events(worker: Worker) -> Any:
 
 @command
 def rate_limit(worker: Worker, task_name: str, rate_limit: Any) -> Any:
-    task = worker.app.tasks.get(task_name)
+    task = worker.app.tasks.get(check.text(task_name, "task_name"))
     if task is None:
         return {"error": f"unknown task {task_name!r}"}
-    from multiq.worker.ratelimit import parse_rate
     try:
-        parse_rate(rate_limit)
-    except ValueError as exc:
+        check.rate(rate_limit)
+    except BadArgument as exc:
         return {"error": str(exc)}
     task.rate_limit = rate_limit or None
     worker.executor.set_rate_limit(task_name, rate_limit or None)
@@ -213,7 +234,10 @@ def rate_limit(worker: Worker, task_name: str, rate_limit: Any) -> Any:
 @command
 def time_limit(worker: Worker, task_name: str, soft: Optional[float] = None,
                hard: Optional[float] = None) -> Any:
-    task = worker.app.tasks.get(task_name)
+    soft, hard = check.seconds(soft, "soft"), check.seconds(hard, "hard")
+    if soft and hard and soft > hard:  # 0 is no limit
+        raise BadArgument(f"the soft limit ({soft:g}s) is above the hard one ({hard:g}s)")
+    task = worker.app.tasks.get(check.text(task_name, "task_name"))
     if task is None:
         return {"error": f"unknown task {task_name!r}"}
     task.soft_time_limit, task.time_limit = soft, hard
@@ -223,9 +247,11 @@ def time_limit(worker: Worker, task_name: str, soft: Optional[float] = None,
 @command
 def revoke(worker: Worker, task_id: Any, terminate: bool = False,
            signal: str = "SIGTERM") -> Any:
-    ids = [task_id] if isinstance(task_id, str) else list(task_id)
+    ids = check.task_ids(task_id)
+    terminate = check.flag(terminate, "terminate")
+    signo = check.signal_number(signal)
     worker.revoke(ids)
-    killed = worker.terminate(ids, signal) if terminate else []
+    killed = worker.terminate(ids, signo) if terminate else []
     suffix = f"; terminated {killed}" if killed else ""
     return {"ok": f"tasks {ids} flagged as revoked{suffix}"}
 
@@ -240,7 +266,8 @@ def shutdown(worker: Worker) -> Any:
 def pool_grow(worker: Worker, n: int = 1) -> Any:
     if worker.options.get("autoscale"):
         return {"error": "pool_grow is not allowed with autoscale; use autoscale MAX MIN"}
-    size = worker.pool.grow(int(n)) if worker.pool else 0
+    n = check.count(n, "n")
+    size = worker.pool.grow(n) if worker.pool else 0
     worker.resize(size)
     return {"ok": f"pool will grow to {size}"}
 
@@ -249,19 +276,24 @@ def pool_grow(worker: Worker, n: int = 1) -> Any:
 def pool_shrink(worker: Worker, n: int = 1) -> Any:
     if worker.options.get("autoscale"):
         return {"error": "pool_shrink is not allowed with autoscale; use autoscale MAX MIN"}
-    size = worker.pool.shrink(int(n)) if worker.pool else 0
+    n = check.count(n, "n")
+    size = worker.pool.shrink(n) if worker.pool else 0
     worker.resize(size)
     return {"ok": f"pool will shrink to {size}"}
 
 
 @command
 def autoscale(worker: Worker, max: int, min: int) -> Any:  # noqa: A002 - Celery's names
-    scaler = worker.set_autoscale(int(max), int(min))
+    high, low = check.count(max, "max", 0), check.count(min, "min", 0)
+    if high < low:
+        raise BadArgument(f"max ({high}) must not be below min ({low})")
+    scaler = worker.set_autoscale(high, low)
     return {"ok": f"autoscale now max={scaler.max} min={scaler.min}"}
 
 
 @command
 def add_consumer(worker: Worker, queue: str, **_: Any) -> Any:
+    queue = check.text(queue, "queue")
     if worker.consumer is None:
         return {"error": "not consuming"}
     if queue in worker.consumer.queues:
@@ -272,6 +304,7 @@ def add_consumer(worker: Worker, queue: str, **_: Any) -> Any:
 
 @command
 def cancel_consumer(worker: Worker, queue: str, **_: Any) -> Any:
+    queue = check.text(queue, "queue")
     if worker.consumer is None or queue not in worker.consumer.queues:
         return {"error": f"not consuming from {queue!r}"}
     if len(worker.consumer.queues) == 1:
@@ -281,8 +314,5 @@ def cancel_consumer(worker: Worker, queue: str, **_: Any) -> Any:
 
 
 def signum(name: Any) -> int:
-    """``"SIGTERM"``, ``"TERM"`` or ``15`` → 15."""
-    if isinstance(name, int) or str(name).isdigit():
-        return int(name)
-    text = str(name).upper()
-    return int(getattr(signal, text if text.startswith("SIG") else "SIG" + text))
+    """``"SIGTERM"``, ``"TERM"`` or ``15`` → 15 (BadArgument for an unknown signal)."""
+    return check.signal_number(name)
