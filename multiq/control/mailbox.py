@@ -8,11 +8,13 @@ whole timeout. Each call has its own reply list, so a late reply never leaks int
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 REPLY_TTL = 10
+logger = logging.getLogger("multiq.control")
 
 
 class Mailbox:
@@ -22,8 +24,7 @@ class Mailbox:
         self.broker = broker
 
     def live_nodes(self, destination: Optional[Sequence[str]] = None) -> List[str]:
-        names = sorted({info.get("hostname", c.split("|")[0])
-                        for c, info in self.broker.live_nodes().items()})
+        names = sorted({_hostname(c, info) for c, info in self.broker.live_nodes().items()})
         if destination:
             names = [n for n in names if n in set(destination)]
         return names
@@ -61,13 +62,54 @@ class Mailbox:
             item = self.broker.client.blpop([key], timeout=max(left, 0.01))
             if item is None:
                 break
-            body = json.loads(item[1])
+            body = _reply(item[1])
+            if body is None:
+                logger.warning("Skipping a malformed reply in %s: %r", key, item[1][:200])
+                continue
             for node, value in body.items():
                 if node not in seen:
                     seen.add(node)
                     replies.append({node: value})
         self.broker.client.delete(key)
         return replies
+
+
+def _hostname(consumer: str, info: Dict[str, Any]) -> str:
+    """The node name a heartbeat record gives (its consumer name's when it has none)."""
+    name = info.get("hostname")
+    return name if isinstance(name, str) and name else consumer.split("|")[0]
+
+
+def _reply(data: bytes) -> Optional[Dict[str, Any]]:
+    """A reply ``{node: value}`` as a node sends it, or None."""
+    try:
+        body = json.loads(data)
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) and body else None
+
+
+def parse_command(data: bytes, reply_prefix: str) -> Tuple[Optional[Dict[str, Any]], str]:
+    """A control message checked field by field: (message, "") or (None, what is wrong)."""
+    try:
+        message = json.loads(data)
+    except ValueError:
+        return None, "not JSON"
+    if not isinstance(message, dict):
+        return None, "not a JSON object"
+    checks = (
+        ("method", lambda v: isinstance(v, str) and v),
+        ("arguments", lambda v: v is None or isinstance(v, dict)),
+        ("destination", lambda v: v is None or (isinstance(v, list)
+                                                and all(isinstance(d, str) for d in v))),
+        ("expires", lambda v: v is None or (type(v) in (int, float) and v == v)),
+        ("reply_to", lambda v: v is None or (isinstance(v, str)
+                                             and v.startswith(reply_prefix))),
+    )
+    for name, ok in checks:
+        if not ok(message.get(name)):
+            return None, f"bad {name}: {message.get(name)!r}"[:200]
+    return message, ""
 
 
 def send_reply(client: Any, reply_to: str, node: str, value: Any) -> None:

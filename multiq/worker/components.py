@@ -194,14 +194,22 @@ class RevokeSync(Component):
         return 0.0
 
     def _handle(self, data: bytes) -> None:
+        """Learn the ids of one notification; a malformed one is logged and dropped."""
         try:
             payload = json.loads(data)
         except ValueError:
+            payload = None
+        ids = payload.get("ids") if isinstance(payload, dict) else None
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            logger.warning("Ignoring a malformed revoke notification on %s: %r",
+                           self.broker.keys.revoked_channel, data[:200])
             return
-        ids = payload.get("ids") or []
         self.state.add_revoked(ids)
         if self.on_revoke is not None:
-            self.on_revoke(payload)
+            try:
+                self.on_revoke(payload)
+            except Exception:  # the ids are known; stay subscribed
+                logger.exception("Could not act on revoked ids %s", ids)
 
 
 def node_info(hostname: str, consumer: str, pool: str, concurrency: Callable[[], int],

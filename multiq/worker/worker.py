@@ -415,25 +415,31 @@ class ControlMailbox(components.Component):
         return 0.0
 
     def handle(self, data: bytes) -> None:
-        import json
-
+        """Run one command and reply; a malformed message is logged and dropped, and no
+        command's failure leaves the subscription (that would make the node deaf)."""
         from multiq.control import commands
-        from multiq.control.mailbox import send_reply
+        from multiq.control.mailbox import parse_command, send_reply
 
-        try:
-            message = json.loads(data)
-        except ValueError:
-            return
         w = self.worker
+        message, why = parse_command(data, w.app.broker.keys.reply(""))
+        if message is None:
+            logger.warning("Ignoring a malformed control message on %s (%s): %r",
+                           w.app.broker.keys.control, why, data[:200])
+            return
         destination = message.get("destination")
         if destination and w.hostname not in destination:
             return
         if message.get("expires") and time.time() > message["expires"]:
             return
         w.state.clock += 1
-        reply = commands.dispatch(w, message.get("method", ""), message.get("arguments") or {})
-        if message.get("reply_to"):
-            send_reply(w.app.broker.client, message["reply_to"], w.hostname, reply)
+        try:
+            reply = commands.dispatch(w, message["method"], message.get("arguments") or {})
+            if message.get("reply_to"):
+                send_reply(w.app.broker.client, message["reply_to"], w.hostname, reply)
+        except UNAVAILABLE:
+            raise
+        except Exception:
+            logger.exception("Control command %r failed", message["method"])
 
 
 class SignalWatcher(components.Component):
