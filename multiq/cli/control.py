@@ -8,7 +8,14 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import click
 
-from multiq.cli.base import EX_UNAVAILABLE, CLIContext, echo, global_options, merge_globals
+from multiq.cli.base import (
+    EX_FAILURE,
+    EX_UNAVAILABLE,
+    CLIContext,
+    echo,
+    global_options,
+    merge_globals,
+)
 
 INSPECT_COMMANDS = ("stats", "active", "registered", "reserved", "scheduled", "revoked",
                     "ping", "conf", "query_task", "active_queues", "clock", "report")
@@ -123,15 +130,16 @@ def _control_arguments(action: str, arguments: Sequence[str], terminate: bool,
     if action == "rate_limit":
         need(2, "TASK_NAME RATE (e.g. 10/s, 100/m, 1000/h)")
         return {"task_name": arguments[0], "rate_limit": arguments[1]}
+    # numbers go as typed: the node checks them and says what is wrong
     if action == "time_limit":
         need(2, "TASK_NAME SOFT [HARD]")
-        hard = float(arguments[2]) if len(arguments) > 2 else None
-        return {"task_name": arguments[0], "soft": float(arguments[1]), "hard": hard}
+        hard = arguments[2] if len(arguments) > 2 else None
+        return {"task_name": arguments[0], "soft": arguments[1], "hard": hard}
     if action in ("pool_grow", "pool_shrink"):
-        return {"n": int(arguments[0]) if arguments else 1}
+        return {"n": arguments[0] if arguments else 1}
     if action == "autoscale":
         need(2, "MAX MIN")
-        return {"max": int(arguments[0]), "min": int(arguments[1])}
+        return {"max": arguments[0], "min": arguments[1]}
     if action in ("add_consumer", "cancel_consumer"):
         need(1, "QUEUE")
         return {"queue": arguments[0]}
@@ -149,19 +157,41 @@ def _control_arguments(action: str, arguments: Sequence[str], terminate: bool,
 def control(ctx: click.Context, action: str, arguments: Sequence[str], terminate: bool,
             signal_name: Optional[str], destination: Optional[str], timeout: float,
             as_json: bool, **kwargs: Any) -> None:
-    """Change the live nodes: revoke, rate_limit, time_limit, pool_grow, add_consumer..."""
+    """Change the live nodes: revoke, rate_limit, time_limit, pool_grow, add_consumer...
+
+    Exits 1 when a node replied with an error."""
+    from multiq.control.arguments import BadArgument
+
     obj = merge_globals(ctx, kwargs)
     args = _control_arguments(action, arguments, terminate, signal_name)
     dest = _destination(destination)
     control_api = obj.app.control
     if action in ("revoke", "terminate"):
-        replies = control_api.revoke(args["task_id"], destination=dest,
-                                     terminate=args["terminate"], signal=args["signal"],
-                                     reply=True, timeout=timeout)
+        try:
+            replies = control_api.revoke(args["task_id"], destination=dest,
+                                         terminate=args["terminate"], signal=args["signal"],
+                                         reply=True, timeout=timeout)
+        except BadArgument as exc:
+            raise click.UsageError(str(exc)) from exc
     else:
         replies = control_api.broadcast(action, args, destination=dest, reply=True,
                                         timeout=timeout)
-    sys.exit(_print_replies(obj, replies, as_json))
+    code = _print_replies(obj, replies, as_json)
+    failed = any(_render(body)[0] == "ERROR" for reply in replies for body in reply.values())
+    sys.exit(code or (EX_FAILURE if failed else 0))
+
+
+def _node_line(consumer: str, info: Dict[str, Any]) -> str:
+    """One node of ``multiq status``; fields of a strange record are shown as they are."""
+    name = info.get("hostname")
+    started = info.get("started")
+    up = f"{int(time.time() - started)}s" if type(started) in (int, float) \
+        and abs(started) < 1e12 else "?"
+    queues = info.get("queues")
+    queues = ",".join(map(str, queues)) if isinstance(queues, list) else str(queues or "")
+    return (f"->  {name if isinstance(name, str) else consumer.split('|')[0]}: "
+            f"{'OK' if info.get('ready') else 'STARTING'} (pid {info.get('pid')}, "
+            f"{info.get('pool')} x{info.get('concurrency')}, up {up}, queues {queues})")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -174,14 +204,9 @@ def status(ctx: click.Context, as_json: bool, **kwargs: Any) -> None:
     nodes = obj.app.broker.live_nodes()
     if as_json:
         click.echo(json.dumps(nodes, sort_keys=True))
-    for info in sorted(nodes.values(), key=lambda i: i.get("hostname", "")):
-        if as_json:
-            break
-        state = "OK" if info.get("ready") else "STARTING"
-        up = int(time.time() - info.get("started", time.time()))
-        echo(obj, f"->  {info.get('hostname')}: {state} (pid {info.get('pid')}, "
-                  f"{info.get('pool')} x{info.get('concurrency')}, up {up}s, "
-                  f"queues {','.join(info.get('queues') or [])})")
+    else:
+        for line in sorted(_node_line(consumer, info) for consumer, info in nodes.items()):
+            echo(obj, line)
     if not nodes:
         click.echo("Error: No nodes replied within time constraint", err=True)
         sys.exit(EX_UNAVAILABLE)
