@@ -7,6 +7,7 @@ purge deletes only entries that no consumer holds at the moment it deletes them.
 """
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -15,6 +16,7 @@ from multiq.exceptions import DecodeError
 from multiq.keys import GROUP
 from multiq.message import peek
 
+logger = logging.getLogger("multiq.broker")
 BATCH = 500
 _ENTRY_ID = re.compile(r"^\d+(-\d+)?$")
 
@@ -89,9 +91,10 @@ class DeadLetter:
     def envelope(self) -> Optional[Dict[str, Any]]:
         """The decoded envelope header, or None when the bytes are not one."""
         try:
-            return peek(self.data)
+            env = peek(self.data)
         except DecodeError:
             return None
+        return env if isinstance(env["id"], str) and isinstance(env["task"], str) else None
 
     def summary(self) -> Dict[str, Any]:
         """The entry as JSON-ready fields (task name and id are None when undecodable)."""
@@ -137,7 +140,7 @@ class DeadLetters:
         p = self.client.pipeline(transaction=False)
         for queue in names:
             p.xlen(self.keys.deadletter(queue))
-        return {q: int(n) for q, n in zip(names, p.execute()) if n}
+        return {q: int(n) for q, n in self._read(names, p) if n}
 
     def list(self, queues: Optional[Sequence[str]] = None,
              limit: Optional[int] = None) -> List[DeadLetter]:
@@ -146,7 +149,7 @@ class DeadLetters:
         p = self.client.pipeline(transaction=False)
         for queue in names:
             p.xrange(self.keys.deadletter(queue), count=limit)
-        out = [_entry(queue, row) for queue, rows in zip(names, p.execute()) for row in rows]
+        out = [_entry(queue, row) for queue, rows in self._read(names, p) for row in rows]
         out.sort(key=lambda d: _id_key(d.entry_id))
         return out[:limit] if limit else out
 
@@ -157,7 +160,7 @@ class DeadLetters:
         p = self.client.pipeline(transaction=False)
         for name in names:
             p.xrange(self.keys.deadletter(name), entry_id, entry_id)
-        found = [_entry(name, rows[0]) for name, rows in zip(names, p.execute()) if rows]
+        found = [_entry(name, rows[0]) for name, rows in self._read(names, p) if rows]
         if not found:
             raise DeadLetterNotFound(f"No dead-letter entry {ref}")
         if len(found) > 1:
@@ -165,10 +168,22 @@ class DeadLetters:
             raise AmbiguousDeadLetter(f"Entry {ref} is in several queues: {where}")
         return found[0]
 
+    def _read(self, names: Sequence[str], p: Any) -> List[Tuple[str, Any]]:
+        """(queue, reply) of a pipeline of one read per queue; a key that is not a stream
+        is skipped with a warning."""
+        out = []
+        for name, rows in zip(names, p.execute(raise_on_error=False)):
+            if isinstance(rows, Exception):
+                logger.warning("Skipping %s: %s", self.keys.deadletter(name), rows)
+            else:
+                out.append((name, rows))
+        return out
+
     def requeue(self, refs: Iterable[str],
                 queues: Optional[Sequence[str]] = None) -> Tuple[int, List[str]]:
-        """Move the entries back to their queues; returns (how many, refs not found)."""
-        by_queue: Dict[str, List[str]] = {}
+        """Move the entries back to their queues; returns (how many, refs not requeued:
+        not found, or an entry without a message)."""
+        by_queue: Dict[str, List[DeadLetter]] = {}
         missing: List[str] = []
         for ref in refs:
             try:
@@ -176,8 +191,12 @@ class DeadLetters:
             except DeadLetterNotFound:
                 missing.append(ref)
                 continue
-            by_queue.setdefault(entry.queue, []).append(entry.entry_id)
-        moved = sum(self._move(queue, ids) for queue, ids in by_queue.items())
+            by_queue.setdefault(entry.queue, []).append(entry)
+        moved = 0
+        for queue, entries in by_queue.items():
+            done = set(self._move(queue, [e.entry_id for e in entries]))
+            moved += len(done)
+            missing += [e.ref for e in entries if e.entry_id not in done]
         return moved, missing
 
     def requeue_all(self, queues: Optional[Sequence[str]] = None) -> int:
@@ -186,18 +205,26 @@ class DeadLetters:
         for queue in self._names(queues):
             start = "-"
             while True:
-                rows = self.client.xrange(self.keys.deadletter(queue), start, "+", count=BATCH)
+                p = self.client.pipeline(transaction=False)
+                p.xrange(self.keys.deadletter(queue), start, "+", count=BATCH)
+                rows = next((rows for _, rows in self._read([queue], p)), [])
                 if not rows:
                     break
-                total += self._move(queue, [_text(entry_id) for entry_id, _ in rows])
+                total += len(self._move(queue, [_text(entry_id) for entry_id, _ in rows]))
                 start = "(" + _text(rows[-1][0])
         return total
 
-    def _move(self, queue: str, entry_ids: Sequence[str]) -> int:
+    def _move(self, queue: str, entry_ids: Sequence[str]) -> List[str]:
+        """Requeue these entries of ``queue``; returns the ids moved (an entry without a
+        message stays, with a warning)."""
         keys = [*self.keys.streams(queue), self.keys.deadletter(queue)]
-        moved = 0
+        moved: List[str] = []
         for i in range(0, len(entry_ids), BATCH):
-            moved += len(self._requeue(keys=keys, args=list(entry_ids[i:i + BATCH])))
+            moved += [_text(x) for x in self._requeue(keys=keys,
+                                                       args=list(entry_ids[i:i + BATCH]))]
+        for left in sorted(set(entry_ids) - set(moved)):
+            logger.warning("Dead-letter entry %s of %s holds no message: not requeued", left,
+                           self.keys.deadletter(queue))
         return moved
 
     def purge(self, queues: Optional[Sequence[str]] = None) -> int:
@@ -258,6 +285,7 @@ def _int(value: Any) -> int:
 
 def _float(value: Any) -> Optional[float]:
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
         return None
+    return number if 0 <= number < 1e11 else None  # a time (seconds) before year 5138

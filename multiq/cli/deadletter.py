@@ -23,7 +23,10 @@ def _letters(obj: CLIContext) -> Any:
 def _when(ts: Optional[float]) -> str:
     if ts is None:
         return "-"
-    return dt.datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    try:
+        return dt.datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, OSError, ValueError):  # not a time a message can carry
+        return "-"
 
 
 @click.group(context_settings=CONTEXT)
@@ -122,12 +125,11 @@ def _field(key: str, value: Any) -> Any:
 
 
 def _arguments(env: Dict[str, Any], accept: Any) -> Dict[str, Any]:
-    from multiq.exceptions import MultiQError
     from multiq.message import from_envelope
 
     try:
         message = from_envelope(env, accept)
-    except MultiQError as exc:
+    except Exception as exc:  # whatever a broken envelope makes the decoder raise
         size = len(str(env.get("body", "")))
         return {"body": f"{env.get('ct', '?')}, {size} base64 chars (not decoded: {exc})"}
     return {"args": message.args, "kwargs": message.kwargs}
@@ -167,7 +169,7 @@ def requeue(ctx: click.Context, entries: Tuple[str, ...], all_: bool, **kwargs: 
     else:
         moved, missing = letters.requeue(entries, queues)
     for ref in missing:
-        click.echo(f"Error: no dead-letter entry {ref}", err=True)
+        click.echo(f"Error: no dead-letter entry {ref} with a message to requeue", err=True)
     echo(obj, f"Requeued {moved} {pluralize(moved, 'message')}.")
     if missing:
         sys.exit(EX_FAILURE)

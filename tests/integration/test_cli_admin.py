@@ -321,3 +321,53 @@ def test_deadletter_purge(run, letters, redis_client):
     out = run("deadletter", "purge", input="y\n").output
     assert "Purged 2 dead-lettered messages from 1 queue." in out
     assert redis_client.xlen(KEYS.deadletter("multiq")) == 0
+
+
+@pytest.fixture
+def garbage_letters(redis_client: Any) -> List[str]:
+    """Dead-letter entries no worker would write: fields missing or of the wrong kind, a
+    body that is JSON but not an envelope; and a dead-letter key that is not a stream."""
+    key = KEYS.deadletter("junk")
+    rows = [
+        {"reason": "no message at all"},
+        {"m": json.dumps({"id": 5, "task": ["proj.add"]}), "band": "x", "time": "1e300"},
+        {"m": json.dumps({"id": "t-9", "task": "proj.add", "retries": "x", "args": [],
+                          "sent": 1e300}), "time": "nan"},
+        {"m": json.dumps({"id": "t-10", "task": "proj.add", "body": "!!", "ce": "bogus"}),
+         "reason": b"\xff\xfe"},
+        {"m": "[1, 2]"},
+    ]
+    ids = [redis_client.xadd(key, fields, id=f"1700000001{i:03d}-0").decode()
+           for i, fields in enumerate(rows)]
+    redis_client.set(KEYS.deadletter("notastream"), "garbage")
+    return ids
+
+
+def test_deadletter_list_and_show_survive_garbage_entries(run, garbage_letters):
+    lines = run("deadletter", "list", "-Q", "junk").stdout.splitlines()
+    assert [line.split()[0] for line in lines] == garbage_letters
+    assert all("<undecodable>" in line for line in lines[:2]), lines
+    assert "proj.add" in lines[2]
+    rows = json.loads(run("deadletter", "list", "-j").stdout)  # every queue, the bad key too
+    assert [r["entry"] for r in rows] == garbage_letters
+    assert rows[1]["task"] is None and rows[1]["band"] == 0 and rows[1]["time"] is None
+    for entry in garbage_letters:
+        out = run("deadletter", "show", f"junk/{entry}").output
+        assert f"entry:     junk/{entry}" in out
+    out = run("deadletter", "show", garbage_letters[2]).output
+    assert "id:        t-9" in out and "not decoded" in out
+    doc = json.loads(run("deadletter", "show", garbage_letters[3], "-j").output)
+    assert doc["id"] == "t-10" and "not decoded" in doc["body"]
+
+
+def test_deadletter_requeue_survives_garbage_entries(run, client_app, garbage_letters,
+                                                      redis_client):
+    empty, envelope = garbage_letters[0], garbage_letters[2]
+    result = run("deadletter", "requeue", f"junk/{empty}", f"junk/{envelope}", code=1)
+    assert "Requeued 1 message." in result.stdout
+    assert f"junk/{empty}" in result.stderr  # said, and kept: nothing to requeue
+    assert [e.decode() for e, _ in redis_client.xrange(KEYS.deadletter("junk"))] == \
+        [empty, *garbage_letters[1:2], *garbage_letters[3:]]
+    out = run("deadletter", "requeue", "--all").output
+    assert "Requeued 3 messages." in out
+    assert [e.decode() for e, _ in redis_client.xrange(KEYS.deadletter("junk"))] == [empty]
