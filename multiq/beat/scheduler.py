@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 import uuid
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Set
 
 from multiq import signals
 from multiq.beat.table import BeatTable, Entry
@@ -28,6 +28,19 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
+"""
+# Takes the lease if it is free. A lock without an expiry (or not a string) is not a lease
+# any beat made: it is replaced, and what it held is returned so it can be logged.
+TAKE = """
+local kind = redis.call('TYPE', KEYS[1]).ok
+local old = false
+if kind ~= 'none' then
+  if kind == 'string' and redis.call('PTTL', KEYS[1]) >= 0 then return {0, false} end
+  if kind == 'string' then old = redis.call('GET', KEYS[1]) else old = kind end
+  redis.call('DEL', KEYS[1])
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return {1, old}
 """
 CLAIM = """
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
@@ -49,12 +62,14 @@ class Beat:
         self.lease = lease
         self.ident = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.leader = False
+        self._broken: Set[str] = set()  # entries whose schedule failed (warned once)
         self._stop = threading.Event()
         broker = app.broker
         self.lock_key = broker.keys.beat_lock
         self.last_key = broker.keys.beat_last
         self._renew = broker.client.register_script(RENEW)
         self._claim = broker.client.register_script(CLAIM)
+        self._take = broker.client.register_script(TAKE)
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -84,25 +99,46 @@ class Beat:
             return min(1.0, self.max_interval)
         zone = self.app.conf.timezone or "UTC"  # crontabs read the app's wall clock
         entries = self.table.list()
-        client = self.app.broker.client
-        lasts = {k.decode(): v for k, v in client.hgetall(self.last_key).items()}
-        now = time.time()
+        lasts = self._lasts()
         wait = min(self.max_interval, self.lease / 3)
         for name, entry in entries.items():
-            entry.schedule.tz = zone
-            raw = lasts.get(name)
-            if raw is None:  # first sighting: its first run is one period from now
-                client.hsetnx(self.last_key, name, repr(now))
-                due = entry.schedule.next_after(_at(now, zone))
-            else:
-                due = entry.schedule.next_after(_at(float(raw), zone))
-                if due.timestamp() <= now:
-                    if self._claim(keys=[self.last_key], args=[name, raw, repr(now)]):
-                        self.send(entry)
-                    due = entry.schedule.next_after(_at(now, zone))
-            wait = min(wait, max(due.timestamp() - time.time(), 0.01))
+            try:
+                due = self._visit(entry, lasts.get(name.encode()), zone)
+            except Exception as exc:  # one broken entry must not hold up the others
+                if name not in self._broken:  # once, not at every tick
+                    self._broken.add(name)
+                    logger.warning("beat: skipping entry %r: %s: %s", name,
+                                   type(exc).__name__, exc)
+                continue
+            self._broken.discard(name)
+            wait = min(wait, max(due - time.time(), 0.01))
         self._forget_removed(entries, lasts)
         return wait
+
+    def _visit(self, entry: Entry, raw: Optional[bytes], zone: str) -> float:
+        """Send ``entry`` if it is due (``raw``: its stored last run); returns when it is
+        due next (epoch seconds)."""
+        client, now = self.app.broker.client, time.time()
+        entry.schedule.tz = zone
+        last = _last_run(raw, zone)
+        if raw is None:  # first sighting: its first run is one period from now
+            client.hsetnx(self.last_key, entry.name, repr(now))
+        elif last is None:  # garbage: start again as if first seen, once
+            logger.warning("beat: %s holds %r for %r, not a time: reset to now",
+                           self.last_key, raw[:80], entry.name)
+            self._claim(keys=[self.last_key], args=[entry.name, raw, repr(now)])
+        else:
+            due = entry.schedule.next_after(last).timestamp()
+            if due > now:
+                return due
+            if self._claim(keys=[self.last_key], args=[entry.name, raw, repr(now)]):
+                self.send(entry)
+        return entry.schedule.next_after(_at(now, zone)).timestamp()
+
+    def _lasts(self) -> Dict[bytes, bytes]:
+        """The stored last runs by entry name (as bytes: a name that is not UTF-8 is still
+        found, and forgotten once no entry has it)."""
+        return dict(self.app.broker.client.hgetall(self.last_key))
 
     def send(self, entry: Entry) -> None:
         logger.info("Scheduler: Sending due task %s (%s)", entry.name, entry.task)
@@ -115,20 +151,24 @@ class Beat:
         except Exception as exc:
             logger.error("Scheduler: could not send %s (%s): %r", entry.name, entry.task, exc)
 
-    def _forget_removed(self, entries: Dict[str, Entry], lasts: Dict[str, Any]) -> None:
-        gone = [name for name in lasts if name not in entries]
+    def _forget_removed(self, entries: Dict[str, Entry], lasts: Dict[bytes, Any]) -> None:
+        names = {name.encode() for name in entries}
+        gone = [name for name in lasts if name not in names]
         if gone:
             self.app.broker.client.hdel(self.last_key, *gone)
 
     # -- the lease -----------------------------------------------------------------------
 
     def hold_lease(self) -> bool:
-        client = self.app.broker.client
         ms = int(self.lease * 1000)
         if self.leader and self._renew(keys=[self.lock_key], args=[self.ident, ms]):
             return True
         was = self.leader
-        self.leader = bool(client.set(self.lock_key, self.ident, nx=True, px=ms))
+        taken, old = self._take(keys=[self.lock_key], args=[self.ident, ms])
+        self.leader = bool(taken)
+        if old is not None:
+            logger.warning("beat: %s held %r, not a lease (no expiry): replaced",
+                           self.lock_key, old[:80])
         if self.leader and not was:
             logger.info("beat: this process (%s) now sends the periodic tasks", self.ident)
         elif was and not self.leader:
@@ -145,6 +185,16 @@ class Beat:
         except Exception:
             pass
         self.leader = False
+
+
+def _last_run(raw: Optional[bytes], zone: str) -> Optional[dt.datetime]:
+    """A stored last-run time, or None when there is none or it is not a time."""
+    if raw is None:
+        return None
+    try:
+        return _at(float(raw), zone)
+    except (ValueError, OverflowError, OSError):  # not a number, nan, out of range
+        return None
 
 
 def _at(epoch: float, zone: str) -> dt.datetime:

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from multiq.schedules import BaseSchedule, from_dict, maybe_schedule
+
+logger = logging.getLogger("multiq.beat")
 
 
 @dataclass
@@ -33,9 +36,21 @@ def entry_from_config(name: str, spec: Dict[str, Any]) -> Entry:
 
 
 def entry_from_json(name: str, raw: Any) -> Entry:
+    """An entry of the dynamic table; ValueError when ``raw`` is not a valid one."""
     data = json.loads(raw)
-    return Entry(name, data["task"], from_dict(data["schedule"]), list(data.get("args") or ()),
-                 dict(data.get("kwargs") or {}), dict(data.get("options") or {}))
+    if not isinstance(data, dict) or not isinstance(data.get("task"), str) \
+            or not isinstance(data.get("schedule"), dict):
+        raise ValueError("not an object with a task name and a schedule")
+    args, kwargs, options = (data.get(k) for k in ("args", "kwargs", "options"))
+    if not isinstance(args or [], list) or not isinstance(kwargs or {}, dict) \
+            or not isinstance(options or {}, dict):
+        raise ValueError("args must be a list, kwargs and options objects")
+    try:
+        schedule = from_dict(data["schedule"])
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"bad schedule {data['schedule']!r}: {exc}") from None
+    return Entry(name, data["task"], schedule, list(args or ()), dict(kwargs or {}),
+                 dict(options or {}))
 
 
 class BeatTable:
@@ -43,6 +58,7 @@ class BeatTable:
 
     def __init__(self, app: Any) -> None:
         self.app = app
+        self._warned: Set[Tuple[bytes, bytes]] = set()
 
     @property
     def key(self) -> str:
@@ -61,14 +77,17 @@ class BeatTable:
         return bool(self.app.broker.client.hdel(self.key, name))
 
     def dynamic(self) -> Dict[str, Entry]:
+        """The table's valid entries; the others are skipped with a warning."""
         raw = self.app.broker.client.hgetall(self.key)
         out = {}
         for name, data in raw.items():
-            key = name.decode() if isinstance(name, bytes) else name
             try:
+                key = name.decode() if isinstance(name, bytes) else name
                 out[key] = entry_from_json(key, data)
-            except (ValueError, KeyError, TypeError):
-                continue
+            except ValueError as exc:  # UnicodeDecodeError and croniter's errors too
+                if (name, data) not in self._warned:  # once, not at every tick
+                    self._warned.add((name, data))
+                    logger.warning("beat: skipping entry %r of %s: %s", name, self.key, exc)
         return out
 
     def list(self) -> Dict[str, Entry]:
