@@ -171,7 +171,7 @@ class DeadLetters:
     def _read(self, names: Sequence[str], p: Any) -> List[Tuple[str, Any]]:
         """(queue, reply) of a pipeline of one read per queue; a key that is not a stream
         is skipped with a warning."""
-        out = []
+        out: List[Tuple[str, Any]] = []
         for name, rows in zip(names, p.execute(raise_on_error=False)):
             if isinstance(rows, Exception):
                 logger.warning("Skipping %s: %s", self.keys.deadletter(name), rows)

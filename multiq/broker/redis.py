@@ -399,7 +399,7 @@ class RedisBroker:
         p = self.client.pipeline(transaction=False)  # one slot per key on a cluster
         for n in names:
             p.get(self.keys.node(n))
-        out = {}
+        out: Dict[str, Dict[str, Any]] = {}
         for name, value in zip(names, p.execute(raise_on_error=False)):
             if value is None:  # expired: a node that is gone
                 continue
@@ -469,7 +469,8 @@ class RedisBroker:
         except redis.ResponseError as exc:  # not a sorted set
             logger.warning("Cannot read the revoked ids in %s: %s", key, exc)
             return set()
-        ids, bad = set(), []
+        ids: Set[str] = set()
+        bad: List[bytes] = []
         for member in members:
             try:
                 ids.add(member.decode())
@@ -509,7 +510,7 @@ class RedisBroker:
 
 def _texts(members: Iterable[bytes], key: str) -> List[str]:
     """Decoded members of a set; one that is not UTF-8 is skipped with a warning."""
-    out = []
+    out: List[str] = []
     for member in members:
         try:
             out.append(member.decode())

@@ -40,9 +40,7 @@ def dispatch(worker: Worker, method: str, arguments: Dict[str, Any]) -> Any:
         return {"error": f"bad arguments for {method}: not a mapping: {arguments!r}"}
     try:
         return handler(worker, **(arguments or {}))
-    except BadArgument as exc:
-        return {"error": f"bad arguments for {method}: {exc}"}
-    except TypeError as exc:
+    except (BadArgument, TypeError) as exc:  # a wrong value, or a wrong argument name
         return {"error": f"bad arguments for {method}: {exc}"}
     except Exception as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
