@@ -91,6 +91,14 @@ def test_purge_counts_waiting_and_delayed_and_keeps_groups(run, client_app, redi
         assert [g["name"] for g in redis_client.xinfo_groups(stream)] == [GROUP.encode()]
 
 
+def test_purge_skips_a_queue_name_that_is_not_utf8(run, client_app, redis_client):
+    client_app.send_task("proj.add", [1, 1])
+    redis_client.sadd(KEYS.queues, b"\xff\xfe")
+    result = run("purge", "-f")
+    assert result.stdout.strip() == "Purged 1 message from 1 known task queue."
+    assert waiting(redis_client) == 0
+
+
 def test_purge_only_given_queues_with_options_after_command(run, client_app, redis_client):
     client_app.send_task("proj.add", [1, 1])
     client_app.send_task("proj.add", [1, 1], queue="other")
