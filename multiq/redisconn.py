@@ -142,7 +142,8 @@ def _host_port(item: str, default: int, url: str) -> Tuple[str, int]:
         raise ImproperlyConfigured(f"Bad port {port!r} in {url!r}") from None
 
 
-def _client_kwargs(target: Target, options: Dict[str, Any]) -> Dict[str, Any]:
+def _client_kwargs(target: Target, options: Dict[str, Any],
+                   timeout: Optional[float] = None) -> Dict[str, Any]:
     kwargs = {k: v for k, v in options.items() if k in _CLIENT_OPTIONS}
     if target.kind != "single":  # redis-py reads a single server's URL itself
         for k, v in target.query.items():
@@ -157,8 +158,22 @@ def _client_kwargs(target: Target, options: Dict[str, Any]) -> Dict[str, Any]:
     kwargs.setdefault("health_check_interval", 25)
     kwargs.setdefault("socket_keepalive", True)
     kwargs.setdefault("socket_connect_timeout", 5)
+    if timeout is not None:
+        kwargs.pop("retry_on_timeout", None)
+        kwargs.update(_fail_fast(timeout))
     kwargs.update(_driver_info())
     return kwargs
+
+
+def _fail_fast(timeout: float) -> Dict[str, Any]:
+    """Options of a client whose every call gives up after ``timeout`` seconds: one try
+    (redis-py otherwise retries a failed call many times, with backoff), connecting
+    included."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return {"socket_timeout": timeout, "socket_connect_timeout": timeout,
+            "retry": Retry(NoBackoff(), 0)}
 
 
 def _driver_info() -> Dict[str, Any]:
@@ -175,11 +190,19 @@ def _driver_info() -> Dict[str, Any]:
         "multiq", __version__)}
 
 
-def connect(url: str, options: Optional[Dict[str, Any]] = None) -> Any:
-    """A client for ``url`` (see the module docstring); unknown options are ignored."""
+def connect(url: str, options: Optional[Dict[str, Any]] = None,
+            timeout: Optional[float] = None) -> Any:
+    """A client for ``url`` (see the module docstring); unknown options are ignored.
+
+    Without ``timeout`` a call waits for the server as long as the ``socket_timeout``
+    option says (by default, for ever: blocking reads such as the consumer's
+    ``XREADGROUP ... BLOCK`` need a socket timeout longer than the block). With it, every
+    call fails after ``timeout`` seconds, without retrying: for what must notice a stalled
+    server within about that long (the heartbeat), never for blocking reads.
+    """
     options = dict(options or {})
     target = parse_url(url, options)
-    kwargs = _client_kwargs(target, options)
+    kwargs = _client_kwargs(target, options, timeout)
     if target.kind == "cluster":
         from redis.cluster import ClusterNode, RedisCluster
 

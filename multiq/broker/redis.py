@@ -54,8 +54,10 @@ class RedisBroker:
         self.wait_timeout = int(options.pop("wait_timeout", 1000))
         #: how a node on several queues orders them, fetch after fetch (see broker.order)
         self.queue_order = order.strategy_of(options.pop("queue_order_strategy", None))
+        self._options = options
         self.client: Any = connect(url, options)
         self.cluster = is_cluster(self.client)
+        self._beat_client: Any = None  # (see heartbeat)
         if self.wait_replicas and self.cluster:
             raise ImproperlyConfigured(
                 "wait_replicas is not available on a Redis Cluster (WAIT must follow the "
@@ -372,11 +374,21 @@ class RedisBroker:
                            k.delayed(queue), k.delayed_bodies(queue))
         return int(moved), (float(nxt) if nxt else None)
 
-    def heartbeat(self, consumer: str, info: Dict[str, Any], ttl: float) -> None:
-        p = self.client.pipeline(transaction=False)
+    def heartbeat(self, consumer: str, info: Dict[str, Any], ttl: float,
+                  timeout: Optional[float] = None) -> None:
+        """Renew ``consumer``'s liveness key for ``ttl`` seconds. With ``timeout``, on a
+        connection of its own that gives up after that long (a stalled server is an error
+        within about a heartbeat, not a hang)."""
+        client = self.client if timeout is None else self._beats(timeout)
+        p = client.pipeline(transaction=False)
         p.set(self.keys.node(consumer), json.dumps(info), px=int(ttl * 1000))
         p.zadd(self.keys.nodes, {consumer: time.time()})
         p.execute()
+
+    def _beats(self, timeout: float) -> Any:
+        if self._beat_client is None:
+            self._beat_client = connect(self.url, self._options, timeout=timeout)
+        return self._beat_client
 
     def retire(self, consumer: str, queues: Sequence[str]) -> None:
         """Remove a node that stops cleanly from the consumer groups (entries it still
@@ -425,14 +437,37 @@ class RedisBroker:
         return found
 
     def is_alive(self, consumers: Sequence[str]) -> List[bool]:
+        """Whether each consumer's liveness key exists."""
         p = self.client.pipeline(transaction=False)
         for c in consumers:
             p.exists(self.keys.node(c))
         return [bool(x) for x in p.execute()]
 
+    def server_info(self) -> Tuple[str, float]:
+        """The server's ``run_id`` (it changes with a restart, and with the master after a
+        failover) and its uptime in seconds; on a cluster, every primary's run id and the
+        shortest uptime."""
+        if self.cluster:
+            reply = self.client.info("server", target_nodes=self.client.PRIMARIES)
+        else:
+            reply = self.client.info("server")
+        infos = [reply] if "run_id" in reply else \
+            [v for v in reply.values() if isinstance(v, dict) and "run_id" in v]
+        if not infos:
+            raise redis.ResponseError("INFO server names no run_id")
+        run_ids = sorted(str(i["run_id"]) for i in infos)
+        return ",".join(run_ids), min(float(i.get("uptime_in_seconds", 0)) for i in infos)
+
     def recover(self, queue: str, consumer: str) -> Tuple[int, int, List[LostEntry]]:
-        """Hand back a dead consumer's entries of ``queue``; returns (requeued, dead, lost)."""
+        """Hand back a dead consumer's entries of ``queue``; returns (requeued, dead, lost).
+
+        On one server the script checks once more, atomically, that the consumer's
+        liveness key is still absent (it does nothing if the node beat meanwhile); on a
+        cluster that key lives in another slot, so the caller's check is the last.
+        """
         keys = [*self.keys.streams(queue), self.keys.started(queue), self.keys.deadletter(queue)]
+        if not self.cluster:
+            keys.append(self.keys.node(consumer))
         requeued, dead, lost = self._recover(
             keys=keys, args=[GROUP, consumer, self.max_deliveries, time.time()]
         )
@@ -505,6 +540,8 @@ class RedisBroker:
         self.stop_waiting()
         if self._wire is not None:
             self._wire.close()
+        if self._beat_client is not None:
+            self._beat_client.close()
         self.client.close()
 
 

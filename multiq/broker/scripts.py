@@ -65,15 +65,20 @@ local nxt = redis.call('ZRANGE', KEYS[11], 0, 0, 'WITHSCORES')
 return {#due, nxt[2] or false, bad, bodiless}
 """
 
-# KEYS: 10 band streams, started hash, dead-letter stream.
+# KEYS: 10 band streams, started hash, dead-letter stream[, the consumer's liveness key].
 # ARGV: group, dead consumer, max deliveries, now.
-# Hands the dead consumer's entries back to their streams (delivery count + 1), moves
-# entries delivered too often to the dead-letter stream, and leaves early-ack entries whose
-# task had started in place: they are returned as {band, id, envelope} so the caller can
-# record WorkerLostError before acknowledging them. Returns {requeued, dead, lost}.
+# Does nothing when the liveness key is given and exists (the node beat after the caller
+# found it gone). Otherwise hands the dead consumer's entries back to their streams
+# (delivery count + 1), moves entries delivered too often to the dead-letter stream, and
+# leaves early-ack entries whose task had started in place: they are returned as
+# {band, id, envelope} so the caller can record WorkerLostError before acknowledging them.
+# Returns {requeued, dead, lost}.
 RECOVER = """
 local group, consumer, maxd = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local requeued, dead, lost = 0, 0, {}
+if KEYS[13] and redis.call('EXISTS', KEYS[13]) == 1 then
+  return {requeued, dead, lost}
+end
 for i = 1, 10 do
   local key = KEYS[i]
   local pend = redis.call('XPENDING', key, group, '-', '+', 10000, consumer)
