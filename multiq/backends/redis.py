@@ -16,6 +16,28 @@ Doc = Dict[str, Any]
 
 OUTAGE_LIMIT = 60.0  # seconds a get() without timeout waits out an unreachable Redis
 
+# KEYS: the result key. ARGV: document, expiry in seconds (0: none), the notify command
+# (PUBLISH or SPUBLISH), then the final states. Writes and announces the document unless
+# the stored one is final; returns 1 when it wrote.
+STORE_UNLESS_FINAL = """
+local old = redis.call('GET', KEYS[1])
+if old then
+  local ok, doc = pcall(cjson.decode, old)
+  if ok and type(doc) == 'table' then
+    for i = 4, #ARGV do
+      if doc['status'] == ARGV[i] then return 0 end
+    end
+  end
+end
+if tonumber(ARGV[2]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+redis.call(ARGV[3], KEYS[1], ARGV[1])
+return 1
+"""
+
 
 class RedisBackend:
     """Stores, reads and waits for result documents."""
@@ -58,6 +80,19 @@ class RedisBackend:
         if pipe is None:
             self.seal(p)
             p.execute()
+
+    def store_unless_final(self, task_id: str, doc: Doc, pipe: Any = None) -> Any:
+        """:meth:`store`, unless the stored document is final (SUCCESS, FAILURE, REVOKED):
+        atomic, so an outcome written meanwhile is never overwritten. Without ``pipe``,
+        returns whether it wrote."""
+        p = pipe if pipe is not None else self.client.pipeline(transaction=False)
+        # EVAL, not a cached script: a cluster pipeline cannot load one (and it is rare)
+        p.execute_command("EVAL", STORE_UNLESS_FINAL, 1, self.key(task_id), self.encode(doc),
+                          self.expires or 0, self._publish, *sorted(states.READY_STATES))
+        if pipe is None:
+            self.seal(p)
+            return bool(p.execute()[0])
+        return None
 
     def seal(self, p: Any) -> None:
         """End a pipeline of result writes with ``WAIT`` when ``wait_replicas`` is set."""

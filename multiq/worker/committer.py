@@ -345,7 +345,9 @@ class Committer:
     # -- recovery of a dead node's started tasks ---------------------------------------------
 
     def lost(self, entries: Sequence[LostEntry], node: str) -> None:
-        """Record WorkerLostError for started early-ack tasks of a dead node, then ack them."""
+        """Record WorkerLostError for started early-ack tasks of a dead node, then ack them.
+
+        A task whose final outcome is stored already keeps it (its node finished it)."""
         if self.backend is not None:
             pipe = self.backend.client.pipeline(transaction=False)
             for e in entries:
@@ -360,6 +362,7 @@ class Committer:
                     doc.update(name=env.get("task"), args=env.get("args"),
                                kwargs=env.get("kwargs"), worker=node.split("|")[0],
                                retries=env.get("retries", 0), queue=env.get("queue"))
-                self.backend.store(str(env["id"]), doc, pipe)
+                self.backend.store_unless_final(str(env["id"]), doc, pipe)
+            self.backend.seal(pipe)
             pipe.execute()
         self.broker.ack_lost(entries)
