@@ -14,6 +14,7 @@ Broker (one Redis, ``broker_url``; all names start with the prefix, default ``mu
     multiq:queues                   SET      names of the queues ever published to
     multiq:node:<consumer>          STRING   a live node's info (JSON), expires unless renewed
                                              by its heartbeat: this key *is* the liveness
+                                             (see "Who may declare a node gone" below)
     multiq:nodes                    ZSET     consumer -> time of its last heartbeat
     multiq:revoked                  ZSET     task id -> time the revoke expires
     multiq:revoked:channel          PUBSUB   revoked ids, so live nodes learn at once
@@ -37,6 +38,16 @@ queues and bands; the pending-entries list records what a node holds without a s
 so entries held by a previous life of the same node are told apart and recovered. Redelivery
 follows liveness: a node's entries are handed back only once its ``node`` key has expired —
 never because a message was held for a long time, so a healthy long task runs once.
+
+Who may declare a node gone: only a node that has itself been in steady contact with Redis
+for a full liveness period (the ``node`` key's time to live) since its own last outage —
+a failed heartbeat or fetch, or a beat or answer that came late (a paused server or
+process) — and since the server started (``INFO server`` uptime; a new ``run_id``, i.e. a
+restart or a failover, counts as an outage). An outage longer than the period lets every
+key expire at once, healthy nodes' too; each live node beats as soon as Redis answers
+again, so one full period later only the gone have no key. On one server the recovery
+script checks the key once more, atomically. The WorkerLostError then recorded for a gone
+node's started task never replaces a final result (SUCCESS, FAILURE, REVOKED).
 
 Slot layout on a Redis Cluster (``redis+cluster://``): every key of one queue carries the
 hash tag ``{<queue>}``, so a queue's bands, delayed set, started hash and dead-letter stream

@@ -17,6 +17,7 @@ from multiq.redisconn import REDIS_ERRORS, UNAVAILABLE
 if TYPE_CHECKING:
     from multiq.broker.redis import RedisBroker
     from multiq.worker.committer import Committer
+    from multiq.worker.contact import Contact
     from multiq.worker.state import WorkerState
 
 logger = logging.getLogger("multiq.worker")
@@ -29,6 +30,8 @@ class Component:
     #: Seconds before the first tick. Duties that can wait a moment let a starting node's
     #: first fetch and task go first, rather than contend with them for the interpreter.
     first_wait = 0.0
+    #: The longest wait before the next tick after Redis was unavailable.
+    max_retry_wait = 5.0
 
     def __init__(self) -> None:
         self._stop = threading.Event()
@@ -38,6 +41,10 @@ class Component:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
+
+    def wake(self) -> None:
+        """Run the next tick now rather than after the current wait."""
+        self._woken.set()
 
     def signal_stop(self) -> None:
         """Ask the thread to stop without waiting (stop() then joins)."""
@@ -60,7 +67,7 @@ class Component:
                 failures = 0
             except UNAVAILABLE as exc:
                 failures += 1
-                wait = min(0.2 * 2 ** failures, 5.0)
+                wait = min(0.2 * 2 ** failures, self.max_retry_wait)
                 logger.warning("%s: Redis unavailable (%s); retrying in %.1fs",
                                self.name, exc, wait)
             except Exception:
@@ -74,22 +81,46 @@ class Component:
 
 
 class Heartbeat(Component):
-    """Renews this node's liveness key; other nodes recover its work once it expires."""
+    """Renews this node's liveness key; other nodes recover its work once it expires.
+
+    Each beat goes out on a connection that gives up within about an interval, and a
+    failed beat is tried again within an interval: the node renews its key as soon as
+    Redis answers again. Beats and failures are told to ``contact``.
+    """
 
     name = "heartbeat"
 
     def __init__(self, broker: RedisBroker, consumer: str, info: Callable[[], Dict[str, Any]],
-                 interval: float, ttl: float,
+                 interval: float, ttl: float, contact: Contact,
                  on_beat: Optional[Callable[[Dict[str, Any]], None]] = None) -> None:
         super().__init__()
         self.broker, self.consumer, self.info = broker, consumer, info
         self.interval, self.ttl = interval, ttl
+        self.contact = contact
         self.on_beat = on_beat
         self.first_wait = interval  # the worker beats once itself before it starts this
+        self.max_retry_wait = interval
+        self.timeout = beat_timeout(interval, ttl)
+
+    def first_beat(self, attempts: int = 5) -> None:
+        """The beat before the node takes anything; tried again a few times."""
+        for attempt in range(attempts):
+            try:
+                return self.beat()
+            except UNAVAILABLE as exc:
+                if attempt + 1 >= attempts:
+                    raise
+                logger.warning("heartbeat: Redis unavailable (%s); retrying", exc)
+                time.sleep(self.interval)
 
     def beat(self) -> None:
         info = self.info()
-        self.broker.heartbeat(self.consumer, info, self.ttl)
+        try:
+            self.broker.heartbeat(self.consumer, info, self.ttl, timeout=self.timeout)
+        except REDIS_ERRORS:
+            self.contact.lost()
+            raise
+        self.contact.beat()
         if self.on_beat is not None:
             self.on_beat(info)
 
@@ -103,6 +134,12 @@ class Heartbeat(Component):
             self.broker.forget_node(self.consumer)
         except REDIS_ERRORS as exc:
             logger.warning("Could not remove node record: %s", exc)
+
+
+def beat_timeout(interval: float, ttl: float) -> float:
+    """How long a beat may take: short enough that one stalled by a paused server fails
+    before the other nodes' keys can expire (``ttl`` after their last beat)."""
+    return max(0.1, min(interval, (ttl - interval) / 2))
 
 
 class Promoter(Component):
@@ -130,26 +167,49 @@ class Promoter(Component):
 
 
 class Recovery(Component):
-    """Hands back the messages held by nodes whose heartbeat has expired."""
+    """Hands back the messages held by nodes whose heartbeat has expired.
+
+    Only while ``contact`` trusts this node's own view: in steady contact with Redis for a
+    full liveness period since its last outage and since the server started (see
+    :mod:`multiq.worker.contact`). Right after an outage every key may have expired,
+    healthy nodes' too.
+    """
 
     name = "recovery"
     first_wait = 0.1
 
     def __init__(self, broker: RedisBroker, consumer: str, queues: Callable[[], List[str]],
-                 committer: Committer, interval: float) -> None:
+                 committer: Committer, interval: float, contact: Contact) -> None:
         super().__init__()
         self.broker, self.consumer, self.queues = broker, consumer, queues
         self.committer, self.interval = committer, interval
+        self.contact = contact
 
     def tick(self) -> float:
-        for queue in self.queues():
-            holders = [c for c in self.broker.holders(queue) if c != self.consumer]
-            if not holders:
-                continue
-            for holder, alive in zip(holders, self.broker.is_alive(holders)):
-                if not alive:
-                    self.recover(queue, holder)
+        try:
+            self.contact.server(*self.broker.server_info())  # a restart or failover?
+            if self.contact.trusted():
+                for queue in self.queues():
+                    if not self._round(queue):
+                        break
+        except REDIS_ERRORS:
+            self.contact.lost()
+            raise
         return self.interval
+
+    def _round(self, queue: str) -> bool:
+        """Recover the gone holders of ``queue``; False when contact is not trusted."""
+        holders = [c for c in self.broker.holders(queue) if c != self.consumer]
+        if not holders:
+            return True
+        asked = self.contact.clock()
+        alive = self.broker.is_alive(holders)
+        if not self.contact.answered(asked):
+            return False
+        for holder, live in zip(holders, alive):
+            if not live:
+                self.recover(queue, holder)
+        return True
 
     def recover(self, queue: str, holder: str) -> None:
         requeued, dead, lost = self.broker.recover(queue, holder)

@@ -13,6 +13,7 @@ from multiq.redisconn import REDIS_ERRORS, UNAVAILABLE
 if TYPE_CHECKING:
     from multiq.broker.redis import Delivery, PostedFetch, RedisBroker
     from multiq.pools.base import Pool
+    from multiq.worker.contact import Contact
     from multiq.worker.execute import Executor, Request
 
 logger = logging.getLogger("multiq.worker")
@@ -32,8 +33,9 @@ class Consumer:
     rotation (``queue_order_strategy``), and dispatches to the pool."""
 
     def __init__(self, broker: RedisBroker, consumer: str, queues: List[str], prefetch: int,
-                 pool: Pool, executor: Executor) -> None:
+                 pool: Pool, executor: Executor, contact: Optional[Contact] = None) -> None:
         self.broker = broker
+        self.contact = contact  # told of outages; a reconnect asks it for a beat
         self.consumer = consumer
         self.queues = list(queues)
         #: the queue order of each fetch: in turn, unless strict order is configured
@@ -62,6 +64,8 @@ class Consumer:
             try:
                 if failures or errors:
                     self._reclaim()
+                    if self.contact is not None:  # back: renew this node's liveness now
+                        self.contact.reconnected()
                 self._step(should_stop)
                 if failures:
                     logger.warning("Connection to the broker restored; consuming again")
@@ -69,6 +73,8 @@ class Consumer:
             except UNAVAILABLE as exc:
                 failures += 1
                 self.consuming = False
+                if self.contact is not None:
+                    self.contact.lost()
                 delay = min(0.1 * 2 ** failures, 5.0)
                 logger.error("Cannot reach the broker (%s); trying again in %.1fs", exc, delay)
                 _pause(delay, should_stop)

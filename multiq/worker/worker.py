@@ -18,7 +18,7 @@ import threading
 import time
 import traceback
 import uuid
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from multiq import __version__, signals, states
 from multiq.exceptions import ImproperlyConfigured, WorkerLostError
@@ -30,6 +30,7 @@ from multiq.trace import Outcome
 from multiq.worker import components
 from multiq.worker.committer import Committer
 from multiq.worker.consumer import Consumer
+from multiq.worker.contact import Contact
 from multiq.worker.execute import Executor
 from multiq.worker.state import WorkerState
 
@@ -143,8 +144,9 @@ class Worker:
         executor = Executor(app, self.hostname, self.consumer_name, self.state, committer)
         self.executor, self.committer = executor, committer
         self.pool = self._make_pool(executor)
+        self.contact = self._contact()
         self.consumer = Consumer(broker, self.consumer_name, self.queues, self.prefetch,
-                                 self.pool, executor)
+                                 self.pool, executor, contact=self.contact)
         committer.idle = self.consumer.holds_only
         # (prefork marks its children's starts batched itself)
         executor.batched_marks = self.consumer.rides or self.pool.kind == "threads"
@@ -164,26 +166,37 @@ class Worker:
             self.shutdown()
         return self.exit_code
 
-    def _start_components(self, broker: Any, committer: Committer) -> None:
+    def _liveness(self) -> Tuple[float, float]:
+        """The heartbeat interval and the liveness key's time to live."""
         conf = self.app.conf
         interval = float(conf.worker_heartbeat_interval)
-        ttl = max(float(conf.worker_lost_timeout), interval * 2)
+        return interval, max(float(conf.worker_lost_timeout), interval * 2)
+
+    def _contact(self) -> Contact:
+        interval, ttl = self._liveness()
+        # a beat later than a wait and a beat's timeout means a stall
+        return Contact(ttl, max_gap=interval + components.beat_timeout(interval, ttl))
+
+    def _start_components(self, broker: Any, committer: Committer) -> None:
+        interval, ttl = self._liveness()
+        contact = self.contact
         info = components.node_info(self.hostname, self.consumer_name, self.pool_kind,
                                     lambda: self.pool.concurrency if self.pool else 0,
                                     self.current_queues, self.started, lambda: self.ready)
         heartbeat = components.Heartbeat(broker, self.consumer_name, info, interval, ttl,
-                                         on_beat=self._node_event("worker-heartbeat"))
+                                         contact, on_beat=self._node_event("worker-heartbeat"))
+        contact.on_reconnect = heartbeat.wake  # the consumer is back: renew liveness now
         self._node_event("worker-online")({})
         revokes = components.RevokeSync(
             broker, self.state, on_revoke=lambda payload: self.revoke(payload.get("ids") or []))
         revokes.load()
         self.ready = True  # consuming starts next
-        heartbeat.beat()  # alive, and ready, before it takes anything
+        heartbeat.first_beat()  # alive, and ready, before it takes anything
         self.components = [
             heartbeat, revokes,
             components.Promoter(broker, self.current_queues),
             components.Recovery(broker, self.consumer_name, self.current_queues, committer,
-                                interval * 2),
+                                interval * 2, contact),
             SignalWatcher(self),
             ControlMailbox(self),
         ]
