@@ -184,18 +184,31 @@ class Recovery(Component):
         self.broker, self.consumer, self.queues = broker, consumer, queues
         self.committer, self.interval = committer, interval
         self.contact = contact
+        self._blind = False  # the server does not say its run id and uptime
 
     def tick(self) -> float:
         try:
-            self.contact.server(*self.broker.server_info())  # a restart or failover?
+            self._server()
             if self.contact.trusted():
                 for queue in self.queues():
                     if not self._round(queue):
                         break
-        except REDIS_ERRORS:
+        except UNAVAILABLE:
             self.contact.lost()
             raise
         return self.interval
+
+    def _server(self) -> None:
+        """Tell ``contact`` what the server says of itself: a restart, or a failover?"""
+        try:
+            self.contact.server(*self.broker.server_info())
+        except UNAVAILABLE:
+            raise
+        except REDIS_ERRORS as exc:  # e.g. INFO renamed away by a hosting service
+            if not self._blind:
+                logger.warning("Cannot read the server's run id and uptime (%s): only lost "
+                               "connections tell this node of a restart", exc)
+            self._blind = True
 
     def _round(self, queue: str) -> bool:
         """Recover the gone holders of ``queue``; False when contact is not trusted."""

@@ -158,3 +158,21 @@ def test_recovery_ignores_a_late_answer() -> None:
     _beats(contact, clock, PERIOD)
     recovery.tick()
     assert broker.recovered == []
+
+
+@pytest.mark.timeout(5)
+def test_recovery_goes_on_where_the_server_hides_its_info(caplog: Any) -> None:
+    import redis
+
+    recovery, broker, contact, clock = _recovery()
+
+    def refused() -> Tuple[str, float]:
+        raise redis.ResponseError("unknown command 'INFO'")
+
+    broker.server_info = refused  # type: ignore[method-assign]
+    contact.beat()
+    _beats(contact, clock, PERIOD)
+    recovery.tick()
+    recovery.tick()
+    assert broker.recovered == [("q", "gone"), ("q", "gone")]
+    assert caplog.text.count("Cannot read the server's run id") == 1
