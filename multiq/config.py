@@ -14,11 +14,13 @@ import re
 import types
 import warnings
 from typing import Any, Iterable, Mapping, Optional, Tuple, Union
+from urllib.parse import unquote
 
 from multiq.exceptions import ImproperlyConfigured
 
 __all__ = [
-    "DEFAULTS", "Settings", "UnknownSettingWarning", "load_envvar", "load_object", "mask_url",
+    "DEFAULTS", "Settings", "UnknownSettingWarning", "load_envvar", "load_object", "mask_argv",
+    "mask_url", "secret_name",
 ]
 
 DEFAULTS: dict[str, Any] = {
@@ -87,9 +89,15 @@ DEFAULTS: dict[str, Any] = {
 }
 
 MASK = "********"
+URL_MASK = "**"
 _HIDDEN = ("API", "TOKEN", "KEY", "SECRET", "PASS", "SIGNATURE", "DATABASE")
-# scheme://user:password@ -- the password ends at the last "@" before the path/query.
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][\w+.-]*://[^:/?#@;\s]*):[^/?#;\s]+@")
+# Words that make a URL query parameter or a command-line option a secret ...
+_SECRET_WORDS = ("PASS", "SECRET", "TOKEN", "KEY", "SIGNATURE", "AUTH", "CREDENTIAL")
+# ... except these, which name a file (its path is not the secret).
+_PATH_NAMES = frozenset({"ssl_keyfile", "keyfile", "key_file", "ssl_key_file"})
+# A URL inside any text: scheme://, then up to white space or ";" (which joins URLs).
+_URL = re.compile(r"[A-Za-z][\w+.-]*://[^\s;]*")
+_QUOTES = "'\""
 _RESERVED_ATTRS = frozenset({"changes"})
 _MISSING = object()
 
@@ -100,9 +108,66 @@ class UnknownSettingWarning(UserWarning):
     """A setting name that multiq does not know was set (the value is still stored)."""
 
 
-def mask_url(url: str) -> str:
-    """Return ``url`` with the password of every ``scheme://user:password@`` replaced by ``**``."""
-    return _URL_PASSWORD.sub(r"\g<head>:**@", url)
+def mask_url(text: str) -> str:
+    """``text`` with the secrets of every URL in it replaced by ``**``.
+
+    The password of ``scheme://user:password@`` or ``scheme://:password@`` (it ends at the
+    last ``@`` before the query, so an unencoded ``@`` or ``/`` in it is masked too), and the
+    value of every query parameter whose name says it is secret (``password``,
+    ``sentinel_password``, ``ssl_keyfile_password``, ``token``, ``...key...``; not
+    ``ssl_keyfile``, a path). Several URLs, several hosts (``h1,h2``) and quoting are kept.
+    """
+    if "://" not in text:
+        return text
+    return _URL.sub(lambda match: _mask_one(match.group()), text)
+
+
+def _mask_one(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    before, question, query = rest.partition("?")
+    userinfo, at, hosts = before.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    if at and colon and password:
+        before = f"{user}:{URL_MASK}@{hosts}"
+    if question:
+        query = "&".join(_mask_param(item) for item in query.split("&"))
+    return f"{scheme}://{before}{question}{query}"
+
+
+def _mask_param(item: str) -> str:
+    name, eq, value = item.partition("=")
+    if not eq or not value or not secret_name(unquote(name)):
+        return item
+    kept = value[len(value.rstrip(_QUOTES)):]  # the closing quote of a repr stays
+    return f"{name}={URL_MASK}{kept}"
+
+
+def secret_name(name: str) -> bool:
+    """Whether a URL parameter or option called ``name`` carries a secret."""
+    normal = name.strip("-.").lower().replace("-", "_")
+    if normal in _PATH_NAMES:
+        return False
+    return any(word in normal.upper() for word in _SECRET_WORDS)
+
+
+def mask_argv(argv: Iterable[str]) -> list[str]:
+    """A command line with its secrets masked: in URLs, in ``--password=X`` / ``--password
+    X`` style options, and in ``name=value`` settings whose names are secret."""
+    out: list[str] = []
+    secret_value = False
+    for token in argv:
+        if secret_value:
+            out.append(URL_MASK)
+            secret_value = False
+            continue
+        name, eq, value = token.partition("=")
+        if eq and value and "://" not in name and (secret_name(name) or (
+                not name.startswith("-") and any(w in name.upper() for w in _HIDDEN))):
+            out.append(f"{name}={URL_MASK}")
+            continue
+        out.append(mask_url(token))
+        secret_value = token.startswith("-") and not eq and secret_name(token)
+    return out
 
 
 def _censor(key: str, value: Any) -> Any:

@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, unquote
 
 import redis
 
+from multiq.config import mask_url
 from multiq.exceptions import ImproperlyConfigured
 
 # Errors that mean "Redis is not reachable right now" (restart, failover, resharding):
@@ -69,7 +70,7 @@ def parse_url(url: str, options: Optional[Dict[str, Any]] = None) -> Target:
     targets = [_parse_one(p) for p in parts]
     first = targets[0]
     if any(t.kind != first.kind for t in targets):
-        raise ImproperlyConfigured(f"Mixed URL schemes in {url!r}")
+        raise ImproperlyConfigured(f"Mixed URL schemes in {mask_url(url)!r}")
     for t in targets[1:]:
         first.hosts += t.hosts
         first.password = first.password or t.password
@@ -78,13 +79,13 @@ def parse_url(url: str, options: Optional[Dict[str, Any]] = None) -> Target:
         first.kind = "cluster"
     if first.kind == "single" and len(first.hosts) > 1:
         raise ImproperlyConfigured(
-            f"{url!r} names several hosts: use redis+sentinel:// or redis+cluster://")
+            f"{mask_url(url)!r} names several hosts: use redis+sentinel:// or redis+cluster://")
     if first.kind == "sentinel":
         first.master = first.query.pop("master", None) or first.query.pop("master_name", None) \
             or options.get("master_name")
         if not first.master:
             raise ImproperlyConfigured(
-                f"Sentinel URL {url!r} needs the master's name: add ?master=<name> "
+                f"Sentinel URL {mask_url(url)!r} needs the master's name: add ?master=<name> "
                 "(or the transport option master_name)")
     if first.kind == "cluster" and first.db:
         raise ImproperlyConfigured(f"Redis Cluster has only database 0, not {first.db}")
@@ -94,7 +95,7 @@ def parse_url(url: str, options: Optional[Dict[str, Any]] = None) -> Target:
 def _parse_one(url: str) -> Target:
     scheme, sep, rest = url.partition("://")
     if not sep:
-        raise ImproperlyConfigured(f"Not a Redis URL: {url!r}")
+        raise ImproperlyConfigured(f"Not a Redis URL: {mask_url(url)!r}")
     scheme = scheme.lower().replace("valkey", "redis")
     if scheme in _SINGLE:
         kind = "single"
@@ -103,7 +104,7 @@ def _parse_one(url: str) -> Target:
     elif scheme in _CLUSTER:
         kind = "cluster"
     else:
-        raise ImproperlyConfigured(f"Unsupported Redis URL scheme {scheme!r} in {url!r}")
+        raise ImproperlyConfigured(f"Unsupported Redis URL scheme {scheme!r} in {mask_url(url)!r}")
     target = Target(kind, tls=scheme.startswith("rediss") or scheme == "sentinels")
     rest, _, query = rest.partition("?")
     target.query = dict(parse_qsl(query))
@@ -126,7 +127,7 @@ def _parse_one(url: str) -> Target:
         try:
             target.db = int(db)
         except ValueError:
-            raise ImproperlyConfigured(f"Bad database number {db!r} in {url!r}") from None
+            raise ImproperlyConfigured(f"Bad database number {db!r} in {mask_url(url)!r}") from None
     return target
 
 
@@ -139,7 +140,7 @@ def _host_port(item: str, default: int, url: str) -> Tuple[str, int]:
     try:
         return host or "localhost", int(port) if port else default
     except ValueError:
-        raise ImproperlyConfigured(f"Bad port {port!r} in {url!r}") from None
+        raise ImproperlyConfigured(f"Bad port {port!r} in {mask_url(url)!r}") from None
 
 
 def _client_kwargs(target: Target, options: Dict[str, Any],

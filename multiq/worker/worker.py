@@ -275,12 +275,14 @@ class Worker:
                 self.failure = str(exc)
                 return None
             except UNAVAILABLE as exc:
+                reason = _masked(str(exc))  # a client error may quote the URL
                 if not retry or attempt >= attempts or self.should_stop():
-                    logger.critical("Cannot connect to the broker at %s: %s", _masked(url), exc)
-                    self.failure = f"cannot connect to the broker at {_masked(url)}: {exc}"
+                    logger.critical("Cannot connect to the broker at %s: %s", _masked(url),
+                                    reason)
+                    self.failure = f"cannot connect to the broker at {_masked(url)}: {reason}"
                     return None
                 logger.error("Cannot connect to %s: %s. Trying again in %.1fs...",
-                             _masked(url), exc, delay)
+                             _masked(url), reason, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
         return None

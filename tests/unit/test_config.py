@@ -227,6 +227,67 @@ def test_mask_url(url: str, masked: str) -> None:
     assert config.mask_url(url) == masked
 
 
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        pytest.param("redis+sentinel://:pw@h1:26379,h2:26379/0?master=m&sentinel_password=spw",
+                     "redis+sentinel://:**@h1:26379,h2:26379/0?master=m&sentinel_password=**",
+                     id="sentinel_password"),
+        pytest.param("rediss://h/0?password=pw&ssl_cert_reqs=none",
+                     "rediss://h/0?password=**&ssl_cert_reqs=none", id="password"),
+        pytest.param("rediss://h/0?ssl_keyfile=/etc/k.pem&ssl_keyfile_password=kpw",
+                     "rediss://h/0?ssl_keyfile=/etc/k.pem&ssl_keyfile_password=**",
+                     id="ssl_keyfile_password-but-not-the-keyfile-path"),
+        pytest.param("rediss://h/0?ssl_password=spw", "rediss://h/0?ssl_password=**",
+                     id="ssl_password"),
+        pytest.param("https://h/hook?token=t&x=1", "https://h/hook?token=**&x=1", id="token"),
+        pytest.param("https://h/?Api_Key=k&MY_SECRET=s&X-Amz-Signature=g&auth=a&q=1",
+                     "https://h/?Api_Key=**&MY_SECRET=**&X-Amz-Signature=**&auth=**&q=1",
+                     id="names-with-key-secret-signature-any-case"),
+        pytest.param("redis://h/0?Pass%77ord=pw", "redis://h/0?Pass%77ord=**",
+                     id="percent-encoded-name"),
+        pytest.param("unix:///run/redis.sock?db=1&password=pw",
+                     "unix:///run/redis.sock?db=1&password=**", id="unix-socket"),
+        pytest.param("redis+cluster://u:pw@h1:7000,h2:7001?password=pw2",
+                     "redis+cluster://u:**@h1:7000,h2:7001?password=**", id="cluster"),
+        pytest.param("sentinel://:pw@h1/1;sentinel://:pw@h2/1?sentinel_password=s",
+                     "sentinel://:**@h1/1;sentinel://:**@h2/1?sentinel_password=**",
+                     id="celery-style-list"),
+        pytest.param("redis://:pa/ss@h/0", "redis://:**@h/0", id="unencoded-slash"),
+        pytest.param("Not a Redis URL: 'redis://:pw@h/0?token=t' (see docs)",
+                     "Not a Redis URL: 'redis://:**@h/0?token=**' (see docs)",
+                     id="inside-a-message-keeps-the-quote"),
+    ],
+)
+def test_mask_url_masks_secret_query_parameters(url: str, masked: str) -> None:
+    assert config.mask_url(url) == masked
+    assert config.mask_url(masked) == masked  # masking twice changes nothing
+
+
+def test_mask_argv_masks_urls_secret_options_and_settings() -> None:
+    argv = ["python", "-m", "multiq", "-b", "redis://:pw1@h/1",
+            "--result-backend=redis://u:pw2@h/2?sentinel_password=pw3", "worker",
+            "--password", "pw4", "--auth-token=pw5", "-c", "2", "--",
+            "broker_api_key=pw6", ".my_secret=pw7", "worker_concurrency=4"]
+    shown = config.mask_argv(argv)
+    assert not any(f"pw{i}" in " ".join(shown) for i in range(1, 8)), shown
+    assert shown == ["python", "-m", "multiq", "-b", "redis://:**@h/1",
+                     "--result-backend=redis://u:**@h/2?sentinel_password=**", "worker",
+                     "--password", "**", "--auth-token=**", "-c", "2", "--",
+                     "broker_api_key=**", ".my_secret=**", "worker_concurrency=4"]
+
+
+def test_humanize_masks_secret_url_parameters(conf: Settings) -> None:
+    conf.update(
+        broker_url="redis+sentinel://:pw@h1,h2/1?master=m&sentinel_password=hunter2",
+        result_backend="rediss://h/2?ssl_keyfile_password=hunter3&ssl_keyfile=/k.pem",
+        beat_schedule={"t": {"task": "x", "schedule": 1, "args": ["redis://:hunter4@h"]}},
+    )
+    text = conf.humanize()
+    assert "hunter" not in text, text
+    assert "sentinel_password=**" in text and "ssl_keyfile=/k.pem" in text
+
+
 # -- loading -------------------------------------------------------------------------------
 
 
