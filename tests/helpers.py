@@ -161,11 +161,17 @@ def find_redis_server() -> str:
 
 
 class RedisServer:
-    """A private redis-server on a free loopback port, data kept in ``directory``."""
+    """A private redis-server on a free loopback port, data kept in ``directory``.
 
-    def __init__(self, binary: str, directory: Path) -> None:
+    ``args`` are added to its command line (``--requirepass``, ``--aclfile``...); with
+    ``password`` the helper's own clients log in as the default user with it."""
+
+    def __init__(self, binary: str, directory: Path, args: Sequence[str] = (),
+                 password: Optional[str] = None) -> None:
         self.binary = binary
         self.directory = Path(directory)
+        self.args = list(args)
+        self.password = password
         self.host = "127.0.0.1"
         self.port = 0
         self.proc: Optional[subprocess.Popen] = None
@@ -186,6 +192,7 @@ class RedisServer:
     def client(self, db: int = 0, **kwargs: Any) -> Any:
         import redis
 
+        kwargs.setdefault("password", self.password)
         return redis.Redis(host=self.host, port=self.port, db=db, **kwargs)
 
     def start(self, timeout: float = 15.0, attempts: int = 5) -> None:
@@ -209,6 +216,7 @@ class RedisServer:
             "--dir", str(self.directory),
             "--daemonize", "no",
             "--logfile", "",
+            *self.args,
         ]
         if self.unix_socket:
             args += ["--unixsocket", self.unix_socket, "--unixsocketperm", "700"]
@@ -217,7 +225,7 @@ class RedisServer:
                 args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 cwd=str(self.directory), start_new_session=True,
             )
-        client = redis.Redis(host=self.host, port=self.port,
+        client = redis.Redis(host=self.host, port=self.port, password=self.password,
                              socket_connect_timeout=0.5, socket_timeout=2.0)
         deadline = time.monotonic() + timeout
         try:

@@ -1,6 +1,7 @@
 """``multiq multi``: start, stop and restart many named nodes (Celery's syntax)."""
 from __future__ import annotations
 
+import re
 import shlex
 import sys
 from typing import Any, List, Sequence
@@ -34,6 +35,19 @@ VERBS = ("start", "stop", "stopwait", "stop_verify", "restart", "kill", "status"
          "names", "expand", "get", "dry-run", "help")
 
 
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def shell_line(words: Sequence[str]) -> str:
+    """``words`` as one shell command line; leading ``NAME=value`` words stay assignments."""
+    head: List[str] = []
+    rest = list(words)
+    while rest and _ASSIGNMENT.match(rest[0]):
+        name, _, value = rest.pop(0).partition("=")
+        head.append(f"{name}={shlex.quote(value)}")
+    return " ".join([*head, shlex.join(rest)])
+
+
 class Printer:
     """Prints the supervisor's reports like ``celery multi`` (colour only on a terminal)."""
 
@@ -53,7 +67,7 @@ class Printer:
 
     def command(self, argv: Sequence[str]) -> None:
         if self.verbose and not self.quiet:
-            click.echo(self._style("\t> " + shlex.join(argv), dim=True))
+            click.echo(self._style("\t> " + shell_line(argv), dim=True))
 
     def node(self, node: Any, status: str, ok: bool = True, detail: str = "") -> None:
         if self.quiet and ok:
@@ -124,24 +138,28 @@ def _with_globals(obj: CLIContext, tokens: List[str]) -> List[str]:
 
 
 def _print_only(verb: str, nodes: List[Any], target: Any, find: Any) -> int:
+    """``names``, ``show``, ``dry-run``, ``expand``, ``get``: passwords masked."""
+    from multiq.config import mask_argv, mask_url
+    from multiq.supervisor.launch import Launch
+
     if verb == "names":
         for node in nodes:
             click.echo(node.name)
     elif verb == "show":
         for node in nodes:
-            click.echo(shlex.join(node.argv))
+            click.echo(shell_line(Launch.of(node).shown()))
     elif verb == "dry-run":
         for node in nodes:
-            click.echo(f"> {node.name}: {shlex.join(node.argv)}")
+            click.echo(f"> {node.name}: {shell_line(Launch.of(node).shown())}")
     elif verb == "expand":
         for node in nodes:
-            click.echo(node.expand(target))
+            click.echo(mask_url(node.expand(target)))
     else:
         node = find(nodes, target)
         if node is None:
             click.echo(f"multiq multi: no node named {target!r}", err=True)
             return 1
-        click.echo(shlex.join(node.argv[1:]))
+        click.echo(shlex.join(mask_argv(node.argv[1:])))
     return 0
 
 

@@ -163,6 +163,7 @@ def run_node(obj: CLIContext, opts: NodeOptions, pidfile: Optional[str], reporte
     lock = hold_pidfile(pidfile, reporter)
     if isinstance(lock, int):
         return lock
+    restarting = False
     try:
         obj.app.import_default_modules()
         try:
@@ -176,6 +177,7 @@ def run_node(obj: CLIContext, opts: NodeOptions, pidfile: Optional[str], reporte
         elif detached:
             logging.getLogger("multiq.worker").info("\n%s", banner(node))
         code = node.run()
+        restarting = node.restart_requested
     except click.UsageError:
         raise
     except Exception:
@@ -184,17 +186,19 @@ def run_node(obj: CLIContext, opts: NodeOptions, pidfile: Optional[str], reporte
         raise
     finally:
         if lock is not None:
-            lock.release()  # whatever happened: a pid file is never left behind
+            lock.release(keep_argv=restarting)  # a pid file is never left behind
     if node.failure:
         reporter.error(node.failure)
-    if node.restart_requested:
+    if restarting:
         _reexec()
     return code
 
 
 def _reexec() -> None:
     """HUP: start again in place, same pid, same arguments (already detached)."""
-    logging.getLogger("multiq.worker").warning("Restarting node with %s", sys.argv)
+    from multiq.config import mask_argv
+
+    logging.getLogger("multiq.worker").warning("Restarting node with %s", mask_argv(sys.argv))
     logging.shutdown()
     for fd in (0, 1, 2):  # a daemon's std streams are /dev/null; keep them open across exec
         try:

@@ -1,11 +1,13 @@
 """``multi`` verbs: start, stop, stopwait, restart, kill, status — acting on nodes by pid file.
 
 Nothing here prints: every event goes to a ``Reporter`` (``cli/multi.py`` prints it), so the
-supervisor runs the same under a terminal, systemd or a test.
+supervisor runs the same under a terminal, systemd or a test. What it reports, and the
+command line it saves for a bare ``restart``, never holds a password: see ``launch.py``
+(secrets go to a node in its environment; the saved command line is masked and refers to
+a separate 0600 file, both removed with the pid file).
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -17,6 +19,9 @@ from typing import Dict, List, Optional, Protocol, Sequence
 
 import psutil
 
+from multiq.config import mask_url
+from multiq.supervisor import launch as launches
+from multiq.supervisor.launch import Launch, SecretUnknown
 from multiq.supervisor.nodes import Node
 from multiq.supervisor.pidfile import Pidfile
 
@@ -77,24 +82,36 @@ class Supervisor:
                 self.reporter.node(futures[future], status, ok, detail)
         return 1 if failed else 0
 
-    def _start_one(self, node: Node) -> tuple:
+    def _start_one(self, node: Node, launch: Optional[Launch] = None) -> tuple:
         owner = Pidfile(node.pidfile).owner()
         if owner is not None:
             return True, f"already running (pid {owner.pid})", ""
+        if launch is None:
+            try:
+                launch = self._launch(node)
+            except SecretUnknown as exc:
+                return False, "FAILED", f"* {exc}"
         for path in (node.pidfile, node.logfile):
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        argv = self._argv(node)
-        self.reporter.command(argv)
-        _save_argv(node, argv)
+        self.reporter.command(launch.shown())
+        launches.save(node, launch)
+        ok, status, detail = self._run(node, launch)
+        if not ok and Pidfile(node.pidfile).owner() is None:
+            launches.forget(node)
+        return ok, status, detail
+
+    def _run(self, node: Node, launch: Launch) -> tuple:
+        """Run the node's launcher; it returns once the node is ready or has failed."""
+        argv = list(launch.argv)
         timeout = self.timeout or DEFAULT_START_TIMEOUT
-        launch = list(argv)
         if "--detach" in argv:
             at = argv.index("--") if "--" in argv else len(argv)
-            launch[at:at] = [f"--ready-timeout={timeout:g}"]
+            argv[at:at] = [f"--ready-timeout={timeout:g}"]
+        env = {**os.environ, **launch.env} if launch.env else None
         log_start = _size(self._main_log(node))
         try:
-            proc = subprocess.run(launch, stdin=subprocess.DEVNULL, capture_output=True,
-                                  text=True, timeout=timeout + 10)
+            proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+                                  text=True, timeout=timeout + 10, env=env)
         except subprocess.TimeoutExpired:
             return False, "FAILED", (f"* not ready after {timeout:g}s\n"
                                       + self._log_tail(node, log_start))
@@ -102,17 +119,19 @@ class Supervisor:
             return False, "FAILED", f"* could not run {argv[0]}: {exc}"
         if proc.returncode == 0:
             return True, "OK", ""
-        output = (proc.stderr or proc.stdout or "").strip()
+        output = mask_url((proc.stderr or proc.stdout or "").strip())
         detail = f"* Child terminated with exit code {proc.returncode}"
         extra = output or self._log_tail(node, log_start)
         return False, "FAILED", detail + ("\n" + extra if extra else "")
 
-    def _argv(self, node: Node) -> List[str]:
+    def _launch(self, node: Node) -> Launch:
+        """How to start ``node``: its saved launch (a bare ``restart``), else its own
+        command line."""
         if self.use_saved_argv:
-            saved = _load_argv(node)
-            if saved:
-                return saved
-        return node.argv
+            saved = launches.load(node)
+            if saved is not None:
+                return saved.resolve(node.name)
+        return Launch.of(node)
 
     def _main_log(self, node: Node) -> str:
         return node.logfile.replace("%I", "").replace("%i", "0")
@@ -153,6 +172,8 @@ class Supervisor:
         owner = pidfile.owner()
         if owner is None:
             detail = "stale pid file removed" if pidfile.remove_if_stale() else ""
+            if not os.path.exists(pidfile.path):
+                launches.forget(node)
             self.reporter.node(node, "DOWN", True, detail)
         return owner
 
@@ -210,20 +231,28 @@ class Supervisor:
         A node that does not come back stops the restart, so the others keep running."""
         for node in self.nodes:
             proc = Pidfile(node.pidfile).owner()
+            try:
+                launch = self._launch(node)  # before the node takes its files away
+            except SecretUnknown as exc:
+                return self._restart_stopped(node, f"* {exc}")
             if proc is not None:
                 tree = _tree(proc)
                 proc.send_signal(self.signum)
                 self.reporter.node(node, f"{signal_name(self.signum)} -> {proc.pid}")
                 if self._wait({node.name: tree}):
                     return 1
-            ok, status, detail = self._start_one(node)
-            self.reporter.node(node, f"restarted: {status}" if ok else status, ok, detail)
+            ok, status, detail = self._start_one(node, launch)
             if not ok:
-                rest = [n.name for n in self.nodes[self.nodes.index(node) + 1:]]
-                if rest:
-                    self.reporter.say(f"> Restart stopped; left as they were: {', '.join(rest)}")
-                return 1
+                return self._restart_stopped(node, detail, status)
+            self.reporter.node(node, f"restarted: {status}")
         return 0
+
+    def _restart_stopped(self, node: Node, detail: str, status: str = "FAILED") -> int:
+        self.reporter.node(node, status, False, detail)
+        rest = [n.name for n in self.nodes[self.nodes.index(node) + 1:]]
+        if rest:
+            self.reporter.say(f"> Restart stopped; left as they were: {', '.join(rest)}")
+        return 1
 
     def status(self) -> List[NodeStatus]:
         out = []
@@ -290,33 +319,11 @@ def _wait_any(pending: Dict[str, List[psutil.Process]], timeout: float) -> List[
 
 
 def _remove_pidfile_of(node: Node, pid: int) -> None:
+    """Remove the pid file of ``pid``, and the command line saved beside it."""
     pidfile = Pidfile(node.pidfile)
     if pidfile.read_pid() == pid:
-        try:
-            os.unlink(pidfile.path)
-        except FileNotFoundError:
-            pass
-
-
-def _argv_path(node: Node) -> str:
-    return node.pidfile + ".argv"
-
-
-def _save_argv(node: Node, argv: List[str]) -> None:
-    try:
-        with open(_argv_path(node), "w") as fh:
-            json.dump(argv, fh)
-    except OSError:
-        pass
-
-
-def _load_argv(node: Node) -> Optional[List[str]]:
-    try:
-        with open(_argv_path(node)) as fh:
-            argv = json.load(fh)
-    except (OSError, ValueError):
-        return None
-    return argv if isinstance(argv, list) and all(isinstance(a, str) for a in argv) else None
+        launches.forget(node)
+        launches.remove(pidfile.path)
 
 
 def _plural(n: int, word: str) -> str:

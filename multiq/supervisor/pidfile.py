@@ -19,6 +19,12 @@ if TYPE_CHECKING:  # imported when used: a node writing its pid file does not ne
     import psutil
 
 
+#: Beside a node's pid file: the command line ``multi`` started it with (secrets masked),
+#: and those secrets (supervisor/launch.py). They go when the pid file goes.
+ARGV_SUFFIX = ".argv"
+SECRET_SUFFIX = ".secret"
+
+
 class PidfileHeld(MultiQError):
     """A live node holds the pid file."""
 
@@ -126,16 +132,30 @@ class Pidfile:
         self._handle = handle
         return True
 
-    def release(self) -> None:
-        """Remove the file if it is still ours, and drop the lock."""
+    def release(self, keep_argv: bool = False) -> None:
+        """Remove the file if it is still ours, and drop the lock.
+
+        The command line ``multi`` saved beside it, and its secrets, go first (so whoever
+        sees the pid file gone sees them gone too), unless the node is about to start again
+        in place."""
         try:
             if self.read_pid() == os.getpid():
+                if not keep_argv:
+                    _unlink(self.path + ARGV_SUFFIX)
+                    _unlink(self.path + SECRET_SUFFIX)
                 os.unlink(self.path)
         except OSError:
             pass
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:  # gone already, or not ours to remove: the pid file still goes
+        pass
 
 
 def node_process(pid: int) -> Optional[psutil.Process]:
