@@ -28,6 +28,7 @@ from sysq_control_support import (  # noqa: E402
     start_node,
 )
 
+from multiq.exceptions import DecodeError  # noqa: E402
 from multiq.keys import Keys  # noqa: E402
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(60)]
@@ -170,9 +171,12 @@ def test_time_limit_garbage_is_refused_and_a_prefork_node_runs_on(start_worker, 
     assert "error" in replies[name], replies
 
     assert client.send_task(TASK("record"), args=["tg-1"], queue="tg").get(timeout=15) == kid
-    # a message whose own time limit is not a number: run, the limit ignored
+    # a message whose own time limit is not a number is refused, and the node goes on
     odd = client.send_task(TASK("record"), args=["tg-2"], queue="tg", time_limit="abc",
                            soft_time_limit=[1])
-    assert odd.get(timeout=15) == kid
+    with pytest.raises(DecodeError, match="timelimit"):
+        odd.get(timeout=15)
+    assert client.send_task(TASK("record"), args=["tg-3"], queue="tg").get(timeout=15) == kid
     assert w.alive and child_pids(w.pid) == [kid]
-    assert [r[0] for r in recorded(rec, "tg-1") + recorded(rec, "tg-2")] == ["tg-1", "tg-2"]
+    assert [r[0] for r in recorded(rec, "tg-1") + recorded(rec, "tg-2") + recorded(rec, "tg-3")
+            ] == ["tg-1", "tg-3"]
