@@ -51,7 +51,7 @@ from multiq.keys import Keys, result_key  # noqa: E402
 pytestmark = pytest.mark.system
 
 POOLS = {"solo": (), "threads": ("-c", "2"), "prefork": ("-c", "2")}
-EXAMPLES = int(os.environ.get("SYSQ_FUZZ_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("SYSQ_FUZZ_EXAMPLES", "25"))
 SEED = os.environ.get("SYSQ_FUZZ_SEED")
 ONLY = set(filter(None, os.environ.get("SYSQ_FUZZ_ONLY", "").split(",")))
 KEYS = Keys()

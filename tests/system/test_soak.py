@@ -308,14 +308,17 @@ def analyse(soak: Soak, states: Dict[str, str]) -> Dict[str, Any]:
 
 
 def describe_runs(soak: Soak, task_id: str, rs: List[Run]) -> str:
-    """Where and when a task ran, and the faults from its first start to its last."""
+    """Where and when a task ran, and the faults from the last one before its first run
+    to the end of its last run."""
     def at(t: float) -> str:
         return f"{t - soak.t0:.1f}s"
     where = ", ".join(f"{r.node} pid {r.pid} attempt {r.attempt} {at(r.start)}-"
                       f"{at(r.end) if r.end else 'never ended'}" for r in rs) or "no run"
     first = min((r.start for r in rs), default=soak.t0) - soak.t0
     last = max((r.end or r.start for r in rs), default=time.monotonic()) - soak.t0
-    during = [f"{t:.1f}s {text}" for t, text in soak.faults if first <= t <= last]
+    before = [i for i, (t, _) in enumerate(soak.faults) if t < first][-1:]
+    start = before[0] if before else 0
+    during = [f"{t:.1f}s {text}" for t, text in soak.faults[start:] if t <= last]
     return f"{soak.sent[task_id]}[{task_id}]: {where}; faults meanwhile: {during or 'none'}"
 
 
