@@ -127,8 +127,11 @@ def peek(data: bytes) -> Dict[str, Any]:
         raise DecodeError(f"Undecodable message: {exc}") from exc
     except RecursionError:
         raise DecodeError("Undecodable message: JSON nested too deeply") from None
-    if type(env) is not dict or "id" not in env or "task" not in env:
-        raise DecodeError("Message is not a multiq task envelope")
+    if type(env) is not dict:
+        raise DecodeError("Message is not a multiq task envelope (a JSON object)")
+    if "id" not in env or "task" not in env:
+        field = "id" if "id" not in env else "task"
+        raise DecodeError(f"Invalid message: {field} must be a non-empty string, not missing")
     return env
 
 

@@ -105,8 +105,8 @@ class Executor:
                                 f"task_message_max_bytes ({self.max_bytes})")
         try:
             env = message_mod.peek(d.data)
-        except DecodeError as exc:
-            return self._refuse(d, "undecodable", str(exc))
+        except DecodeError as exc:  # (an object with an id but no task still has its id)
+            return self._refuse(d, "undecodable", str(exc), _envelope_of(d.data), exc=exc)
         try:
             msg = message_mod.from_envelope(env, self.accept)
         except ContentDisallowed as exc:
@@ -264,8 +264,11 @@ class Executor:
 
 
 def _envelope_of(data: bytes) -> Optional[Dict[str, Any]]:
-    """The envelope of a message, or None when it cannot even be read."""
+    """What a refused message's bytes hold as a JSON object (for its id), or None."""
+    import json
+
     try:
-        return message_mod.peek(data)
-    except Exception:
+        env = json.loads(data)
+    except Exception:  # (RecursionError included)
         return None
+    return env if type(env) is dict else None

@@ -61,6 +61,8 @@ HOSTILE = {
     "priority-str": (_raw("priority-str", priority="high"), "priority"),
     "retries-negative": (_raw("retries-negative", retries=-1), "retries"),
     "task-int": (_raw("task-int", task=7), "task"),
+    "task-missing": (json.dumps({"v": 1, "id": "hostile-task-missing", "args": []}).encode(),
+                     "task"),
     "args-object": (_raw("args-object", args={"a": 1}), "args"),
     "id-number": (_raw("id-number", id=12345), None),
     "nested": (_nested(), None),
