@@ -255,22 +255,29 @@ class PreforkPool(Pool):
     def _read_loop(self) -> None:
         while self._running or self.children:
             try:
-                events = self._selector.select(self._next_deadline())
-            except (OSError, ValueError):
-                events = []
-            for key, _ in events:
-                if key.data is None:
-                    try:
-                        self._wake_r.recv(4096)
-                    except OSError:
-                        pass
-                else:
-                    self._receive(key.data)
-            self._enforce_deadlines()
-            now = time.monotonic()
-            if now >= self._reap_due or not self._running:
-                self._reap_due = now + 0.5
-                self._reap_dead()
+                self._read_once()
+            except Exception:  # a bug must not end the thread that watches the children
+                logger.exception("Prefork pool reader failed; going on")
+                time.sleep(0.05)
+
+    def _read_once(self) -> None:
+        try:
+            events = self._selector.select(self._next_deadline())
+        except (OSError, ValueError):
+            events = []
+        for key, _ in events:
+            if key.data is None:
+                try:
+                    self._wake_r.recv(4096)
+                except OSError:
+                    pass
+            else:
+                self._receive(key.data)
+        self._enforce_deadlines()
+        now = time.monotonic()
+        if now >= self._reap_due or not self._running:
+            self._reap_due = now + 0.5
+            self._reap_dead()
 
     def _close(self, child: Child) -> None:
         if child.conn.closed:
@@ -321,7 +328,12 @@ class PreforkPool(Pool):
             if req is None:
                 self._rebalance()
                 return False
-            self.apply(req)
+            try:
+                self.apply(req)
+            except Exception as exc:  # that request fails; the other children are fed on
+                if self.fail is None:
+                    raise
+                self.fail(req, exc)
         return True
 
     def revoked(self, ids: Set[str]) -> None:
