@@ -82,15 +82,21 @@ def _json_args(args: tuple) -> List[Any]:
     return out
 
 
+#: Raised again in the caller, these would stop it (exit it, or end a generator), not
+#: report a task's failure: ``get()`` raises a TaskError naming them instead.
+_CONTROL_FLOW = (SystemExit, KeyboardInterrupt, GeneratorExit)
+
+
 def exception_from_dict(info: Any) -> BaseException:
-    """Rebuild the exception of a FAILURE document; TaskError when its type is not importable."""
+    """Rebuild the exception of a FAILURE document; TaskError when its type is not importable
+    (or is one of the interpreter's own exits and interrupts)."""
     if not isinstance(info, dict) or "exc_type" not in info:
         return exceptions.TaskError(str(info))
     name, module = info.get("exc_type", ""), info.get("exc_module") or "builtins"
     message = info.get("exc_message", [])
     args = message if isinstance(message, (list, tuple)) else [message]
     cls = _find_exception_class(module, name)
-    if cls is not None:
+    if cls is not None and not issubclass(cls, _CONTROL_FLOW):
         try:
             return cls(*args)
         except Exception:

@@ -179,3 +179,13 @@ def test_the_failure_log_line_of_an_undescribable_exception(caplog) -> None:
     lines = [r.getMessage() for r in caplog.records]
     assert lines[0].startswith("Task t.bad[tid-1] raised unexpected: <unprintable BadBoth>")
     assert lines[1].endswith(": <unprintable NoText>")
+
+
+@pytest.mark.parametrize("exc_type", ["SystemExit", "KeyboardInterrupt", "GeneratorExit"])
+def test_the_interpreters_exits_come_back_as_a_task_error_not_as_themselves(exc_type):
+    from multiq.backends.base import exception_from_dict
+    from multiq.exceptions import TaskError
+
+    exc = exception_from_dict({"exc_type": exc_type, "exc_message": ["stop"],
+                               "exc_module": "builtins"})
+    assert type(exc) is TaskError and exc.exc_type == exc_type and "stop" in str(exc)
