@@ -79,8 +79,16 @@ class Task:
     priority: Optional[int] = None
     expires: Any = None
     bind = False
+    #: Whether a subclass overrides ``__call__``: then workers and ``apply()`` run the task
+    #: through it (e.g. to push a framework's context), else they call ``run`` directly.
+    #: Set once per class, when it is made.
+    _custom_call = False
 
     _local = threading.local()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._custom_call = _overrides_call(cls)
 
     # -- calling -----------------------------------------------------------------------
 
@@ -226,3 +234,13 @@ class Task:
 
     def __repr__(self) -> str:
         return f"<@task: {self.name} of {self.app.main if self.app else None}>"
+
+
+def _overrides_call(cls: type) -> bool:
+    """Whether a class below :class:`Task` in ``cls``'s MRO defines ``__call__``."""
+    for klass in cls.__mro__:
+        if klass is Task:
+            return False
+        if "__call__" in vars(klass):
+            return True
+    return False

@@ -54,7 +54,8 @@ def trace(task: Task, request: Context) -> Outcome:
                                      args=args, kwargs=kwargs)
         try:
             task.before_start(task_id, args, kwargs)  # type: ignore[arg-type]
-            retval = task.run(*args, **kwargs)
+            # through the class's own __call__ only when it has one (Celery's rule)
+            retval = task(*args, **kwargs) if task._custom_call else task.run(*args, **kwargs)
         except Retry as exc:
             outcome = _on_retry(task, request, exc)
         except Ignore:
