@@ -36,6 +36,7 @@ _state = threading.local()
 _apps: List[MultiQ] = []
 _shared_tasks: List[Callable[[MultiQ], Task]] = []
 _default_app: Optional[MultiQ] = None
+_chosen_default: Optional[MultiQ] = None  # set by MultiQ.set_default()
 _AsyncResult: Any = None
 _NO_ROUTE: Dict[str, Any] = {}
 _VARIANT = "89ab"
@@ -44,9 +45,10 @@ _setting: Callable[[Dict[str, Any], str], Any] = dict.get
 
 
 def current_app() -> MultiQ:
-    """The app made last in this process (a default one if none was made)."""
+    """This thread's current app, else the one ``set_default()`` chose, else the app made
+    last in this process (a default one if none was made)."""
     global _default_app
-    app = getattr(_state, "current", None) or (_apps[-1] if _apps else None)
+    app = getattr(_state, "current", None) or _chosen_default or (_apps[-1] if _apps else None)
     if app is None:
         if _default_app is None:
             _default_app = MultiQ("default", set_as_current=False)
@@ -71,13 +73,15 @@ class MultiQ:
     def __init__(
         self, main: Optional[str] = None, *, broker: Optional[str] = None,
         backend: Optional[str] = None, include: Optional[Iterable[str]] = None,
-        config_source: Any = None, set_as_current: bool = True, task_cls: type = Task,
-        **settings: Any,
+        config_source: Any = None, set_as_current: bool = True,
+        task_cls: Union[str, type, None] = None, **settings: Any,
     ) -> None:
         self.main = main
         self.conf = config_mod.Settings()
         self.tasks = TaskRegistry()
-        self.task_cls = task_cls
+        #: The base of this app's tasks: a Task subclass or its ``"module:Class"`` name.
+        self.task_cls: Union[str, type] = task_cls or Task
+        self._task_base: Optional[type] = None  # app.Task, made on first use
         self._include = list(include or ())
         self._autodiscover: List[Any] = []
         self._broker: Any = None
@@ -102,6 +106,17 @@ class MultiQ:
 
     def __repr__(self) -> str:
         return f"<MultiQ {self.main or '__main__'} at {id(self):#x}>"
+
+    def set_current(self) -> None:
+        """Make this the current app of this thread."""
+        _state.current = self
+
+    def set_default(self) -> None:
+        """Make this the app of threads with no current app of their own (a web server's
+        request threads): ``current_app()``, ``shared_task`` and ``AsyncResult(id)`` use
+        it."""
+        global _chosen_default
+        _chosen_default = self
 
     # -- configuration -----------------------------------------------------------------
 
@@ -198,7 +213,7 @@ class MultiQ:
         existing = self.tasks.get(task_name)
         if existing is not None and getattr(existing, "__wrapped__", None) is fun:
             return existing
-        base_cls = base or self.task_cls
+        base_cls = base or self.Task
         run = fun if bind else staticmethod(fun)
         attrs = {
             "name": task_name, "app": self, "run": run, "_bind": bind, "__wrapped__": fun,
@@ -210,6 +225,23 @@ class MultiQ:
         if self._finalized:
             self._annotate(task)
         return self.tasks.register(task)
+
+    @property
+    def Task(self) -> type:  # noqa: N802 - Celery's name
+        """The app's base task class (``task_cls`` bound to this app): ``@app.task`` and
+        ``shared_task`` make this app's tasks from it unless given ``base=``."""
+        if self._task_base is None:
+            with self._lock:
+                if self._task_base is None:
+                    base = _task_class(self.task_cls)
+                    self._task_base = type(base.__name__, (base,), {
+                        "app": self, "__module__": base.__module__,
+                        "__qualname__": base.__qualname__, "__doc__": base.__doc__})
+        return self._task_base
+
+    @Task.setter
+    def Task(self, cls: type) -> None:  # noqa: N802
+        self._task_base = _task_class(cls)
 
     def gen_task_name(self, name: str, module: str) -> str:
         if module == "__main__" and self.main:
@@ -561,6 +593,24 @@ def _connection_errors() -> Tuple[Type[Exception], ...]:
 def _client_name() -> str:
     import socket
     return f"client@{socket.gethostname()}"
+
+
+def _task_class(spec: Union[str, type]) -> type:
+    """The Task subclass ``spec`` is or names (``"pkg.mod:Class"`` or ``"pkg.mod.Class"``)."""
+    cls: Any = spec
+    if isinstance(spec, str):
+        module_name, _, attr = spec.partition(":") if ":" in spec else spec.rpartition(".")
+        if not module_name or not attr:
+            raise ImproperlyConfigured(f"task_cls {spec!r} is not 'module:Class'")
+        try:
+            cls = importlib.import_module(module_name)
+            for part in attr.split("."):
+                cls = getattr(cls, part)
+        except (ImportError, AttributeError) as exc:
+            raise ImproperlyConfigured(f"task_cls {spec!r} cannot be imported: {exc}") from exc
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
+        raise ImproperlyConfigured(f"task_cls {spec!r} is not a subclass of multiq.Task")
+    return cls
 
 
 def _django_apps() -> List[str]:
