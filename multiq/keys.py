@@ -31,6 +31,9 @@ Result store (``result_backend``, may be another Redis or database)::
     multiq-task-meta-<task id>      STRING   JSON result document, expires after result_expires;
                                              each write is also PUBLISHed on a channel of the
                                              same name, so ``get()`` is woken, not polling.
+    multiq-django-task-<task id>    HASH     a ``django.tasks`` task's side of its result
+                                             (multiq.contrib.django.tasks): what was enqueued
+                                             and its attempts; expires with the result.
 
 Why streams: one ``XADD`` enqueues; one blocking ``XREADGROUP`` waits on all of a node's
 queues and bands; the pending-entries list records what a node holds without a second write;
@@ -70,6 +73,7 @@ GROUP = "multiq"
 BANDS = tuple(range(9, -1, -1))  # read order: highest priority first
 DEFAULT_PREFIX = "multiq"
 RESULT_PREFIX = "multiq-task-meta-"
+DJANGO_TASK_PREFIX = "multiq-django-task-"
 
 
 class Keys:
@@ -121,6 +125,11 @@ class Keys:
 def result_key(task_id: str, prefix: str = "") -> str:
     """The key (and notification channel) of a task's result document."""
     return f"{prefix}{RESULT_PREFIX}{task_id}"
+
+
+def django_task_key(task_id: str, prefix: str = "") -> str:
+    """The record of a ``django.tasks`` task beside its result document."""
+    return f"{prefix}{DJANGO_TASK_PREFIX}{task_id}"
 
 
 def band_of(priority: object) -> int:

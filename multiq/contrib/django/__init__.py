@@ -1,0 +1,1 @@
+"""Django integration (imported only by projects that use it)."""
