@@ -194,8 +194,8 @@ def test_task_cls_by_name_is_the_base_of_the_apps_tasks(
 ])
 def test_task_cls_that_is_no_task_class_is_a_clear_error(task_cls: Any, error: type,
                                                          text: str) -> None:
-    app = MultiQ("flask_unit", task_cls=task_cls, set_as_current=False)
-    with pytest.raises(error, match=text):
+    with pytest.raises(error, match=text):  # at the first task, or at once if shared
+        app = MultiQ("flask_unit", task_cls=task_cls, set_as_current=False)  # tasks exist
         app.task(lambda: None)
 
 
