@@ -19,8 +19,8 @@ from urllib.parse import unquote
 from multiq.exceptions import ImproperlyConfigured
 
 __all__ = [
-    "DEFAULTS", "Settings", "UnknownSettingWarning", "load_envvar", "load_object", "mask_argv",
-    "mask_url", "secret_name",
+    "DEFAULTS", "Settings", "UnknownSettingWarning", "is_deferred", "load_envvar", "load_object",
+    "mask_argv", "mask_url", "resolve", "secret_name",
 ]
 
 DEFAULTS: dict[str, Any] = {
@@ -375,35 +375,52 @@ def _import_string(name: str) -> Any:
     return obj
 
 
+def resolve(obj: Any) -> Any:
+    """The configuration object named by ``obj`` (imported when it is a string)."""
+    return _import_string(obj) if issubclass(type(obj), str) else obj
+
+
+def is_deferred(obj: Any) -> bool:
+    """Whether ``obj`` says it is not configured yet (Django's settings before their first
+    use): reading it now would configure it, so it is read when first needed."""
+    if issubclass(type(obj), (types.ModuleType, type, Mapping)):  # (isinstance would ask
+        return False  # a lazy object for its __class__: that configures it)
+    try:
+        return getattr(obj, "configured", True) is False
+    except Exception:
+        return False
+
+
 def load_object(obj: Any, namespace: Optional[str] = None) -> dict[str, Any]:
     """Return the settings held by a module, class, object, mapping or importable name.
 
     With ``namespace="MULTIQ"`` only ``MULTIQ_<NAME>`` attributes are read (as ``<name>``).
     Without one, lower-case names are read, and upper-case ones only if they name a known
-    setting, so that constants such as Django's ``DEBUG`` are left alone.
+    setting, so that constants such as Django's ``DEBUG`` are left alone. Names are chosen
+    before any value is read: an attribute that is not a setting is never touched (Django
+    raises for an empty ``SECRET_KEY`` on access).
     """
-    if isinstance(obj, str):
-        obj = _import_string(obj)
-    if isinstance(obj, Mapping):
-        items = [(str(k), v) for k, v in obj.items()]
-    else:
-        items = [(name, getattr(obj, name, None)) for name in dir(obj)]
+    obj = resolve(obj)
     prefix = f"{namespace.upper()}_" if namespace else ""
+    if isinstance(obj, Mapping):
+        items = [(str(k), v) for k, v in obj.items() if _wanted(str(k), prefix)]
+    else:
+        items = [(name, getattr(obj, name, None)) for name in dir(obj) if _wanted(name, prefix)]
     settings: dict[str, Any] = {}
     for name, value in items:
-        if name.startswith("_") or isinstance(value, (types.ModuleType, type)):
+        if isinstance(value, (types.ModuleType, type)) or inspect.isroutine(value):
             continue
-        if inspect.isroutine(value):
-            continue
-        key = name.lower()
-        if prefix:
-            if not name.upper().startswith(prefix) or len(name) == len(prefix):
-                continue
-            key = key[len(prefix):]
-        elif name != key and key not in DEFAULTS:
-            continue
-        settings[key] = value
+        settings[name.lower()[len(prefix):]] = value
     return settings
+
+
+def _wanted(name: str, prefix: str) -> bool:
+    """Whether attribute ``name`` holds a setting (see :func:`load_object`)."""
+    if name.startswith("_"):
+        return False
+    if prefix:
+        return name.upper().startswith(prefix) and len(name) > len(prefix)
+    return name == name.lower() or name.lower() in DEFAULTS
 
 
 def load_envvar(variable: str) -> str:
