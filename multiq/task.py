@@ -116,6 +116,20 @@ class Task:
                 options[attr] = value
         return app.send_task(self.name, args, kwargs, task_type=self, **options)
 
+    def delay_on_commit(self, *args: Any, **kwargs: Any) -> None:
+        """``delay(*args, **kwargs)`` once the current Django database transaction commits
+        (``transaction.on_commit``): never if it rolls back, at once outside a transaction.
+        Returns None: there may be nothing sent yet."""
+        _on_commit(lambda: self.delay(*args, **kwargs))
+
+    def apply_async_on_commit(
+        self, args: Optional[Sequence[Any]] = None, kwargs: Optional[Dict[str, Any]] = None,
+        **options: Any,
+    ) -> None:
+        """``apply_async(args, kwargs, **options)`` once the current Django database
+        transaction commits; see :meth:`delay_on_commit`."""
+        _on_commit(lambda: self.apply_async(args, kwargs, **options))
+
     def apply(
         self, args: Optional[Sequence[Any]] = None, kwargs: Optional[Dict[str, Any]] = None,
         task_id: Optional[str] = None, retries: int = 0, throw: Optional[bool] = None,
@@ -244,3 +258,10 @@ def _overrides_call(cls: type) -> bool:
         if "__call__" in vars(klass):
             return True
     return False
+
+
+def _on_commit(send: Any) -> None:
+    """Call ``send`` when Django's current transaction commits (now, outside one)."""
+    from django.db import transaction
+
+    transaction.on_commit(send)
