@@ -8,6 +8,7 @@ import importlib
 import inspect
 import logging
 import os
+import sys
 import threading
 import time
 from typing import (
@@ -77,19 +78,24 @@ class MultiQ:
         task_cls: Union[str, type, None] = None, **settings: Any,
     ) -> None:
         self.main = main
-        self.conf = config_mod.Settings()
+        self._conf = config_mod.Settings()
+        self._pending_config: List[Tuple[Any, Optional[str]]] = []  # read on first use
+        self._lock = threading.RLock()
         self.tasks = TaskRegistry()
         #: The base of this app's tasks: a Task subclass or its ``"module:Class"`` name.
         self.task_cls: Union[str, type] = task_cls or Task
         self._task_base: Optional[type] = None  # app.Task, made on first use
+        #: the Django fix-up (multiq.contrib.django.fixup) when this app is a Django project's
+        self.django_fixup: Any = None
         self._include = list(include or ())
         self._autodiscover: List[Any] = []
         self._broker: Any = None
         self._backend: Any = None
         self._control: Any = None
         self._sender: Optional[Tuple[Any, Any]] = None  # (broker, its Sender or None)
-        self._lock = threading.RLock()
         self._finalized = False
+        if os.environ.get("DJANGO_SETTINGS_MODULE"):
+            self._use_django()
         if config_source is not None:
             self.config_from_object(config_source)
         if broker:
@@ -120,17 +126,51 @@ class MultiQ:
 
     # -- configuration -----------------------------------------------------------------
 
+    @property
+    def conf(self) -> config_mod.Settings:
+        """The settings; what ``config_from_object`` deferred is read on first use."""
+        if self._pending_config:
+            self._read_pending_config()
+        return self._conf
+
     def config_from_object(self, obj: Any, namespace: Optional[str] = None, force: bool = True,
                            silent: bool = False) -> None:
-        """Load settings from a module, an object, or ``"module"`` / ``"module:attr"``."""
+        """Load settings from a module, an object, or ``"module"`` / ``"module:attr"``.
+
+        ``"django.conf:settings"`` makes this a Django project's app (see
+        :mod:`multiq.contrib.django`); settings not configured yet (Django's, before their
+        first use) are read when the configuration is first used, not now.
+        """
+        if _names_django_settings(obj):
+            self._use_django()
         try:
-            values = config_mod.load_object(obj, namespace=namespace)
+            source = config_mod.resolve(obj)
         except ImportError:
             if silent:
                 return
             raise
-        self.conf.update(values)
+        if config_mod.is_deferred(source):
+            with self._lock:
+                self._pending_config.append((source, namespace))
+        else:
+            self.conf.update(config_mod.load_object(source, namespace=namespace))
         self._reset_connections()
+
+    def _read_pending_config(self) -> None:
+        with self._lock:
+            pending, self._pending_config = self._pending_config, []
+            try:
+                for source, namespace in pending:
+                    self._conf.update(config_mod.load_object(source, namespace=namespace))
+            except BaseException:
+                self._pending_config[:0] = pending  # still to read: the next use says why
+                raise
+
+    def _use_django(self) -> None:
+        """Install the Django fix-up (django.setup(), the project's apps, DB hygiene)."""
+        if self.django_fixup is None:
+            from multiq.contrib.django.fixup import install
+            self.django_fixup = install(self)
 
     def config_from_envvar(self, variable_name: str, silent: bool = False,
                            force: bool = False) -> bool:
@@ -159,7 +199,7 @@ class MultiQ:
         pending, self._autodiscover = self._autodiscover, []
         for packages, related_name in pending:
             if packages is None:
-                packages = _django_apps()
+                packages = self._default_packages()
             if callable(packages):
                 packages = packages()
             for pkg in packages or ():
@@ -170,8 +210,16 @@ class MultiQ:
                     if exc.name not in (name, pkg):
                         raise
 
+    def _default_packages(self) -> List[str]:
+        """What ``autodiscover_tasks()`` without packages searches: a Django project's apps."""
+        if self.django_fixup is None and _django_configured():
+            self._use_django()
+        return self.django_fixup.packages() if self.django_fixup is not None else []
+
     def import_default_modules(self) -> None:
         """Import ``include`` / ``imports`` modules and run autodiscovery (worker start-up)."""
+        if self.django_fixup is not None:
+            self.django_fixup.setup()  # models importable before any task module
         signals.import_modules.send(sender=self)
         for name in [*self._include, *(self.conf.include or ()), *(self.conf.imports or ())]:
             importlib.import_module(name)
@@ -613,12 +661,18 @@ def _task_class(spec: Union[str, type]) -> type:
     return cls
 
 
-def _django_apps() -> List[str]:
-    try:
-        from django.conf import settings
-        return list(settings.INSTALLED_APPS)
-    except Exception:
-        return []
+def _names_django_settings(obj: Any) -> bool:
+    """Whether ``obj`` is (or names) Django's settings (without importing Django; and
+    without isinstance, which asks a lazy object for its ``__class__``: that configures it)."""
+    if issubclass(type(obj), str):
+        return obj.replace(":", ".").startswith("django.conf.settings")
+    return type(obj).__module__ == "django.conf"
+
+
+def _django_configured() -> bool:
+    """Whether Django's settings were configured in this process (without importing it)."""
+    conf = sys.modules.get("django.conf")
+    return bool(conf is not None and getattr(conf.settings, "configured", False))
 
 
 def shared_task(*args: Any, **options: Any) -> Any:

@@ -105,6 +105,13 @@ def load_app(options: Dict[str, Any]) -> Any:
     if options.get("result_backend"):
         app.conf.result_backend = options["result_backend"]
         app._reset_connections()
+    fixup = getattr(app, "django_fixup", None)
+    if fixup is not None:  # a Django project's app: its models before any task module
+        try:
+            fixup.setup()
+        except Exception as exc:
+            raise click.UsageError(
+                f"Unable to set up Django for {spec!r}: {type(exc).__name__}: {exc}") from exc
     return app
 
 

@@ -43,6 +43,7 @@ def install(app: Any) -> Optional[DjangoFixup]:
     if app.task_cls is Task:
         from multiq.contrib.django.task import DjangoTask
         app.task_cls = DjangoTask
+        app._task_base = None  # app.Task is made again from it
     signals.worker_init.connect(fixup.on_worker_init)
     return fixup
 
