@@ -27,6 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "accept_content": ["json"],
     "beat_max_loop_interval": 5,
     "beat_schedule": {},
+    "beat_scheduler": None,  # None: the Redis table; "django": the Django models
     "broker_connection_max_retries": 100,
     "broker_connection_retry": True,
     "broker_connection_retry_on_startup": True,

@@ -6,6 +6,9 @@ takes over once the lease expires (a few seconds). Last-run times live in the ha
 ``<prefix>:beat:last``; a run is claimed by compare-and-set on that hash before its task is
 sent, so even two processes that both believe they lead cannot send the same run twice.
 After downtime a missed run is sent once, not once per missed interval.
+
+The entries come from a source (``multiq.beat.source``): by default ``beat_schedule`` and the
+dynamic table in Redis, or Django models with ``-S django``; the source is told of each run.
 """
 from __future__ import annotations
 
@@ -19,7 +22,8 @@ import uuid
 from typing import Any, Dict, Optional, Set
 
 from multiq import signals
-from multiq.beat.table import BeatTable, Entry
+from multiq.beat.source import EntrySource, load_source
+from multiq.beat.table import Entry
 
 logger = logging.getLogger("multiq.beat")
 
@@ -55,9 +59,10 @@ class Beat:
     """One beat process (or thread, with ``worker -B``)."""
 
     def __init__(self, app: Any, max_interval: Optional[float] = None,
-                 lease: float = 5.0) -> None:
+                 lease: float = 5.0, source: Optional[EntrySource] = None) -> None:
         self.app = app
-        self.table = BeatTable(app)
+        self.source = source if source is not None \
+            else load_source(app, app.conf.get("beat_scheduler"))
         self.max_interval = float(max_interval or app.conf.beat_max_loop_interval or 5)
         self.lease = lease
         self.ident = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -98,7 +103,7 @@ class Beat:
         if not self.hold_lease():
             return min(1.0, self.max_interval)
         zone = self.app.conf.timezone or "UTC"  # crontabs read the app's wall clock
-        entries = self.table.list()
+        entries = self.source.list()
         lasts = self._lasts()
         wait = min(self.max_interval, self.lease / 3)
         for name, entry in entries.items():
@@ -119,20 +124,26 @@ class Beat:
         """Send ``entry`` if it is due (``raw``: its stored last run); returns when it is
         due next (epoch seconds)."""
         client, now = self.app.broker.client, time.time()
-        entry.schedule.tz = zone
+        if entry.schedule.tz is None:  # a schedule with its own zone keeps it
+            entry.schedule.tz = zone
         last = _last_run(raw, zone)
-        if raw is None:  # first sighting: its first run is one period from now
-            client.hsetnx(self.last_key, entry.name, repr(now))
+        if raw is None:  # first sighting: one period from now, or from the source's last run
+            seed = now if entry.last_run_at is None else min(entry.last_run_at, now)
+            raw = repr(seed).encode()
+            if not client.hsetnx(self.last_key, entry.name, raw) or seed == now:
+                return entry.schedule.next_after(_at(seed, zone)).timestamp()
+            last = _at(seed, zone)
         elif last is None:  # garbage: start again as if first seen, once
             logger.warning("beat: %s holds %r for %r, not a time: reset to now",
                            self.last_key, raw[:80], entry.name)
             self._claim(keys=[self.last_key], args=[entry.name, raw, repr(now)])
-        else:
-            due = entry.schedule.next_after(last).timestamp()
-            if due > now:
-                return due
-            if self._claim(keys=[self.last_key], args=[entry.name, raw, repr(now)]):
-                self.send(entry)
+            return entry.schedule.next_after(_at(now, zone)).timestamp()
+        due = entry.schedule.next_after(last).timestamp()
+        if due > now:
+            return due
+        if self._claim(keys=[self.last_key], args=[entry.name, raw, repr(now)]) \
+                and self.send(entry):
+            self._note_run(entry, now)
         return entry.schedule.next_after(_at(now, zone)).timestamp()
 
     def _lasts(self) -> Dict[bytes, bytes]:
@@ -140,7 +151,8 @@ class Beat:
         found, and forgotten once no entry has it)."""
         return dict(self.app.broker.client.hgetall(self.last_key))
 
-    def send(self, entry: Entry) -> None:
+    def send(self, entry: Entry) -> bool:
+        """Send one run of ``entry``; False (logged) when it could not be sent."""
         logger.info("Scheduler: Sending due task %s (%s)", entry.name, entry.task)
         try:
             task = self.app.tasks.get(entry.task)
@@ -150,6 +162,15 @@ class Beat:
                 self.app.send_task(entry.task, entry.args, entry.kwargs, **entry.options)
         except Exception as exc:
             logger.error("Scheduler: could not send %s (%s): %r", entry.name, entry.task, exc)
+            return False
+        return True
+
+    def _note_run(self, entry: Entry, at: float) -> None:
+        try:
+            self.source.ran(entry, at)
+        except Exception as exc:  # the run went out; its source failing must not stop beat
+            logger.error("beat: could not record the run of %r: %s: %s", entry.name,
+                         type(exc).__name__, exc)
 
     def _forget_removed(self, entries: Dict[str, Entry], lasts: Dict[bytes, Any]) -> None:
         names = {name.encode() for name in entries}

@@ -13,12 +13,16 @@ logger = logging.getLogger("multiq.beat")
 
 @dataclass
 class Entry:
+    """A periodic task. ``last_run_at`` (epoch seconds) is when its source last saw it run,
+    used only while Redis holds no last run for it (a missed run is then sent once)."""
+
     name: str
     task: str
     schedule: BaseSchedule
     args: List[Any] = field(default_factory=list)
     kwargs: Dict[str, Any] = field(default_factory=dict)
     options: Dict[str, Any] = field(default_factory=dict)
+    last_run_at: Optional[float] = None
 
     def to_json(self) -> str:
         return json.dumps({"task": self.task, "schedule": self.schedule.to_dict(),
@@ -96,3 +100,6 @@ class BeatTable:
                    for name, spec in (self.app.conf.beat_schedule or {}).items()}
         entries.update(self.dynamic())
         return entries
+
+    def ran(self, entry: Entry, at: float) -> None:
+        """Nothing to note: the last run is already in Redis."""

@@ -23,7 +23,10 @@ from multiq.cli.base import CLIContext, global_options, hold_pidfile, merge_glob
               help="Longest sleep between two checks of the schedule (seconds).")
 @click.option("-s", "--schedule", "schedule_file", default=None,
               help="Accepted for compatibility; state is kept in Redis, not in a file.")
-@click.option("-S", "--scheduler", default=None, hidden=True)
+@click.option("-S", "--scheduler", default=None,
+              help="Where the periodic tasks come from: 'redis' (default: beat_schedule and "
+                   "app.beat), 'django' (the models of multiq.contrib.django.beat) or "
+                   "module:Class. Default: the beat_scheduler setting.")
 @click.option("--uid", default=None)
 @click.option("--gid", default=None)
 @click.option("--umask", default=None)
@@ -40,22 +43,27 @@ def beat(ctx: click.Context, loglevel: str, logfile: Optional[str], pidfile: Opt
     logfile = os.path.abspath(logfile) if logfile else None
     if detach and not os.environ.get(daemon.DAEMON_ENV):
         code = daemon.detach(
-            lambda reporter: _run(obj, app, loglevel, logfile, pidfile, max_interval, reporter),
+            lambda reporter: _run(obj, app, loglevel, logfile, pidfile, max_interval, scheduler,
+                                  reporter),
             workdir=obj.options.get("workdir") or os.getcwd(),
             umask=daemon.parse_umask(umask), uid=daemon.resolve_uid(uid),
             gid=daemon.resolve_gid(gid, daemon.resolve_uid(uid)), timeout=30,
             on_failure=lambda reason: click.echo(f"ERROR: beat did not start: {reason}",
                                                  err=True))
         sys.exit(code)
-    sys.exit(_run(obj, app, loglevel, logfile, pidfile, max_interval, daemon.Reporter(None)))
+    sys.exit(_run(obj, app, loglevel, logfile, pidfile, max_interval, scheduler,
+                  daemon.Reporter(None)))
 
 
 def _run(obj: CLIContext, app: Any, loglevel: str, logfile: Optional[str],
-         pidfile: Optional[str], max_interval: Optional[float], reporter: Any) -> int:
+         pidfile: Optional[str], max_interval: Optional[float], scheduler: Optional[str],
+         reporter: Any) -> int:
     import signal
 
     from multiq import log
     from multiq.beat.scheduler import Beat
+    from multiq.beat.source import load_source
+    from multiq.exceptions import ImproperlyConfigured
     from multiq.worker.worker import set_title
 
     log.setup(loglevel, logfile, node="beat")
@@ -64,8 +72,13 @@ def _run(obj: CLIContext, app: Any, loglevel: str, logfile: Optional[str],
         return lock
     try:
         set_title("multiq beat")
+        try:  # before the task modules: a database source sets Django up first
+            source = load_source(app, scheduler or app.conf.get("beat_scheduler"))
+        except ImproperlyConfigured as exc:
+            reporter.error(str(exc))
+            raise click.UsageError(str(exc)) from exc
         app.import_default_modules()
-        runner = Beat(app, max_interval)
+        runner = Beat(app, max_interval, source=source)
         signal.signal(signal.SIGTERM, lambda *_: runner.stop())
         signal.signal(signal.SIGINT, lambda *_: runner.stop())
         if not obj.quiet:
@@ -84,19 +97,20 @@ def _run(obj: CLIContext, app: Any, loglevel: str, logfile: Optional[str],
 
 def _count_entries(runner: Any) -> str:
     try:
-        return str(len(runner.table.list()))
+        return str(len(runner.source.list()))
     except Exception as exc:  # Redis not up yet: beat waits for it
         return f"unknown ({type(exc).__name__}: Redis not reachable yet)"
 
 
 def _banner(app: Any, runner: Any, loglevel: str, logfile: Optional[str]) -> str:
+    from multiq.beat.source import describe
     from multiq.config import mask_url
 
     return "\n".join([
         f"multiq beat v{__version__} is starting.",
         "Configuration ->",
         f"    . broker -> {mask_url(str(app.conf.broker_url))}",
-        "    . scheduler -> Redis (leader lease and last-run times in Redis)",
+        f"    . scheduler -> {describe(runner.source)}",
         f"    . logfile -> {logfile or '[stderr]'}@%{loglevel.upper()}",
         f"    . maxinterval -> {runner.max_interval:g} seconds",
         f"    . entries -> {_count_entries(runner)}",
