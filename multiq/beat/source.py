@@ -49,7 +49,8 @@ def load_source(app: Any, name: Optional[str]) -> EntrySource:
     if not sep:
         module, _, attr = path.rpartition(".")
     try:
-        factory = getattr(importlib.import_module(module), attr) if module and attr else None
+        factory = getattr(importlib.import_module(module), attr, None) \
+            if module and attr else None
     except ImportError as exc:
         raise ImproperlyConfigured(f"Unknown beat scheduler {name!r}: {exc}") from exc
     if not callable(factory):
