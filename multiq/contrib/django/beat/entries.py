@@ -31,19 +31,19 @@ def row_entry(row: Any) -> RowEntry:
                      f"has {len(chosen)} schedules ({', '.join(chosen)}); set one")
     try:
         schedule = getattr(row, chosen[0]).schedule
-    except (ValueError, TypeError, ArithmeticError) as exc:
+    except (ValueError, TypeError, ArithmeticError, KeyError) as exc:  # KeyError: a zone
         raise BadRow(f"bad {chosen[0]} schedule: {exc}") from None
     if row.start_time is not None:
         schedule = not_before(schedule, aware(row.start_time))
     args = _json(row, "args", list)
     kwargs = _json(row, "kwargs", dict)
     headers = _json(row, "headers", dict)
-    last = row.last_run_at
-    if last is None and row.clocked_id is not None:  # never ran: due at its time, even past
-        last = row.clocked.clocked_time
-        seed = to_epoch(last) - 1e-3
+    if row.last_run_at is not None:
+        seed: Optional[float] = to_epoch(row.last_run_at)
+    elif row.clocked_id is not None:  # never ran: due at its time, even one already past
+        seed = to_epoch(row.clocked.clocked_time) - 1e-3
     else:
-        seed = to_epoch(last) if last is not None else None
+        seed = None
     return RowEntry(
         name=row.name, task=row.task, schedule=schedule, args=args, kwargs=kwargs,
         options=_options(row, headers), last_run_at=seed, row_id=row.pk,

@@ -109,14 +109,20 @@ class CrontabSchedule(models.Model):
 
     @property
     def schedule(self) -> BaseSchedule:
+        """The crontab; ValueError for bad fields, KeyError for an unknown zone."""
+        from zoneinfo import ZoneInfo
+
+        zone = str(self.timezone) if tz_aware() else None
+        if zone:
+            ZoneInfo(zone)
         return crontab(minute=self.minute, hour=self.hour, day_of_week=self.day_of_week,
                        day_of_month=self.day_of_month, month_of_year=self.month_of_year,
-                       tz=str(self.timezone) if tz_aware() else None)
+                       tz=zone)
 
     def clean(self) -> None:
         try:
             self.schedule  # noqa: B018 - builds (so checks) the expression
-        except ValueError as exc:
+        except (ValueError, KeyError) as exc:
             raise ValidationError(str(exc)) from exc
 
     def __str__(self) -> str:
