@@ -16,8 +16,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "myapp",
-    # the periodic-task models (schedules edited in the admin), when installed:
-    # "multiq.contrib.django.beat",
+    # the periodic-task models: schedules kept in the database, edited in the admin
+    "multiq.contrib.django.beat",
 ]
 
 MIDDLEWARE = [
@@ -59,5 +59,5 @@ MULTIQ_RESULT_SERIALIZER = "json"
 MULTIQ_TASK_TIME_LIMIT = 10
 MULTIQ_RESULT_EXPIRES = 60 * 60
 MULTIQ_WORKER_MAX_TASKS_PER_CHILD = 100
-# periodic tasks kept in the database (with "multiq.contrib.django.beat" installed above):
-# MULTIQ_BEAT_SCHEDULER = "multiq.contrib.django.beat.schedulers:DatabaseScheduler"
+# periodic tasks kept in the database (multiq.contrib.django.beat, installed above)
+MULTIQ_BEAT_SCHEDULER = "multiq.contrib.django.beat.schedulers:DatabaseScheduler"
