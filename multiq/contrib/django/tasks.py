@@ -48,8 +48,8 @@ try:
     from django.tasks import base as _api
     from django.tasks import exceptions as _errors
     from django.tasks import signals as _signals
-    from django.tasks import utils as _utils
     from django.tasks.backends.base import BaseTaskBackend
+    from django.utils import json as _utils  # Django 6 keeps normalize_json here
 except ImportError:
     from django_tasks import base as _api  # type: ignore[no-redef]
     from django_tasks import exceptions as _errors  # type: ignore[no-redef]
