@@ -1,10 +1,13 @@
 """Logging set-up for worker and beat processes."""
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import sys
-from typing import Optional, Union
+import threading
+from typing import Iterator, List, Optional, Union
 
 DEFAULT_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s"
 FILE_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s %(node)s] %(message)s"
@@ -45,7 +48,10 @@ def setup(level: Union[str, int, None] = "WARNING", logfile: Optional[str] = Non
         os.makedirs(os.path.dirname(os.path.abspath(logfile)), exist_ok=True)
         handler = logging.FileHandler(logfile, encoding="utf-8")
     else:
-        handler = logging.StreamHandler(sys.stderr)
+        stream = sys.stderr
+        if isinstance(stream, StreamToLog):  # stderr redirected to the log: not back into it
+            stream = sys.__stderr__
+        handler = logging.StreamHandler(stream)
     if fmt is None:
         fmt = FILE_FORMAT if logfile and node else DEFAULT_FORMAT
     if node:
@@ -53,3 +59,60 @@ def setup(level: Union[str, int, None] = "WARNING", logfile: Optional[str] = Non
     handler.setFormatter(logging.Formatter(fmt))
     root.addHandler(handler)
     root.setLevel(level_of(level))
+
+
+class StreamToLog(io.TextIOBase):
+    """A text stream that logs each line written to it (what a task prints goes to the log).
+
+    Lines are gathered per thread, so two threads printing at once do not mix their lines.
+    """
+
+    def __init__(self, logger: logging.Logger, level: int) -> None:
+        super().__init__()
+        self.logger, self.level = logger, level
+        self._local = threading.local()
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        local = self._local
+        if getattr(local, "busy", False):  # logging itself wrote here: drop it, no loop
+            return len(text)
+        *lines, local.pending = (getattr(local, "pending", "") + text).split("\n")
+        self._log(lines)
+        return len(text)
+
+    def flush(self) -> None:
+        local = self._local
+        if getattr(local, "pending", "") and not getattr(local, "busy", False):
+            line, local.pending = local.pending, ""
+            self._log([line])
+
+    def _log(self, lines: List[str]) -> None:
+        self._local.busy = True
+        try:
+            for line in lines:
+                if line.strip():
+                    self.logger.log(self.level, line.rstrip())
+        finally:
+            self._local.busy = False
+
+
+@contextlib.contextmanager
+def stdouts_to_log(level: Union[str, int, None] = "WARNING") -> Iterator[None]:
+    """Send ``sys.stdout`` and ``sys.stderr`` to the ``multiq.redirected`` logger at
+    ``level`` for the duration (``worker_redirect_stdouts``); restored afterwards."""
+    logger = logging.getLogger("multiq.redirected")
+    saved = sys.stdout, sys.stderr
+    sys.stdout = StreamToLog(logger, level_of(level))  # type: ignore[assignment]
+    sys.stderr = StreamToLog(logger, level_of(level))  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        sys.stdout, sys.stderr = saved

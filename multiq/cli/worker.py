@@ -1,6 +1,7 @@
 """``multiq worker``: start a node in the foreground, with Celery's banner."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
@@ -176,7 +177,13 @@ def run_node(obj: CLIContext, opts: NodeOptions, pidfile: Optional[str], reporte
             click.echo(banner(node))
         elif detached:
             logging.getLogger("multiq.worker").info("\n%s", banner(node))
-        code = node.run()
+        conf = obj.app.conf
+        # a daemon's stdout is /dev/null, and with a log file it is not the log: what the
+        # tasks print would be lost, so it goes to the log (the pool's children inherit it)
+        redirect = conf.worker_redirect_stdouts and (detached or opts.main_logfile())
+        with log.stdouts_to_log(conf.worker_redirect_stdouts_level) if redirect \
+                else contextlib.nullcontext():
+            code = node.run()
         restarting = node.restart_requested
     except click.UsageError:
         raise
