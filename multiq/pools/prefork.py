@@ -357,7 +357,9 @@ class PreforkPool(Pool):
                     self._send(req)
 
     def _find(self, child: Child, task_id: str) -> Optional[Request]:
-        return next((r for r in child.queue if r.id == task_id), None)
+        # a copy: the dispatching thread may append to the queue meanwhile (list() of a
+        # deque is one step under the GIL; iterating it is not)
+        return next((r for r in list(child.queue) if r.id == task_id), None)
 
     def _started(self, child: Child, task_id: str) -> None:
         req = self._find(child, task_id)
