@@ -306,17 +306,24 @@ class PreforkPool(Pool):
         if any(record[0] == "X" for record in records):
             child.leaving = True  # first: no job may go to a child on its way out
         for record in records:
-            kind = record[0]
-            if kind == "S":
-                self._started(child, record[1])
-            elif kind == "D":
-                self._finished(child, record)
-            elif kind == "R":
-                self._returned(child, record[1])
-            elif kind == "X":
-                child.retiring = True
+            try:
+                self._record(child, record)
+            except Exception:  # the others of the batch are still handled
+                logger.exception("Prefork pool: could not handle record %r of child %d",
+                                 record[:2], child.index)
         if not self._feed():
             self._starved.set()  # a child is idle and the reserve is empty: wake the fetcher
+
+    def _record(self, child: Child, record: tuple) -> None:
+        kind = record[0]
+        if kind == "S":
+            self._started(child, record[1])
+        elif kind == "D":
+            self._finished(child, record)
+        elif kind == "R":
+            self._returned(child, record[1])
+        elif kind == "X":
+            child.retiring = True
 
     def _feed(self) -> bool:
         """Top children up straight from the consumer's reserved messages; False when a
