@@ -105,6 +105,8 @@ class MultiQ:
         if settings:
             self.conf.update(settings)
         _apps.append(self)
+        from multiq import builtins
+        builtins.register(self)
         if set_as_current:
             _state.current = self
         for make in _shared_tasks:
@@ -405,7 +407,11 @@ class MultiQ:
             options["ignore_result"] = True
         if time_limit is not None or soft_time_limit is not None:
             options["timelimit"] = [time_limit, soft_time_limit]
+        if extra:
+            _canvas_options(options, extra)
         task_id = str(task_id) if task_id else _uuid4()
+        if stack:
+            stack[-1].__dict__.setdefault("children", []).append(task_id)
         data = envelope(
             task_id, name, queue, now, args, kwargs, priority=priority, eta=due,
             expires=expires, root_id=root_id, parent_id=parent_id, shadow=shadow,
@@ -464,6 +470,10 @@ class MultiQ:
                  eta: Optional[float], task_id: str, retry: Optional[bool],
                  policy: Optional[Dict[str, Any]]) -> None:
         """Write one message to the broker; a lost connection is retried per the policy."""
+        captured = getattr(_state, "capture", None)
+        if captured:  # a chord's body: kept with the chord's state, sent when it completes
+            captured[-1].messages.append((queue, data, priority))
+            return
         batch = getattr(_state, "batch", None)
         if batch is not None:
             batch.add(queue, data, priority, eta, f"{task_id}:0")
@@ -473,6 +483,26 @@ class MultiQ:
         except _connection_errors() as exc:
             self._publish_again(lambda: self._publish_now(queue, data, priority, eta, task_id),
                                 name, task_id, retry, policy, exc)
+
+    def _chord_state(self, chord_id: str, size: int, messages: List[Any]) -> None:
+        """Create a chord's state before its header is sent: in the current batch when the
+        results share the broker's server (one round trip for the whole chord), else on the
+        result backend now."""
+        from multiq import chordstate as chord
+
+        backend = self.backend
+        batch = getattr(_state, "batch", None)
+        sender = getattr(batch, "sender", None)
+        if batch is not None and sender is not None and sender.same_server(backend.client):
+            commands = _commands()
+            chord.state_commands(commands, chord_id, size, messages, backend.expires,
+                                 backend.prefix)
+            batch.raw([("SELECT", int(backend.client.connection_pool.connection_kwargs.get(
+                "db") or 0)), *commands.stack, ("SELECT", sender.db)])
+            return
+        pipe = backend.client.pipeline(transaction=False)
+        chord.state_commands(pipe, chord_id, size, messages, backend.expires, backend.prefix)
+        pipe.execute()
 
     def _publish_now(self, queue: str, data: bytes, priority: Optional[int],
                      eta: Optional[float], task_id: str) -> None:
@@ -584,6 +614,11 @@ class _Batch:
         if self.count >= self.flush_every:
             self.flush()
 
+    def raw(self, commands: List[Any]) -> None:
+        """Commands to write before the messages added after them (a chord's state)."""
+        self.pipe.stack.extend(commands)
+        self.count += 1
+
     def flush(self) -> None:
         if not self.count:
             return
@@ -607,6 +642,19 @@ def _match_route(router: Any, name: str, args: Any, kwargs: Any,
             if pattern == name or fnmatch.fnmatchcase(name, pattern):
                 return {"queue": target} if isinstance(target, str) else dict(target)
     return None
+
+
+_CANVAS_OPTIONS = ("chain", "group_id", "group_index", "chord", "chord_of",
+                   "replaced_task_nesting")
+
+
+def _canvas_options(options: Dict[str, Any], extra: Dict[str, Any]) -> None:
+    """The work-flow options a message carries (see multiq.canvas), from send_task's extra
+    keywords; the others (Celery's AMQP-only options) are ignored."""
+    for name in _CANVAS_OPTIONS:
+        value = extra.get(name)
+        if value is not None:
+            options[name] = [dict(s) for s in value] if name == "chain" else value
 
 
 def _sig_list(value: Any) -> List[Any]:

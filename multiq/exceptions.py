@@ -73,6 +73,14 @@ class TaskError(MultiQError):
         return f"{self.exc_type}: {msg}" if self.exc_type else str(msg)
 
 
+class ChordError(MultiQError):
+    """A chord's callback cannot run: a header task failed (or was revoked)."""
+
+
+class IncompleteStream(MultiQError):
+    """A result's children were asked for before the result was ready."""
+
+
 class BackendNotConfigured(MultiQError):
     """Results were asked for but the app has no ``result_backend``."""
 

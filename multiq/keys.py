@@ -31,6 +31,18 @@ Result store (``result_backend``, may be another Redis or database)::
     multiq-task-meta-<task id>      STRING   JSON result document, expires after result_expires;
                                              each write is also PUBLISHed on a channel of the
                                              same name, so ``get()`` is woken, not polling.
+    multiq-taskset-meta-<group id>  STRING   a saved GroupResult (``save()``): its member ids
+                                             as result tuples; expires like results.
+    multiq-chord-{<chord id>}       HASH     a chord's state (multiq.chordstate), made when
+                                             sent: ``n`` header size, ``k`` body messages as
+                                             ``s<i>`` stream key, ``m<i>`` envelope, ``q<i>``
+                                             queue, and ``fired`` once the body was sent (the
+                                             index of the header task that sent it).
+    multiq-chord-{<chord id>}:r     HASH     header task index -> its result document. The
+                                             count is HLEN: a redelivered task overwrites its
+                                             own field, never counted twice. Both chord keys
+                                             carry the hash tag ``{<chord id>}`` (one slot on
+                                             a cluster) and expire with the results.
     multiq-django-task-<task id>    HASH     a ``django.tasks`` task's side of its result
                                              (multiq.contrib.django.tasks): what was enqueued
                                              and its attempts; expires with the result.
@@ -51,6 +63,14 @@ key expire at once, healthy nodes' too; each live node beats as soon as Redis an
 again, so one full period later only the gone have no key. On one server the recovery
 script checks the key once more, atomically. The WorkerLostError then recorded for a gone
 node's started task never replaces a final result (SUCCESS, FAILURE, REVOKED).
+
+How a chord completes: each header task's outcome is written by one script that stores its
+document in the chord's results hash and checks the count (and, where results and broker
+share a server, also writes its result key and sends the body's messages to their streams,
+selecting the broker's database: one atomic step inside the worker's result write, so the
+body is sent exactly once). Elsewhere (a cluster, or results on another server) the script
+hands the body's messages back and the worker sends them right after: at least once.
+The body's worker reads the results hash in one command.
 
 Slot layout on a Redis Cluster (``redis+cluster://``): every key of one queue carries the
 hash tag ``{<queue>}``, so a queue's bands, delayed set, started hash and dead-letter stream
@@ -73,6 +93,7 @@ GROUP = "multiq"
 BANDS = tuple(range(9, -1, -1))  # read order: highest priority first
 DEFAULT_PREFIX = "multiq"
 RESULT_PREFIX = "multiq-task-meta-"
+GROUP_PREFIX = "multiq-taskset-meta-"
 DJANGO_TASK_PREFIX = "multiq-django-task-"
 
 
@@ -125,6 +146,11 @@ class Keys:
 def result_key(task_id: str, prefix: str = "") -> str:
     """The key (and notification channel) of a task's result document."""
     return f"{prefix}{RESULT_PREFIX}{task_id}"
+
+
+def group_key(group_id: str, prefix: str = "") -> str:
+    """Where ``GroupResult.save()`` keeps a group's member ids."""
+    return f"{prefix}{GROUP_PREFIX}{group_id}"
 
 
 def django_task_key(task_id: str, prefix: str = "") -> str:

@@ -259,6 +259,19 @@ def _options(value: Any) -> Dict[str, Any]:
         if links is not None:
             for sig in links if type(links) is list else (links,):
                 _signature(f"options.{name}", sig)
+    steps = options.get("chain")
+    if steps is not None:
+        if type(steps) is not list:
+            _invalid("options.chain", "a list of signatures", steps)
+        for sig in steps:
+            _signature("options.chain", sig)
+    member = options.get("chord")
+    if member is not None and not (type(member) is dict and type(member.get("id")) is str
+                                   and type(member.get("i")) is int):
+        _invalid("options.chord", 'a chord membership {"id": str, "i": int}', member)
+    for name in ("chord_of", "group_id"):
+        if options.get(name) is not None and type(options[name]) is not str:
+            _invalid(f"options.{name}", "a string", options[name])
     limits = options.get("timelimit")
     if limits is not None and not (type(limits) in (list, tuple) and len(limits) == 2
                                    and all(_seconds(x) for x in limits)):

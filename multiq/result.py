@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any, Dict, Optional
+import time
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from multiq import states
 from multiq.backends.base import exception_from_dict, parse_date
-from multiq.exceptions import TaskRevokedError
+from multiq.exceptions import IncompleteStream, TaskRevokedError
 
 if TYPE_CHECKING:
     from multiq.app import MultiQ
@@ -15,7 +16,8 @@ if TYPE_CHECKING:
 class AsyncResult:
     """The state and result of one task, read from the result backend."""
 
-    def __init__(self, id: str, app: Optional[MultiQ] = None, task_name: Optional[str] = None):
+    def __init__(self, id: str, app: Optional[MultiQ] = None, task_name: Optional[str] = None,
+                 parent: Any = None):
         if app is None:
             from multiq.app import current_app
             app = current_app()
@@ -23,6 +25,7 @@ class AsyncResult:
         self.app = app
         self._name = task_name
         self._cache: Optional[Dict[str, Any]] = None
+        self.parent = parent  # the result before this one in a chain (or a chord's header)
 
     task_id = property(lambda self: self.id)
 
@@ -82,7 +85,46 @@ class AsyncResult:
     worker = property(lambda self: self._get_meta().get("worker"))
     retries = property(lambda self: self._get_meta().get("retries"))
     queue = property(lambda self: self._get_meta().get("queue"))
-    children = property(lambda self: self._get_meta().get("children") or [])
+
+    @property
+    def children(self) -> List[Any]:
+        """Results of the tasks this one sent (its callbacks, its chain's next step)."""
+        return [result_from_tuple(t, self.app) for t in self._get_meta().get("children") or ()]
+
+    def as_tuple(self) -> Any:
+        return [[self.id, self.parent.as_tuple() if self.parent is not None else None], None]
+
+    def iterdeps(self, intermediate: bool = False) -> Iterator[Tuple[Any, Any]]:
+        """(parent, child) pairs, depth first, from this result down through its children."""
+        stack: List[Tuple[Any, Any]] = [(None, self)]
+        while stack:
+            parent, node = stack.pop()
+            yield parent, node
+            if node.ready():
+                stack.extend((node, child) for child in node.children)
+            elif not intermediate:
+                raise IncompleteStream()
+
+    def collect(self, intermediate: bool = False, **kwargs: Any) -> Iterator[Tuple[Any, Any]]:
+        """(result, value) of this task and every task below it, waiting for each."""
+        for _, node in self.iterdeps(intermediate=intermediate):
+            yield node, node.get(**kwargs)
+
+    def get_leaf(self) -> Any:
+        """The value of the last task below this one (the end of its chain)."""
+        value = None
+        for _, value in self.iterdeps():  # noqa: B007 - the last one
+            pass
+        return value.get() if value is not None else None  # type: ignore[union-attr]
+
+    @property
+    def graph(self) -> DependencyGraph:
+        graph = DependencyGraph()
+        for parent, node in self.iterdeps(intermediate=True):
+            graph.add_arc(node)
+            if parent is not None:
+                graph.add_edge(parent, node)
+        return graph
 
     def ready(self) -> bool:
         return self.state in states.READY_STATES
@@ -129,10 +171,190 @@ class AsyncResult:
         self.app.backend.forget(self.id)
 
     def revoke(self, terminate: bool = False, signal: str = "SIGTERM", **_: Any) -> None:
-        self.app.control.revoke(self.id, terminate=terminate, signal=signal)
+        """Revoke this task and, for the result of a chain (or chord), every step before it
+        that has not run yet."""
+        self.app.control.revoke(self._lineage_ids(), terminate=terminate, signal=signal)
+
+    def _lineage_ids(self) -> List[str]:
+        ids, node = [], self
+        while node is not None:
+            ids += node.ids() if isinstance(node, GroupResult) else [node.id]
+            node = node.parent
+        return ids
 
     def then(self, *a: Any, **kw: Any) -> Any:  # pragma: no cover - promise API not provided
         raise NotImplementedError("AsyncResult.then is not supported")
+
+
+class GroupResult:
+    """The results of a group, in the order its tasks were given (Celery's ResultSet and
+    GroupResult in one)."""
+
+    def __init__(self, id: Optional[str] = None, results: Optional[Sequence[Any]] = None,
+                 parent: Any = None, app: Optional[MultiQ] = None) -> None:
+        if results is None and id is not None and not isinstance(id, str):
+            id, results = None, id  # GroupResult([...]) as the old signature allowed
+        self.id = id
+        self.results: List[Any] = list(results or ())
+        self.parent = parent
+        self._app = app
+
+    @property
+    def app(self) -> MultiQ:
+        if self._app is None:
+            from multiq.app import current_app
+            self._app = current_app()
+        return self._app
+
+    children = property(lambda self: self.results)
+
+    def ids(self) -> List[str]:
+        return [r.id for r in self.results]
+
+    def _metas(self) -> List[Dict[str, Any]]:
+        """Every member's document, read in one round trip (member results cache theirs)."""
+        pending = [r for r in self.results if not isinstance(r, (EagerResult, GroupResult))
+                   and r._cache is None]
+        if pending:
+            for r, meta in zip(pending, self.app.backend.get_many([r.id for r in pending])):
+                if meta.get("status") in states.READY_STATES:
+                    r._cache = meta
+        return [r._get_meta() if not isinstance(r, GroupResult) else {} for r in self.results]
+
+    def _states(self) -> List[str]:
+        out = []
+        metas = self._metas()
+        for r, meta in zip(self.results, metas):
+            if isinstance(r, GroupResult):
+                out.append(states.SUCCESS if r.successful() else
+                           states.FAILURE if r.failed() else states.PENDING)
+            else:
+                out.append(str(meta.get("status", states.PENDING)))
+        return out
+
+    def ready(self) -> bool:
+        return all(s in states.READY_STATES for s in self._states())
+
+    def successful(self) -> bool:
+        return all(s == states.SUCCESS for s in self._states())
+
+    def failed(self) -> bool:
+        return any(s == states.FAILURE for s in self._states())
+
+    def waiting(self) -> bool:
+        return any(s not in states.READY_STATES for s in self._states())
+
+    def completed_count(self) -> int:
+        return sum(1 for s in self._states() if s == states.SUCCESS)
+
+    def get(self, timeout: Optional[float] = None, propagate: bool = True,
+            interval: float = 0.5, callback: Any = None, **kwargs: Any) -> List[Any]:
+        """Every value, in order (``timeout`` bounds the whole wait); the first failure is
+        raised with ``propagate``. Ready results are read in one round trip."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._metas()
+        values = []
+        for result in self.results:
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+            value = result.get(timeout=left, propagate=propagate, **kwargs)
+            if callback is not None:
+                callback(result.id, value)
+            values.append(value)
+        return values
+
+    join = get
+    join_native = get
+
+    def revoke(self, terminate: bool = False, signal: str = "SIGTERM", **_: Any) -> None:
+        self.app.control.revoke(self.ids(), terminate=terminate, signal=signal)
+
+    def forget(self) -> None:
+        for r in self.results:
+            r.forget()
+        if self.id:
+            self.app.backend.forget_group(self.id)
+
+    def save(self, backend: Any = None) -> GroupResult:
+        """Keep the group's member ids in the result backend, for :meth:`restore`."""
+        (backend or self.app.backend).save_group(self.id, self.as_tuple())
+        return self
+
+    @classmethod
+    def restore(cls, id: str, backend: Any = None, app: Optional[MultiQ] = None
+                ) -> Optional[GroupResult]:
+        if app is None:
+            from multiq.app import current_app
+            app = current_app()
+        saved = (backend or app.backend).restore_group(id)
+        return result_from_tuple(saved, app) if saved is not None else None
+
+    def delete(self, backend: Any = None) -> None:
+        (backend or self.app.backend).forget_group(self.id)
+
+    def as_tuple(self) -> Any:
+        return [[self.id, self.parent.as_tuple() if self.parent is not None else None],
+                [r.as_tuple() for r in self.results]]
+
+    def add(self, result: Any) -> None:
+        if result not in self.results:
+            self.results.append(result)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __iter__(self) -> Any:
+        return iter(self.results)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.results[index]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, GroupResult) and other.id == self.id \
+            and other.results == self.results
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __repr__(self) -> str:
+        return f"<GroupResult: {self.id} [{', '.join(r.id for r in self.results)}]>"
+
+
+ResultSet = GroupResult
+
+
+def result_from_tuple(value: Any, app: Optional[MultiQ] = None) -> Any:
+    """The AsyncResult or GroupResult that ``as_tuple()`` (or a stored ``children`` entry)
+    describes."""
+    if isinstance(value, (AsyncResult, GroupResult)):
+        return value
+    (task_id, parent), members = value
+    parent_result = result_from_tuple(parent, app) if parent else None
+    if members is not None:
+        return GroupResult(task_id, [result_from_tuple(m, app) for m in members],
+                           parent=parent_result, app=app)
+    return AsyncResult(task_id, app=app, parent=parent_result)
+
+
+class DependencyGraph:
+    """Results and who sent whom (``AsyncResult.graph``)."""
+
+    def __init__(self) -> None:
+        self.adjacent: Dict[Any, List[Any]] = {}
+
+    def add_arc(self, node: Any) -> None:
+        self.adjacent.setdefault(node, [])
+
+    def add_edge(self, parent: Any, child: Any) -> None:
+        self.adjacent.setdefault(parent, []).append(child)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.adjacent)
+
+    def __len__(self) -> int:
+        return len(self.adjacent)
+
+    def items(self) -> Any:
+        return self.adjacent.items()
 
 
 class EagerResult(AsyncResult):
@@ -148,6 +370,7 @@ class EagerResult(AsyncResult):
         self._status = status
         self._traceback = traceback
         self._date = dt.datetime.now(dt.timezone.utc)
+        self.parent = None
 
     def _get_meta(self) -> Dict[str, Any]:
         return {"status": self._status, "result": self._value, "traceback": self._traceback,

@@ -41,6 +41,11 @@ class Context:
     callbacks: Optional[List[Any]] = None
     errbacks: Optional[List[Any]] = None
     shadow: Optional[str] = None
+    chain: Optional[List[Any]] = None  # the chain's remaining steps, next last
+    group: Optional[str] = None
+    group_index: Optional[int] = None
+    chord: Optional[Dict[str, Any]] = None  # {"id": chord id, "i": index} of a header task
+    replaced_task_nesting: int = 0
 
     def __init__(self, **fields: Any) -> None:
         self.__dict__.update(fields)
@@ -241,6 +246,56 @@ class Task:
         return self.signature(args, kwargs, immutable=True)
 
     subtask = signature
+
+    def map(self, it: Any) -> Any:
+        """One task calling this one for every item: ``[self(x) for x in it]``."""
+        from multiq.canvas import xmap
+        return xmap(self.s(), it, app=self.app)
+
+    def starmap(self, it: Any) -> Any:
+        """One task calling this one with every tuple: ``[self(*x) for x in it]``."""
+        from multiq.canvas import xstarmap
+        return xstarmap(self.s(), it, app=self.app)
+
+    def chunks(self, it: Any, n: int) -> Any:
+        """``it`` (argument tuples) in parts of ``n``, each part one task."""
+        from multiq.canvas import chunks
+        return chunks(self.s(), it, n, app=self.app)
+
+    def replace(self, sig: Any) -> None:
+        """End this task with ``sig`` in its place: ``sig`` takes this task's id, its chord
+        place, callbacks, errbacks and the rest of its chain. Raises Ignore."""
+        from multiq.canvas import _chain, group, maybe_signature
+        from multiq.exceptions import Ignore
+
+        request = self.request
+        if request.called_directly or request.id is None:
+            raise RuntimeError("replace() needs a task run by a worker or apply()")
+        sig = maybe_signature(sig, self.app)
+        if isinstance(sig, group):  # a chord, so its results come back as one value
+            sig = sig | self.app.tasks["multiq.accumulate"].s(index=-1)
+        for callback in request.callbacks or ():
+            sig.link(maybe_signature(callback, self.app))
+        for errback in request.errbacks or ():
+            sig.link_error(maybe_signature(errback, self.app))
+        nesting = (request.replaced_task_nesting or 0) + 1
+        sig.freeze(request.id, root_id=request.root_id, parent_id=request.parent_id)
+        for tail in sig._tails():
+            if request.chord:
+                tail.options["chord"] = request.chord
+            if request.group:
+                tail.options["group_id"] = request.group
+                tail.options["group_index"] = request.group_index
+            tail.options["replaced_task_nesting"] = nesting
+        for step in reversed(request.chain or ()):
+            sig = sig | maybe_signature(step, self.app)
+        if not isinstance(sig, _chain) or request.chain is None:
+            pass
+        if request.is_eager:
+            sig.apply()
+        else:
+            sig.apply_async()
+        raise Ignore("Replaced by new task")
 
     def AsyncResult(self, task_id: str) -> AsyncResult:  # noqa: N802 - Celery's name
         from multiq.result import AsyncResult

@@ -1,6 +1,7 @@
 """Running one task call: hooks, signals, retries and the outcome, for workers and eager calls."""
 from __future__ import annotations
 
+import inspect
 import logging
 import sys
 import traceback as tb_module
@@ -8,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 from multiq import signals, states
-from multiq.canvas import signature
+from multiq.canvas import maybe_signature
 from multiq.describe import safe_str
 from multiq.exceptions import Ignore, Reject, Retry
 from multiq.task import Context, Task
@@ -41,6 +42,7 @@ class Outcome:
     traceback: Optional[str] = None
     retry: Optional[Retry] = None
     requeue: bool = False  # Reject(requeue=True)
+    children: Optional[List[Any]] = None  # result tuples of what the task sent
 
 
 def trace(task: Task, request: Context) -> Outcome:
@@ -125,18 +127,76 @@ def _failure(task: Task, request: Context, exc: BaseException) -> Outcome:
 
 
 def send_links(task: Task, request: Context, outcome: Outcome) -> None:
-    """Apply ``link`` callbacks after success and ``link_error`` ones after failure."""
+    """After success, apply the ``link`` callbacks and the chain's next step with the value;
+    after failure, the ``link_error`` errbacks (Celery's rule: one taking more than one
+    argument is called here with ``(request, exc, traceback)``, others are sent with the
+    failed task's id). What is sent becomes the task's children. Never raises."""
     if outcome.state == states.SUCCESS:
-        for sig in request.callbacks or ():
-            _apply_link(task, sig, (outcome.retval,))
-    elif outcome.state == states.FAILURE:
-        for sig in request.errbacks or ():
-            _apply_link(task, sig, (request.id,))
+        if not request.callbacks and not request.chain:
+            return
+        task.push_request(request)
+        try:
+            for sig in request.callbacks or ():
+                _apply_link(task, request, sig, (outcome.retval,))
+            if request.chain:
+                _next_step(task, request, outcome.retval)
+        finally:
+            task.pop_request()
+    elif outcome.state == states.FAILURE and request.errbacks:
+        task.push_request(request)
+        try:
+            call_errbacks(task, request, outcome.exc, outcome.traceback)
+        finally:
+            task.pop_request()
+    if outcome.children is None:
+        kids = request.__dict__.get("children")
+        if kids:
+            outcome.children = [[[kid, None], None] for kid in kids]
 
 
-def _apply_link(task: Task, sig: Any, args: Tuple[Any, ...]) -> None:
+def call_errbacks(task: Task, request: Context, exc: Optional[BaseException],
+                  traceback: Optional[str]) -> None:
+    sent = []
+    for errback in request.errbacks or ():
+        try:
+            sig = maybe_signature(errback, task.app)
+            target = task.app.tasks.get(sig.task)
+            if target is not None and _takes_request(target):
+                sig(request, exc, traceback)
+            else:
+                sent.append(sig)
+        except Exception:
+            logger.exception("Errback %r of %s[%s] raised", errback, task.name, request.id)
+    for sig in sent:
+        _apply_link(task, request, sig, (request.id,))
+
+
+def _takes_request(task: Task) -> bool:
+    """Whether an errback task takes ``(request, exc, traceback)``: more than one
+    positional parameter (or ``*args``)."""
     try:
-        signature(sig, app=task.app).apply_async(args, parent_id=task.request.id)
+        params = inspect.signature(task.run).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) > 1 or any(p.kind == p.VAR_POSITIONAL for p in params)
+
+
+def _next_step(task: Task, request: Context, value: Any) -> None:
+    rest = list(request.chain or ())
+    try:
+        step = maybe_signature(rest.pop(), task.app)
+        step.apply_async((value,), chain=rest or None, parent_id=request.id,
+                         root_id=request.root_id or request.id)
+    except Exception:
+        logger.exception("Could not send the next step of the chain of %s[%s]", task.name,
+                         request.id)
+
+
+def _apply_link(task: Task, request: Context, sig: Any, args: Tuple[Any, ...]) -> None:
+    try:
+        maybe_signature(sig, task.app).apply_async(
+            args, parent_id=request.id, root_id=request.root_id or request.id)
     except Exception:
         logger.exception("Could not apply callback %r of %s", sig, task.name)
 

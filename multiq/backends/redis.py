@@ -4,11 +4,11 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Any, Dict, Iterable, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from multiq import states
 from multiq.exceptions import ImproperlyConfigured, TimeoutError
-from multiq.keys import result_key
+from multiq.keys import group_key, result_key
 from multiq.redisconn import UNAVAILABLE, connect, is_cluster
 from multiq.serialization import json_dumps
 
@@ -57,6 +57,7 @@ class RedisBackend:
         # every result to every node.
         self.sharded = is_cluster(self.client)
         self._publish = "SPUBLISH" if self.sharded else "PUBLISH"
+        self.notify_command = self._publish
         if self.wait_replicas and self.sharded:
             raise ImproperlyConfigured("wait_replicas is not available on a Redis Cluster")
         self._local = threading.local()
@@ -69,8 +70,12 @@ class RedisBackend:
 
     def store(self, task_id: str, doc: Doc, pipe: Any = None) -> None:
         """Write a document and notify waiters; with ``pipe`` the caller executes."""
+        self.store_encoded(task_id, self.encode(doc), pipe)
+
+    def store_encoded(self, task_id: str, data: bytes, pipe: Any = None) -> None:
+        """:meth:`store` of a document already encoded."""
         p = pipe if pipe is not None else self.client.pipeline(transaction=False)
-        key, data = self.key(task_id), self.encode(doc)
+        key = self.key(task_id)
         # plain commands: redis-py's keyword handling of set() costs more than the write
         if self.expires:
             p.execute_command("SET", key, data, "EX", self.expires)
@@ -188,6 +193,33 @@ class RedisBackend:
             kept: Any = getattr(self._local, "pubsub", None)
             if kept is not None and kept is pubsub:
                 unsubscribe(key)
+
+    def get_many(self, task_ids: Sequence[str]) -> List[Doc]:
+        """The documents of ``task_ids``, in order, in one round trip (per thousand)."""
+        out: List[Doc] = []
+        for start in range(0, len(task_ids), 1000):
+            part = task_ids[start:start + 1000]
+            keys = [self.key(t) for t in part]
+            raw = self.client.mget_nonatomic(keys) if self.sharded else self.client.mget(keys)
+            out += [self.decode(t, r) for t, r in zip(part, raw)]
+        return out
+
+    def group_key(self, group_id: str) -> str:
+        return group_key(group_id, self.prefix)
+
+    def save_group(self, group_id: str, value: Any) -> None:
+        data = json_dumps({"result": value, "date_done": None}).encode()
+        if self.expires:
+            self.client.set(self.group_key(group_id), data, ex=self.expires)
+        else:
+            self.client.set(self.group_key(group_id), data)
+
+    def restore_group(self, group_id: str) -> Any:
+        raw = self.client.get(self.group_key(group_id))
+        return json.loads(raw)["result"] if raw is not None else None
+
+    def forget_group(self, group_id: str) -> None:
+        self.client.delete(self.group_key(group_id))
 
     def forget(self, task_id: str) -> None:
         self.client.delete(self.key(task_id))

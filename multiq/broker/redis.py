@@ -89,9 +89,7 @@ class RedisBroker:
         p: Any = self.client.pipeline(transaction=False) if own else pipe
         band = band_of(priority)
         if queue not in self._known_queues:
-            # on a cluster the set has its own slot, outside the queue's transaction
-            (self.client if self.cluster else p).sadd(self.keys.queues, queue)
-            self._known_queues.add(queue)
+            self._note_queue(p, queue)
         if eta is not None and eta > time.time():
             self.add_delayed(p, queue, band, member, data, eta)
         else:
@@ -99,6 +97,13 @@ class RedisBroker:
         if own:
             self.seal(p)
             p.execute()
+
+    def _note_queue(self, p: Any, queue: str) -> None:
+        """Add ``queue`` to the set of queue names (once per process)."""
+        if queue not in self._known_queues:
+            # on a cluster the set has its own slot, outside the queue's transaction
+            (self.client if self.cluster else p).sadd(self.keys.queues, queue)
+            self._known_queues.add(queue)
 
     def seal(self, p: Pipeline) -> None:
         """End a pipeline of publishes with ``WAIT`` when ``wait_replicas`` asks for it: the

@@ -9,12 +9,21 @@ import traceback
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
+from multiq import chordstate as chord
 from multiq import events, serialization, signals, states
 from multiq import message as message_mod
+from multiq.backends.base import exception_to_dict
 from multiq.describe import describe, safe_repr
-from multiq.exceptions import ContentDisallowed, DecodeError, NotRegistered
+from multiq.exceptions import (
+    BackendNotConfigured,
+    ChordError,
+    ContentDisallowed,
+    DecodeError,
+    NotRegistered,
+    TaskRevokedError,
+)
 from multiq.task import Context, Task
-from multiq.trace import Outcome, send_links, trace
+from multiq.trace import Outcome, format_traceback, send_links, trace
 from multiq.worker.ratelimit import TokenBucket
 
 if TYPE_CHECKING:
@@ -86,6 +95,7 @@ class Executor:
         #: set where nothing holds the writer back for long (threads; solo, whose fetches
         #: carry its batches).
         self.batched_marks = False
+        self.flow = _flow(app)
 
     # -- receiving ---------------------------------------------------------------------
 
@@ -166,6 +176,12 @@ class Executor:
         logger.info("Discarding %s task %s[%s]", reason, req.name, req.id)
         signals.task_revoked.send(sender=req.task, request=req, terminated=False,
                                   signum=None, expired=reason == "expired")
+        if req.message.options and self.flow is not None and not self.flow.inline:
+            try:
+                self.flow.count_now(req.message, states.REVOKED,
+                                    exception_to_dict(TaskRevokedError(reason)), None)
+            except Exception:
+                logger.exception("Could not count %s[%s] in its chord", req.name, req.id)
         self.committer.revoked(req, reason)
         return True
 
@@ -209,6 +225,7 @@ class Executor:
 
     def run(self, req: Request) -> Outcome:
         m = req.message
+        opts = m.options
         request = Context(
             id=m.id, task=m.task, args=m.args, kwargs=m.kwargs, retries=m.retries,
             is_eager=False, called_directly=False, hostname=self.hostname,
@@ -221,14 +238,47 @@ class Executor:
             callbacks=m.options.get("link"), errbacks=m.options.get("link_error"),
             shadow=m.shadow, reply_to=None, correlation_id=m.id,
         )
+        if opts:
+            request.__dict__.update(
+                chain=opts.get("chain"), group=opts.get("group_id"),
+                group_index=opts.get("group_index"), chord=opts.get("chord"),
+                replaced_task_nesting=opts.get("replaced_task_nesting") or 0)
         started = time.monotonic()
-        outcome = trace(req.task, request)
+        outcome = self._chord_values(req, request) if opts.get("chord_of") else None
+        if outcome is None:
+            outcome = trace(req.task, request)
         runtime = time.monotonic() - started
         self.state.count(m.task)
         self._log(req, outcome, runtime)
         if outcome.state in (states.SUCCESS, states.FAILURE):
             send_links(req.task, request, outcome)
+        if opts and self.flow is not None and outcome.state in (states.SUCCESS,
+                                                                states.FAILURE):
+            self._count_now(req, outcome)
         return outcome
+
+    def _chord_values(self, req: Request, request: Context) -> Optional[Outcome]:
+        """Prepend the header's values to a chord body's arguments; its FAILURE outcome
+        (ChordError) when a header task failed."""
+        try:
+            values = chord.gather(self.app.backend, str(req.message.options["chord_of"]))
+        except ChordError as exc:
+            logger.error("Chord body %s[%s] cannot run: %s", req.name, req.id, exc)
+            return Outcome(states.FAILURE, exc=exc, traceback=format_traceback(exc))
+        request.args = [values, *request.args]
+        return None
+
+    def _count_now(self, req: Request, outcome: Outcome) -> None:
+        """Chord counts written by the worker (when they cannot ride in the result write)."""
+        if self.flow.inline:  # type: ignore[union-attr]
+            return
+        result = outcome.retval if outcome.state == states.SUCCESS else \
+            exception_to_dict(outcome.exc)  # type: ignore[arg-type]
+        try:
+            self.flow.count_now(req.message, outcome.state, result,  # type: ignore[union-attr]
+                                outcome.traceback)
+        except Exception:
+            logger.exception("Could not count %s[%s] in its chord", req.name, req.id)
 
     def _log(self, req: Request, outcome: Outcome, runtime: float) -> None:
         if outcome.state == states.SUCCESS:
@@ -261,6 +311,17 @@ class Executor:
     def set_rate_limit(self, name: str, rate: Optional[str]) -> None:
         with self._bucket_lock:
             self._buckets[name] = TokenBucket.from_rate(rate) if rate else None
+
+
+def _flow(app: MultiQ) -> Any:
+    """The node's work-flow writer (None without a result backend)."""
+    from multiq.worker.flow import Flow
+
+    try:
+        _ = app.backend
+    except BackendNotConfigured:
+        return None
+    return Flow(app)
 
 
 def _envelope_of(data: bytes) -> Optional[Dict[str, Any]]:

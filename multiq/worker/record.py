@@ -18,6 +18,8 @@ from multiq.backends.base import exception_to_dict, make_doc
 from multiq.describe import describe, safe_str
 from multiq.exceptions import BackendNotConfigured, EncodeError, TaskRevokedError
 from multiq.sender import Commands
+from multiq.worker import flow
+from multiq.worker.flow import FINAL
 
 if TYPE_CHECKING:
     from multiq.app import MultiQ
@@ -58,6 +60,7 @@ class Recorder:
         options = app.conf.broker_transport_options or {}
         self.reject_backoff = float(options.get("reject_backoff", 1.0))
         self.reject_backoff_max = float(options.get("reject_backoff_max", 60.0))
+        self.flow = flow.Flow(app) if self.backend is not None else None
         self._acks: List[Any] = []  # of the batch being recorded (one thread records)
         self._marked = 0
 
@@ -137,10 +140,11 @@ class Recorder:
         if self.events_enabled:
             self._outcome_event(acks, req, outcome)
         if state == states.SUCCESS:
-            self._store(results, req.id, state, outcome.retval, None, req)
+            self._store(results, req.id, state, outcome.retval, None, req,
+                        children=outcome.children)
         elif state == states.FAILURE:
             self._store(results, req.id, state, exception_to_dict(outcome.exc),  # type: ignore
-                        outcome.traceback, req)
+                        outcome.traceback, req, children=outcome.children)
         elif state == states.RETRY:
             self._retry(results, acks, req, outcome)
             return
@@ -209,24 +213,41 @@ class Recorder:
         self._ack(req)
 
     def _store(self, pipe: Any, task_id: str, state: str, result: Any, tb: Optional[str],
-               req: Optional[Request], force: bool = False) -> None:
+               req: Optional[Request], force: bool = False,
+               children: Optional[list] = None) -> None:
         if pipe is None:
             return
-        if not force and req is not None and self._ignored(req, state):
+        ignored = not force and req is not None and self._ignored(req, state)
+        settles = req is not None and req.message.options and state in FINAL
+        if ignored and not settles:
             return
-        doc = make_doc(task_id, state, result, tb)
+        doc = make_doc(task_id, state, result, tb, children=children)
         try:
-            self.backend.store(task_id, self._extend(doc, req), pipe)
+            data = self.backend.encode(self._extend(doc, req))
         except Exception as exc:  # e.g. a return value JSON cannot carry: the task fails
             err = EncodeError(safe_str(exc))
             logger.error("Task %s[%s] result cannot be stored: %r", getattr(req, "name", "?"),
                          task_id, err)
-            doc = make_doc(task_id, states.FAILURE, exception_to_dict(err), tb)
+            state, result = states.FAILURE, exception_to_dict(err)
+            doc = make_doc(task_id, state, result, tb)
             try:
-                self.backend.store(task_id, self._extend(doc, req), pipe)
+                data = self.backend.encode(self._extend(doc, req))
             except Exception:  # its extended fields (arguments) cannot be encoded either
-                self.backend.store(task_id, make_doc(task_id, states.FAILURE,
-                                                     exception_to_dict(err), tb), pipe)
+                data = self.backend.encode(make_doc(task_id, state, result, tb))
+        if not settles:
+            self.backend.store_encoded(task_id, data, pipe)
+            return
+        assert req is not None and self.flow is not None
+        writes = flow.writes(req.message, state, self.app)
+        own = next((w for w in writes if w.task_id == task_id), None)
+        if own is not None:
+            self.flow.record(pipe, own, data, store=not ignored)
+        elif not ignored:
+            self.backend.store_encoded(task_id, data, pipe)
+        for write in writes:  # the chain's steps that will not run now
+            if write is not own:
+                self.flow.record(pipe, write, flow.encode_doc(
+                    self.backend, write.task_id, state, result, tb), store=True)
 
     def _ignored(self, req: Request, state: str) -> bool:
         task = req.task
