@@ -8,7 +8,17 @@ import pickle
 import pytest
 
 from multiq import (
-    MultiQ, Signature, chain, chord, chunks, group, maybe_signature, signature, xmap, xstarmap)
+    MultiQ,
+    Signature,
+    chain,
+    chord,
+    chunks,
+    group,
+    maybe_signature,
+    signature,
+    xmap,
+    xstarmap,
+)
 from multiq.canvas import _chain
 from multiq.exceptions import ChordError
 from multiq.result import AsyncResult, GroupResult, result_from_tuple
