@@ -8,9 +8,11 @@ or the first that records a failure, marks the chord fired and sends the callbac
 
 - when results and broker share a server (not a cluster), inside that same script, as part
   of the worker's result write: exactly once, with no round trip of its own;
-- otherwise the script returns the messages and the worker writes them to the broker right
-  after; a task that dies in between and runs again (``acks_late``) sends them again, so
-  there the callback runs at least once.
+- otherwise the committer runs the scripts of a batch in one round trip of their own, and
+  the messages they hand back go out in the same transaction as the batch's acks: a task
+  that dies in between is not acknowledged, and when it runs again (``acks_late``) the
+  script hands the messages back again, to the same member only. On a cluster the acks are
+  not one transaction, so there the body runs at least once.
 
 The callback's worker reads the results hash in one command and prepends the values in
 header order, or fails the callback with :class:`ChordError` naming the first failed task.
@@ -29,8 +31,9 @@ from multiq.exceptions import ChordError
 # key here), member index, '1' when the member failed (or was revoked), the broker's
 # database number ('' to return the messages instead of sending them), the broker's set of
 # queue names, the member's result key (written only with a notify command: one server,
-# never a cluster). Returns the messages to send ([stream, envelope, queue]...) when the
-# caller must send them, else an empty list.
+# never a cluster), and '1' to count the member only if it has no result yet (a lost
+# node's task, which may have finished). Returns the messages to send ([stream, envelope,
+# queue]...) when the caller must send them, else an empty list.
 CHORD_PART = """
 if ARGV[3] ~= '' then
   if tonumber(ARGV[2]) > 0 then
@@ -42,6 +45,7 @@ if ARGV[3] ~= '' then
 end
 local n = tonumber(redis.call('HGET', KEYS[1], 'n'))
 if not n then return {} end
+if ARGV[9] == '1' and redis.call('HEXISTS', KEYS[2], ARGV[4]) == 1 then return {} end
 redis.call('HSET', KEYS[2], ARGV[4], ARGV[1])
 if tonumber(ARGV[2]) > 0 then redis.call('EXPIRE', KEYS[2], ARGV[2]) end
 local fired = redis.call('HGET', KEYS[1], 'fired')
@@ -120,31 +124,41 @@ def state_commands(pipe: Any, chord_id: str, size: int, messages: Sequence[Messa
 
 def part_command(pipe: Any, backend: Any, member: Member, task_id: str, doc_bytes: bytes,
                  failed: bool, store: bool, broker_db: Optional[int],
-                 queues_key: str) -> None:
+                 queues_key: str, unless_done: bool = False) -> None:
     """Record the script that counts one header task (and, with ``store``, writes its
-    result key and notifies its waiters) on ``pipe``."""
+    result key and notifies its waiters) on ``pipe``; with ``broker_db`` it also sends the
+    body, else its reply hands the body's messages back (see :func:`send_commands`)."""
     prefix = backend.prefix
     pipe.execute_command(
         "EVAL", CHORD_PART, 2, meta_key(member.chord, prefix),
         results_key(member.chord, prefix), doc_bytes, backend.expires or 0,
         backend.notify_command if store else "", member.index, "1" if failed else "0",
-        "" if broker_db is None else broker_db, queues_key, backend.key(task_id))
+        "" if broker_db is None else broker_db, queues_key, backend.key(task_id),
+        "1" if unless_done else "0")
 
 
-def send_returned(broker: Any, reply: Any) -> int:
-    """Write to the broker the messages a :data:`CHORD_PART` reply hands back; how many."""
-    if not reply:
+def send_commands(pipe: Any, broker: Any, reply: Any) -> int:
+    """Record on ``pipe`` (broker side) the sends of the messages a :data:`CHORD_PART`
+    reply hands back; how many."""
+    if not isinstance(reply, list) or not reply:
         return 0
-    pipe = broker.client.pipeline(transaction=False)
     for i in range(0, len(reply) - 2, 3):
         stream, data, queue = reply[i], reply[i + 1], reply[i + 2]
         if isinstance(queue, bytes):
             queue = queue.decode()
         broker._note_queue(pipe, queue)
         pipe.xadd(stream, {"m": data, "n": 0})
-    broker.seal(pipe)
-    pipe.execute()
     return len(reply) // 3
+
+
+def send_returned(broker: Any, reply: Any) -> int:
+    """Write to the broker, now, the messages a :data:`CHORD_PART` reply hands back."""
+    pipe = broker.client.pipeline(transaction=False)
+    count = send_commands(pipe, broker, reply)
+    if count:
+        broker.seal(pipe)
+        pipe.execute()
+    return count
 
 
 def gather(backend: Any, chord_id: str) -> List[Any]:

@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING, Any, Callable, Deque, List, Optional, Sequence
 
 from multiq import events, states
 from multiq.backends.base import exception_to_dict, make_doc
+from multiq.chordstate import send_commands
 from multiq.exceptions import WorkerLostError
 from multiq.message import peek
 from multiq.redisconn import UNAVAILABLE
+from multiq.sender import Commands, Writer
 from multiq.worker.markers import Markers
 from multiq.worker.outbox import Outbox
 from multiq.worker.record import Item, Recorder
@@ -134,6 +136,8 @@ class Committer:
             recorded = self.recorder.record(batch)
         except Exception:
             return None
+        if recorded.chords is not None:
+            return None  # (only where counts cannot ride in the result write)
         if self.markers is not None and recorded.marked:
             self.markers.confirm(recorded.marked)
         return self.outbox.exchange(recorded.results, recorded.acks)
@@ -340,7 +344,8 @@ class Committer:
         recorded = self.recorder.record(batch)
         if self.markers is not None and recorded.marked:
             self.markers.confirm(recorded.marked)  # markers in place before acks delete them
-        self.outbox.write(recorded.results, recorded.acks)  # results (replicas too), then acks
+        # results (replicas too), then chord counts, then acks
+        self.outbox.write(recorded.results, recorded.acks, recorded.chords)
 
     # -- recovery of a dead node's started tasks ---------------------------------------------
 
@@ -350,6 +355,7 @@ class Committer:
         A task whose final outcome is stored already keeps it (its node finished it)."""
         if self.backend is not None:
             pipe = self.backend.client.pipeline(transaction=False)
+            chords = Commands()  # counts that cannot ride in the pipeline
             for e in entries:
                 try:
                     env = peek(e.data)
@@ -363,6 +369,17 @@ class Committer:
                                kwargs=env.get("kwargs"), worker=node.split("|")[0],
                                retries=env.get("retries", 0), queue=env.get("queue"))
                 self.backend.store_unless_final(str(env["id"]), doc, pipe)
+                options = env.get("options")
+                if type(options) is dict and options.get("chord") \
+                        and self.recorder.flow is not None:
+                    self.recorder.flow.lost(pipe, chords, options, str(env["id"]),
+                                            self.backend.encode(doc))
             self.backend.seal(pipe)
             pipe.execute()
+            if chords:
+                sends = Commands()
+                for reply in Writer(self.backend.client).write(chords):
+                    send_commands(sends, self.broker, reply)
+                if sends:
+                    Writer(self.broker.client).write(sends)
         self.broker.ack_lost(entries)

@@ -12,16 +12,8 @@ from typing import TYPE_CHECKING, Any, Dict, Optional
 from multiq import chordstate as chord
 from multiq import events, serialization, signals, states
 from multiq import message as message_mod
-from multiq.backends.base import exception_to_dict
 from multiq.describe import describe, safe_repr
-from multiq.exceptions import (
-    BackendNotConfigured,
-    ChordError,
-    ContentDisallowed,
-    DecodeError,
-    NotRegistered,
-    TaskRevokedError,
-)
+from multiq.exceptions import ChordError, ContentDisallowed, DecodeError, NotRegistered
 from multiq.task import Context, Task
 from multiq.trace import Outcome, format_traceback, send_links, trace
 from multiq.worker.ratelimit import TokenBucket
@@ -95,7 +87,6 @@ class Executor:
         #: set where nothing holds the writer back for long (threads; solo, whose fetches
         #: carry its batches).
         self.batched_marks = False
-        self.flow = _flow(app)
 
     # -- receiving ---------------------------------------------------------------------
 
@@ -176,12 +167,6 @@ class Executor:
         logger.info("Discarding %s task %s[%s]", reason, req.name, req.id)
         signals.task_revoked.send(sender=req.task, request=req, terminated=False,
                                   signum=None, expired=reason == "expired")
-        if req.message.options and self.flow is not None and not self.flow.inline:
-            try:
-                self.flow.count_now(req.message, states.REVOKED,
-                                    exception_to_dict(TaskRevokedError(reason)), None)
-            except Exception:
-                logger.exception("Could not count %s[%s] in its chord", req.name, req.id)
         self.committer.revoked(req, reason)
         return True
 
@@ -252,9 +237,6 @@ class Executor:
         self._log(req, outcome, runtime)
         if outcome.state in (states.SUCCESS, states.FAILURE):
             send_links(req.task, request, outcome)
-        if opts and self.flow is not None and outcome.state in (states.SUCCESS,
-                                                                states.FAILURE):
-            self._count_now(req, outcome)
         return outcome
 
     def _chord_values(self, req: Request, request: Context) -> Optional[Outcome]:
@@ -263,22 +245,9 @@ class Executor:
         try:
             values = chord.gather(self.app.backend, str(req.message.options["chord_of"]))
         except ChordError as exc:
-            logger.error("Chord body %s[%s] cannot run: %s", req.name, req.id, exc)
             return Outcome(states.FAILURE, exc=exc, traceback=format_traceback(exc))
         request.args = [values, *request.args]
         return None
-
-    def _count_now(self, req: Request, outcome: Outcome) -> None:
-        """Chord counts written by the worker (when they cannot ride in the result write)."""
-        if self.flow.inline:  # type: ignore[union-attr]
-            return
-        result = outcome.retval if outcome.state == states.SUCCESS else \
-            exception_to_dict(outcome.exc)  # type: ignore[arg-type]
-        try:
-            self.flow.count_now(req.message, outcome.state, result,  # type: ignore[union-attr]
-                                outcome.traceback)
-        except Exception:
-            logger.exception("Could not count %s[%s] in its chord", req.name, req.id)
 
     def _log(self, req: Request, outcome: Outcome, runtime: float) -> None:
         if outcome.state == states.SUCCESS:
@@ -311,17 +280,6 @@ class Executor:
     def set_rate_limit(self, name: str, rate: Optional[str]) -> None:
         with self._bucket_lock:
             self._buckets[name] = TokenBucket.from_rate(rate) if rate else None
-
-
-def _flow(app: MultiQ) -> Any:
-    """The node's work-flow writer (None without a result backend)."""
-    from multiq.worker.flow import Flow
-
-    try:
-        _ = app.backend
-    except BackendNotConfigured:
-        return None
-    return Flow(app)
 
 
 def _envelope_of(data: bytes) -> Optional[Dict[str, Any]]:

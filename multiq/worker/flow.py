@@ -5,7 +5,8 @@ A task that ends FAILURE or REVOKED fails the rest of its chain too (each remain
 the same outcome, so ``get()`` on the chain raises instead of waiting for ever), and counts
 as failed in every chord those steps belong to. A chord member's outcome is counted with
 :data:`multiq.chordstate.CHORD_PART`: inside the committer's result write when results and
-broker share a server (``inline``), else by the worker right after the task ran.
+broker share a server (``inline``), else in a round trip of its own per batch, whose fired
+bodies go out with the batch's acks.
 """
 from __future__ import annotations
 
@@ -81,30 +82,28 @@ class Flow:
         """Whether chord counts ride in the committer's result write."""
         return self.inline_db is not None
 
-    def record(self, pipe: Any, write: Write, data: bytes, store: bool) -> None:
-        """Record ``write`` (document ``data``) on the committer's result pipeline: a chord
-        count (with the result key when ``store``) or a plain result write."""
+    def record(self, pipe: Any, chords: Any, write: Write, data: bytes, store: bool) -> None:
+        """Record ``write`` (document ``data``): on the committer's result pipeline a chord
+        count (with the result key when ``store``) or a plain result write; not inline, the
+        count goes on ``chords``, run on its own (see :meth:`Committer`)."""
         if write.member is not None and self.inline:
             chord.part_command(pipe, self.backend, write.member, write.task_id, data,
                                write.failed, store, self.inline_db, self.broker.keys.queues)
-        elif store:
+            return
+        if store:
             self.backend.store_encoded(write.task_id, data, pipe)
+        if write.member is not None:
+            chord.part_command(chords, self.backend, write.member, write.task_id, data,
+                               write.failed, False, None, self.broker.keys.queues)
 
-    def count_now(self, message: Message, state: str, result: Any,
-                  traceback: Optional[str]) -> None:
-        """Count ``message``'s chords at once (when not inline), sending what fires."""
-        if self.backend is None or self.inline:
-            return
-        todo = [w for w in writes(message, state, self.app) if w.member is not None]
-        if not todo:
-            return
-        pipe = self.backend.client.pipeline(transaction=False)
-        for w in todo:
-            data = encode_doc(self.backend, w.task_id, state, result, traceback)
-            chord.part_command(pipe, self.backend, w.member, w.task_id, data,  # type: ignore
-                               w.failed, False, None, self.broker.keys.queues)
-        for reply in pipe.execute():
-            chord.send_returned(self.broker, reply)
+    def lost(self, pipe: Any, chords: Any, message_options: Dict[str, Any], task_id: str,
+             data: bytes) -> None:
+        """Count a lost node's started task as failed in its chord, unless it finished."""
+        member = chord.Member.of(message_options)
+        if member is not None:
+            target = pipe if self.inline else chords
+            chord.part_command(target, self.backend, member, task_id, data, True, False,
+                               self.inline_db, self.broker.keys.queues, unless_done=True)
 
 
 def encode_doc(backend: Any, task_id: str, state: str, result: Any,

@@ -48,10 +48,13 @@ class Outbox:
             stack += [("MULTI",), *acks.stack, ("EXEC",)]
         return stack
 
-    def write(self, results: Optional[Commands], acks: Commands) -> None:
+    def write(self, results: Optional[Commands], acks: Commands,
+              chords: Optional[Commands] = None) -> None:
         """Results, then acks as one transaction; nothing is acknowledged unless its
-        results were written."""
-        if self.single:
+        results were written. ``chords`` (chord counts that cannot ride in the result
+        write) run after the results; the chord bodies they hand back are sent in the acks'
+        transaction."""
+        if self.single and chords is None:
             stack = self.exchange(results, acks)
             if stack:
                 self.acks.sender.execute(stack)  # type: ignore[union-attr]
@@ -59,6 +62,13 @@ class Outbox:
         if results is not None and results.stack:
             self.backend.seal(results)
             self.results.write(results)  # type: ignore[union-attr]
+        if chords is not None and self.results is not None:
+            from multiq.chordstate import send_commands
+
+            sends = Commands()
+            for reply in self.results.write(chords):
+                send_commands(sends, self.broker, reply)
+            acks.stack[:0] = sends.stack
         self.acks.write(acks, transaction=True)
 
     def close(self) -> None:

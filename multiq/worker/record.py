@@ -38,6 +38,9 @@ class Recorded:
     results: Optional[Commands]  # None without a result backend
     acks: Commands
     marked: int
+    #: chord counts to run after the results, whose replies may add sends to ``acks``
+    #: (when they cannot ride in the result write: see multiq.worker.flow)
+    chords: Optional[Commands] = None
 
 
 class Recorder:
@@ -62,12 +65,14 @@ class Recorder:
         self.reject_backoff_max = float(options.get("reject_backoff_max", 60.0))
         self.flow = flow.Flow(app) if self.backend is not None else None
         self._acks: List[Any] = []  # of the batch being recorded (one thread records)
+        self._chords = Commands()
         self._marked = 0
 
     def record(self, batch: Sequence[Item]) -> Recorded:
         """The commands that write ``batch``: result writes, then acks and the rest."""
         results = Commands() if self.backend is not None else None
         acks = Commands()
+        self._chords = Commands()
         self._acks = []
         self._marked = 0  # the highest marker number the acks delete
         finished = {id(subject) for kind, subject, _ in batch
@@ -92,7 +97,7 @@ class Recorder:
                 self.broker.dead_letter(acks, subject, reason)
                 self._acks.append((subject, False))
         self.broker.ack_many(acks, self._acks)
-        return Recorded(results, acks, self._marked)
+        return Recorded(results, acks, self._marked, self._chords or None)
 
     def _ack(self, req: Request) -> None:
         self._acks.append((req.delivery, req.marked))
@@ -241,12 +246,12 @@ class Recorder:
         writes = flow.writes(req.message, state, self.app)
         own = next((w for w in writes if w.task_id == task_id), None)
         if own is not None:
-            self.flow.record(pipe, own, data, store=not ignored)
+            self.flow.record(pipe, self._chords, own, data, store=not ignored)
         elif not ignored:
             self.backend.store_encoded(task_id, data, pipe)
         for write in writes:  # the chain's steps that will not run now
             if write is not own:
-                self.flow.record(pipe, write, flow.encode_doc(
+                self.flow.record(pipe, self._chords, write, flow.encode_doc(
                     self.backend, write.task_id, state, result, tb), store=True)
 
     def _ignored(self, req: Request, state: str) -> bool:
