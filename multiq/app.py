@@ -586,6 +586,16 @@ class MultiQ:
         from zoneinfo import ZoneInfo
         return value.replace(tzinfo=ZoneInfo(self.conf.timezone))
 
+    def signature(self, *args: Any, **kwargs: Any) -> Any:
+        """``multiq.signature`` bound to this app: ``app.signature("proj.add", (2, 2))``."""
+        from multiq.canvas import signature
+        kwargs["app"] = self
+        return signature(*args, **kwargs)
+
+    def GroupResult(self, group_id: str, results: Any = None) -> Any:  # noqa: N802
+        from multiq.result import GroupResult
+        return GroupResult(group_id, results, app=self)
+
     def AsyncResult(self, task_id: str, **kwargs: Any) -> Any:  # noqa: N802 - Celery's name
         from multiq.result import AsyncResult
         return AsyncResult(task_id, app=self, **kwargs)

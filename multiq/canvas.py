@@ -477,6 +477,7 @@ class _chain(Signature):  # noqa: N801 - Celery's name
         if not self.tasks:
             return None
         sig = self._fresh()
+        _attach_links(sig, options)
         result = sig.freeze(task_id, root_id=options.get("root_id"),
                             parent_id=options.get("parent_id"))
         steps = sig._steps()
@@ -762,6 +763,7 @@ class chord(Signature):  # noqa: N801 - Celery's name
             return sig.apply(args, **options)
         result = sig.freeze(options.pop("task_id", None), root_id=options.get("root_id"),
                             parent_id=options.get("parent_id"))
+        _attach_links(sig.body, options)
         header_args = [*(args or ()), *self["args"]] if not self.immutable else self["args"]
         members = sig.header._members()
         size = len(sig.header._tails())
@@ -791,6 +793,15 @@ class chord(Signature):  # noqa: N801 - Celery's name
 
     def __repr__(self) -> str:
         return f"chord({self.header!r}, {self.body!r})"
+
+
+def _attach_links(sig: Signature, options: Dict[str, Any]) -> None:
+    """``link`` / ``link_error`` given to a chain's or chord's send: the callback follows
+    the last task, the errback goes on every task (as in Celery)."""
+    for name, attach in (("link", sig.link), ("link_error", sig.link_error)):
+        given = options.pop(name, None)
+        for item in given if isinstance(given, (list, tuple)) else [given] if given else ():
+            attach(maybe_signature(item, sig._app))
 
 
 def _chord_fields(d: Dict[str, Any]) -> Dict[str, Any]:

@@ -279,3 +279,16 @@ def test_sending_a_work_flow_again_gives_new_ids(app: MultiQ) -> None:
         assert first.id != second.id
         frozen = sig.freeze()
         assert frozen.id == first.id  # frozen once: kept, as Celery does
+
+
+def test_app_signature_and_links_given_to_a_chain_send(app: MultiQ) -> None:
+    sig = app.signature("cv.add", (2, 2))
+    assert sig.apply().get() == 4
+    add, tsum = t(app, "add"), t(app, "tsum")
+    c = add.s(1, 1) | add.s(2)
+    fresh = c._fresh()
+    from multiq.canvas import _attach_links
+    _attach_links(fresh, {"link": tsum.s(), "link_error": [add.si(0, 0)]})
+    assert [s.task for s in fresh.tasks[-1].options["link"]] == ["cv.tsum"]
+    assert all(len(s.options["link_error"]) == 1 for s in fresh.tasks)
+    assert "link" not in c.tasks[-1].options  # the original is untouched
