@@ -37,9 +37,11 @@ def parse(argv: Optional[Sequence[str]] = None) -> Options:
     p = argparse.ArgumentParser(
         prog="python -m bench",
         description="multiq vs Celery 5 (and RQ, Dramatiq where installed) on a private "
-                    "redis-server: enqueue, drain, latency, start-up, memory, multi.")
+                    "redis-server: enqueue, drain, latency, start-up, memory, multi, and "
+                    "canvas (chord, chain, roundtrips).")
     p.add_argument("--quick", action="store_true",
-                   help="small version (< 1 min): N=1000, 1 run, 200 latency samples, "
+                   help="small version (< 1 min): N=1000, 1 run, 200 latency samples, chord "
+                        "of 100, chain of 20, canvas on prefork2 only, "
                         "multiq and celery unless --systems says otherwise")
     p.add_argument("--systems", type=_csv(list(SYSTEMS)),
                    help="comma list (default: all installed; --quick: multiq,celery)")
@@ -51,6 +53,10 @@ def parse(argv: Optional[Sequence[str]] = None) -> Options:
                    help="round trips per run (default 1000; --quick 200)")
     p.add_argument("--settle", type=float,
                    help="idle seconds before memory (default 2; --quick 0.5)")
+    p.add_argument("--chord-size", type=int,
+                   help="chord header tasks, also the roundtrips group (default 1000; "
+                        "--quick 100)")
+    p.add_argument("--chain-length", type=int, help="chain tasks (default 100; --quick 20)")
     p.add_argument("--json", type=Path, help="default bench/results-<timestamp>.json")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     p.add_argument("--baseline", type=Path, metavar="CHECKOUT",
@@ -64,10 +70,14 @@ def parse(argv: Optional[Sequence[str]] = None) -> Options:
         runs=a.runs or (1 if quick else 3), n=a.n or (1_000 if quick else 20_000),
         latency_samples=a.latency_samples or (200 if quick else 1_000),
         settle=a.settle if a.settle is not None else (0.5 if quick else 2.0),
+        chord_size=a.chord_size or (100 if quick else 1_000),
+        chain_length=a.chain_length or (20 if quick else 100),
         stop_grace=0.2 if quick else 1.0, baseline=a.baseline,
     )
     if opts.runs < 1 or opts.n < 2 or opts.latency_samples < 1:
         p.error("--runs, -n and --latency-samples must be positive (-n at least 2)")
+    if opts.chord_size < 1 or opts.chain_length < 2:
+        p.error("--chord-size must be positive, --chain-length at least 2")
     if opts.baseline is not None and not (opts.baseline / "multiq" / "__init__.py").is_file():
         p.error(f"--baseline {opts.baseline}: not a multiq checkout (no multiq/__init__.py)")
     if opts.baseline is not None and "multiq" not in opts.systems:
@@ -90,6 +100,7 @@ def _meta(bench: Bench, started: float, load: Sequence[float]) -> Dict[str, Any]
         "duration_s": round(time.time() - started, 1),
         "argv": sys.argv, "quick": o.quick, "runs": o.runs, "n": o.n,
         "latency_samples": o.latency_samples, "settle_s": o.settle,
+        "chord_size": o.chord_size, "chain_length": o.chain_length,
         "systems": o.systems, "only": o.only,
         "python": platform.python_version(), "versions": versions,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),

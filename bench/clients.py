@@ -1,4 +1,5 @@
-"""Client side of each system, used by the producer process: send, batch-send, round trip.
+"""Client side of each system, used by the producer process: send, batch-send, round trip,
+and the canvas calls (chord, chain, group) of multiq and Celery, which share those names.
 
 Every ``send*`` returns the Redis keys under which the results will be stored, so the
 driver can tell when the last result of a drain is in.
@@ -17,6 +18,7 @@ class Client:
     """One system's client API; subclasses import the library lazily."""
 
     module = ""
+    canvas = ""  # the package whose chord/chain/group the canvas figures use
 
     def __init__(self) -> None:
         self.app: Any = importlib.import_module(self.module)
@@ -43,9 +45,31 @@ class Client:
         """How many nodes answered a broadcast ping; None when there is no such API."""
         return None
 
+    def _canvas(self) -> Any:
+        if not self.canvas:
+            raise NotAvailable("no canvas (chord, chain)")
+        return importlib.import_module(self.canvas)
+
+    def chord(self, n: int, timeout: float) -> Any:
+        """``chord(add.s(i, i) for i in range(n))(tsum.s())``: the callback's value."""
+        c, add = self._canvas(), self.app.add
+        return c.chord(add.s(i, i) for i in range(n))(self.app.tsum.s()).get(timeout=timeout)
+
+    def group(self, n: int, timeout: float) -> Any:
+        """The chord's header alone, as a group: its values."""
+        c, add = self._canvas(), self.app.add
+        return c.group(add.s(i, i) for i in range(n))().get(timeout=timeout)
+
+    def chain(self, length: int, timeout: float) -> Any:
+        """``chain(add.s(0, 1), add.s(1), ...)`` of ``length`` tasks: the last value."""
+        c, add = self._canvas(), self.app.add
+        links = (add.s(1) for _ in range(length - 1))
+        return c.chain(add.s(0, 1), *links)().get(timeout=timeout)
+
 
 class MultiqClient(Client):
     module = "bench.apps.mq_app"
+    canvas = "multiq"
 
     def connect(self) -> None:
         self.app.app.broker.client.ping()
@@ -74,6 +98,7 @@ class MultiqClient(Client):
 
 class CeleryClient(Client):
     module = "bench.apps.celery_app"
+    canvas = "celery"
 
     def connect(self) -> None:
         self.app.app.connection_for_write().ensure_connection(max_retries=3)

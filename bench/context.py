@@ -16,7 +16,8 @@ from bench.systems import System
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BROKER_DB, BACKEND_DB, COUNTER_DB = 1, 2, 0
-MEASURES = ("enqueue", "drain", "latency", "startup", "memory", "multi")
+MEASURES = ("enqueue", "drain", "latency", "startup", "memory", "multi", "chord", "chain",
+            "roundtrips")
 
 
 @dataclass
@@ -27,6 +28,8 @@ class Options:
     n: int = 20_000
     latency_samples: int = 1_000
     settle: float = 2.0
+    chord_size: int = 1_000  # header tasks of the chord (and the roundtrips group)
+    chain_length: int = 100
     stop_grace: float = 1.0  # after a measurement: TERM, this long, then KILL the tree
     quick: bool = False
     quiet: bool = False

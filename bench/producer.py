@@ -5,7 +5,10 @@ times only the work. Prints one JSON object as its last stdout line.
 
 Actions: ``enqueue`` (N one-by-one sends), ``batch`` (N sends in chunks through the bulk
 API), ``latency`` (warm-up, then N sequential send->get; samples in ms), ``ping-wait``
-(prints ``ready``, then pings until ``--expect`` nodes answer; prints when, as time.time()).
+(prints ``ready``, then pings until ``--expect`` nodes answer; prints when, as time.time()),
+``canvas`` (warm-up, then one chord of ``--chord-size`` and one chain of ``--chain-length``
+timed), ``roundtrips`` (warm-up, then a group and a chord of ``--chord-size``: the
+``time.time()`` window of each, for the driver's counting proxy).
 """
 from __future__ import annotations
 
@@ -68,16 +71,54 @@ def ping_wait(client: Client, expect: int, timeout: float) -> Dict[str, Any]:
     raise TimeoutError(f"fewer than {expect} nodes answered ping within {timeout:.0f}s")
 
 
+def _warm(client: Client, timeout: float) -> None:
+    """Wait for the worker and warm every pool process and canvas path once."""
+    assert client.chord(10, timeout) == 90
+    assert client.chain(3, timeout) == 3
+
+
+def canvas(client: Client, chord_size: int, chain_length: int,
+           timeout: float) -> Dict[str, Any]:
+    _warm(client, timeout)
+    start = time.perf_counter()
+    value = client.chord(chord_size, timeout)
+    chord_s = time.perf_counter() - start
+    assert value == chord_size * (chord_size - 1), value
+    start = time.perf_counter()
+    value = client.chain(chain_length, timeout)
+    chain_s = time.perf_counter() - start
+    assert value == chain_length, value
+    return {"chord_s": chord_s, "chain_s": chain_s}
+
+
+def roundtrips(client: Client, n: int, timeout: float, quiet: float = 0.3) -> Dict[str, Any]:
+    """The windows of a group and of a chord of ``n``, after ``quiet`` s without work each
+    (so the stragglers of what ran before, late acks say, fall outside)."""
+    _warm(client, timeout)
+    windows: Dict[str, Any] = {}
+    for name, call, want in (("group", client.group, [2 * i for i in range(n)]),
+                             ("chord", client.chord, n * (n - 1))):
+        time.sleep(quiet)
+        start = time.time()
+        value = call(n, timeout)
+        windows[name] = [start, time.time()]
+        assert value == want, (name, value)
+    return windows
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.producer")
     parser.add_argument("system", choices=sorted(CLIENTS))
-    parser.add_argument("action", choices=["enqueue", "batch", "latency", "ping-wait"])
+    parser.add_argument("action", choices=["enqueue", "batch", "latency", "ping-wait",
+                                                  "canvas", "roundtrips"])
     parser.add_argument("-n", type=int, default=1000)
     parser.add_argument("--counted", action="store_true", help="send noop_count")
     parser.add_argument("--chunk", type=int, default=1000)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--expect", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--chord-size", type=int, default=1000)
+    parser.add_argument("--chain-length", type=int, default=100)
     parser.add_argument("--keys", help="write the result keys here, one a line")
     args = parser.parse_args(argv)
     try:
@@ -89,6 +130,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             out = batch(client, args.n, args.counted, args.chunk, args.keys)
         elif args.action == "latency":
             out = latency(client, args.n, args.warmup)
+        elif args.action == "canvas":
+            out = canvas(client, args.chord_size, args.chain_length, args.timeout)
+        elif args.action == "roundtrips":
+            out = roundtrips(client, args.chord_size, args.timeout)
         else:
             out = ping_wait(client, args.expect, args.timeout)
     except NotAvailable as exc:

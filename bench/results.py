@@ -28,6 +28,12 @@ FIGURES: Dict[str, Figure] = {
     "multi-start": Figure("s", False, "`multi start` of 4 nodes (-c 2) until it returns"),
     "multi-ready": Figure("s", False, "`multi start` until all 4 nodes answer ping"),
     "multi-stopwait": Figure("s", False, "`multi stopwait` of the 4 nodes until it returns"),
+    "chord": Figure("s", False, "chord(add.s(i, i) x N)(tsum.s()): send -> callback .get() "
+                                "returns, warm worker"),
+    "chain": Figure("ms", False, "chain of N add tasks: send -> last .get() returns, "
+                                 "warm worker"),
+    "roundtrips": Figure("trips/task", False, "worker's request bursts to Redis per header "
+                                              "task: N-task chord minus the same N as a group"),
 }
 
 Key = Tuple[str, str, str]  # figure, system, setting

@@ -4,7 +4,7 @@ from __future__ import annotations
 import traceback
 from typing import Any, Callable, List
 
-from bench import drain, enqueue, multi, node
+from bench import canvas, drain, enqueue, multi, node
 from bench.context import Bench
 from bench.procs import ProcessError
 from bench.systems import SYSTEMS, System, baseline
@@ -69,3 +69,13 @@ def run_all(bench: Bench) -> None:
                 if system.multi:
                     _attempt(bench, "multi-start", system, multi.SETTING,
                              multi.run, run_no)
+        if {"chord", "chain"} & set(only):
+            for system in systems:
+                for setting in system.settings(system.canvas, quick):
+                    _attempt(bench, "chord" if "chord" in only else "chain", system,
+                             setting.key, canvas.timing, setting, run_no)
+        if "roundtrips" in only:
+            for system in systems:
+                for setting in system.settings(system.canvas, quick):
+                    _attempt(bench, "roundtrips", system, setting.key, canvas.roundtrips,
+                             setting, run_no)

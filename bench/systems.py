@@ -41,6 +41,7 @@ class System:
     base: Tuple[str, ...]
     drain: Tuple[Setting, ...]
     node: Tuple[Setting, ...]  # start-up, memory and latency
+    canvas: Tuple[Setting, ...] = ()  # chord, chain, roundtrips (none: not measured)
     results_db: int = 2  # where the result keys live (RQ keeps them in its one db)
     multi: Optional[str] = None  # the module whose ``multi`` command is measured
     app: str = ""
@@ -79,11 +80,12 @@ class System:
 _SOLO = Setting("solo", ("-P", "solo"))
 _THREADS = Setting("threads4", ("-P", "threads", "-c", "4"))
 _PREFORK = Setting("prefork2", ("-P", "prefork", "-c", "2"))
+_SOLO_FULL = dataclasses.replace(_SOLO, full_only=True)
 _BARE = ("--without-gossip", "--without-mingle", "--without-heartbeat")
 
 MULTIQ = System(
     "multiq", "multiq", ("-m", "multiq", "-A", "bench.apps.mq_app", "worker", "-l", "WARNING"),
-    drain=(_SOLO, _THREADS, _PREFORK), node=(_SOLO, _PREFORK),
+    drain=(_SOLO, _THREADS, _PREFORK), node=(_SOLO, _PREFORK), canvas=(_PREFORK, _SOLO_FULL),
     multi="multiq", app="bench.apps.mq_app",
 )
 
@@ -94,7 +96,7 @@ CELERY = System(
     node=(_SOLO, _PREFORK,
           Setting("prefork2-bare", (*_PREFORK.args, *_BARE), match="prefork2",
                   note="--without-gossip/mingle/heartbeat", full_only=True)),
-    multi="celery", app="bench.apps.celery_app",
+    canvas=(_PREFORK, _SOLO_FULL), multi="celery", app="bench.apps.celery_app",
 )
 
 _RQ_SIMPLE = ("-q", "-u", "{broker}", "-w", "rq.SimpleWorker", "bench")

@@ -1,7 +1,8 @@
-"""Celery app with its defaults: ``noop`` and ``noop_count``; Redis result backend."""
+"""Celery app with its defaults: ``noop``, ``noop_count``, ``add``, ``tsum``; Redis result
+backend."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, List
 
 from celery import Celery
 
@@ -22,3 +23,15 @@ def noop_count(i: Any) -> Any:
     """Count the completion, return ``i``."""
     count()
     return i
+
+
+@app.task
+def add(x: int, y: int) -> int:
+    """``x + y``: the header and chain links of the canvas figures."""
+    return x + y
+
+
+@app.task
+def tsum(values: List[int]) -> int:
+    """The sum of a chord header's results."""
+    return sum(values)

@@ -1,7 +1,8 @@
-"""multiq app: ``noop`` and the counted ``noop_count``; results in the backend db."""
+"""multiq app: ``noop``, the counted ``noop_count``, ``add`` and ``tsum`` (canvas); results in
+the backend db."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, List
 
 from bench.apps.common import BACKEND_URL, BROKER_URL, count
 from multiq import MultiQ
@@ -20,3 +21,15 @@ def noop_count(i: Any) -> Any:
     """Count the completion, return ``i``."""
     count()
     return i
+
+
+@app.task
+def add(x: int, y: int) -> int:
+    """``x + y``: the header and chain links of the canvas figures."""
+    return x + y
+
+
+@app.task
+def tsum(values: List[int]) -> int:
+    """The sum of a chord header's results."""
+    return sum(values)
