@@ -58,13 +58,13 @@ class Client:
     def group(self, n: int, timeout: float) -> Any:
         """The chord's header alone, as a group: its values."""
         c, add = self._canvas(), self.app.add
-        return c.group(add.s(i, i) for i in range(n))().get(timeout=timeout)
+        return c.group(add.s(i, i) for i in range(n)).apply_async().get(timeout=timeout)
 
     def chain(self, length: int, timeout: float) -> Any:
         """``chain(add.s(0, 1), add.s(1), ...)`` of ``length`` tasks: the last value."""
         c, add = self._canvas(), self.app.add
         links = (add.s(1) for _ in range(length - 1))
-        return c.chain(add.s(0, 1), *links)().get(timeout=timeout)
+        return c.chain(add.s(0, 1), *links).apply_async().get(timeout=timeout)
 
 
 class MultiqClient(Client):
