@@ -5,9 +5,10 @@ pool process has run a task and both paths once), then times ``chord(add.s(i, i)
 range(N))(tsum.s())`` from send until the callback's ``.get()`` returns, then a chain of
 ``chain_length`` ``add`` tasks until the last one's ``.get()`` returns.
 
-``roundtrips``: the worker reaches Redis only through a counting proxy (``bench.proxy``),
-one listening port for its broker URL and one for its result backend URL; the client goes
-straight to Redis, so only the worker's traffic is counted. After the warm-up and 0.3 s of
+``roundtrips``: the worker reaches Redis only through a counting proxy (``bench.proxy``):
+its broker and result backend URLs name the proxy's one port (with their own databases, so
+the worker still sees one server, as in ``timing``); the client goes straight to Redis, so
+only the worker's traffic is counted. After the warm-up and 0.3 s of
 quiet each, the client sends the N header tasks as a plain group, then as the chord. The
 figure is (worker bursts in the chord's window - bursts in the group's window) / N: the
 round trips a header task makes for the chord beyond what the same task makes alone (its
@@ -54,10 +55,10 @@ def roundtrips(bench: Bench, system: System, setting: Setting, run_no: int) -> N
     """One worker session behind the counting proxy: a group, then a chord, of N."""
     n = bench.opts.chord_size
     bench.flush()
-    proxy = CountingProxy(("127.0.0.1", bench.redis.port), ("broker", "backend"))
+    proxy = CountingProxy(("127.0.0.1", bench.redis.port))
     proxy.start()
-    broker = f"redis://127.0.0.1:{proxy.port('broker')}/{BROKER_DB}"
-    backend = f"redis://127.0.0.1:{proxy.port('backend')}/{BACKEND_DB}"
+    broker = f"redis://127.0.0.1:{proxy.port}/{BROKER_DB}"
+    backend = f"redis://127.0.0.1:{proxy.port}/{BACKEND_DB}"
     env = bench.env(system, BENCH_BROKER_URL=broker, BENCH_BACKEND_URL=backend)
     log = bench.path(f"{system.name}-{setting.key}-roundtrips")
     proc = bench.procs.start(system.worker_argv(setting, broker), env, log,
@@ -71,7 +72,9 @@ def roundtrips(bench: Bench, system: System, setting: Setting, run_no: int) -> N
     group: Dict[str, int] = proxy.bursts(*out["group"])
     chord: Dict[str, int] = proxy.bursts(*out["chord"])
     extra = (sum(chord.values()) - sum(group.values())) / n
-    parts = ", ".join(f"{k} {(chord[k] - group[k]) / n:+.2f}" for k in chord)
+    names = {f"db{BROKER_DB}": "broker conns", f"db{BACKEND_DB}": "backend conns"}
+    parts = ", ".join(f"{names.get(k, k)} {(chord.get(k, 0) - group.get(k, 0)) / n:+.2f}"
+                      for k in sorted({*chord, *group}))
     series = bench.results.get("roundtrips", system.name, setting.key, n=n,
                                compare_to=setting.compare_to)
     series.samples.append(extra)
