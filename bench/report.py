@@ -35,7 +35,8 @@ def row(results: Results, s: Series) -> List[str]:
     if not s.samples:
         return [s.figure, unit, s.system, setting, "FAILED", "", "0", "",
                 (s.errors[-1].strip().splitlines() or ["?"])[0][:60]]
-    span = f"{fmt(min(s.samples), unit)}-{fmt(max(s.samples), unit)}"
+    low, high = min(s.samples), max(s.samples)
+    span = f"{fmt(low, unit)}{' to ' if low < 0 else '-'}{fmt(high, unit)}"
     if s.errors:
         note = f"{note}; {len(s.errors)} failed" if note else f"{len(s.errors)} failed"
     return [s.figure, unit, s.system, setting, fmt(s.median, unit), span, str(len(s.samples)),
@@ -59,7 +60,8 @@ def table(results: Results) -> str:
             lines.append("  ".join("-" * w for w in widths))
     lines.append("")
     lines.append("multiq/peer = multiq's median / the peer's, same setting (or the one in "
-                 "'vs'); tasks/s: higher is better; ms, s, MB, us/task: lower is better.")
+                 "'vs'); tasks/s: higher is better; ms, s, MB, us/task, trips/task: lower "
+                 "is better.")
     return "\n".join(lines)
 
 

@@ -103,8 +103,8 @@ class Results:
         if s.system == "multiq":
             return None
         mine = self.series.get((s.figure, "multiq", s.compare_to))
-        if mine is None or mine.median is None or not s.median:
-            return None
+        if mine is None or mine.median is None or mine.median < 0 or not s.median:
+            return None  # (below 0: a difference that is noise around nothing)
         return mine.median / s.median
 
     def ordered(self) -> List[Series]:
