@@ -87,7 +87,7 @@ class Signature(dict):
             target = Signature.TYPES.get(kind)
             if target is None:
                 raise ValueError(f"Unknown signature type {kind!r}")
-            return target.from_dict(d, app=app)  # type: ignore[no-any-return]
+            return target.from_dict(d, app=app)  # type: ignore[no-any-return,unused-ignore]
         return Signature(d, app=app)
 
     # -- fields ------------------------------------------------------------------------
@@ -105,7 +105,8 @@ class Signature(dict):
 
     @property
     def id(self) -> Optional[str]:
-        return self["options"].get("task_id")  # type: ignore[no-any-return]
+        task_id: Optional[str] = self["options"].get("task_id")
+        return task_id
 
     @property
     def app(self) -> MultiQ:
@@ -316,7 +317,8 @@ def signature(varies: Any, *args: Any, **kwargs: Any) -> Signature:
         if isinstance(varies, Signature):
             return varies.clone() if kwargs.pop("clone", False) else varies
         return Signature.from_dict(varies, app=app)
-    return Signature(varies, *args, app=app, **kwargs)
+    kwargs["app"] = app
+    return Signature(varies, *args, **kwargs)
 
 
 subtask = signature
@@ -370,7 +372,7 @@ class _chain(Signature):  # noqa: N801 - Celery's name
 
     tasks = property(lambda self: self["kwargs"]["tasks"])
 
-    def _fresh(self) -> Signature:
+    def _fresh(self) -> Any:
         sig = _chain(*[maybe_signature(t, self._app)._fresh() for t in self.tasks],
                      app=self._app, **dict(self["options"]))
         sig["immutable"] = self.immutable
@@ -432,7 +434,7 @@ class _chain(Signature):  # noqa: N801 - Celery's name
         steps = self._steps()
         if not steps:
             raise ValueError("Cannot freeze an empty chain")
-        results = []
+        results: List[Any] = []
         for i, step in enumerate(steps):
             last = i == len(steps) - 1
             res = step.freeze(_id if last else None, group_id=group_id if last else None,
@@ -552,7 +554,7 @@ class group(Signature):  # noqa: N801 - Celery's name
 
     tasks = property(lambda self: self["kwargs"]["tasks"])
 
-    def _fresh(self) -> Signature:
+    def _fresh(self) -> Any:
         sig = group([maybe_signature(t, self._app)._fresh() for t in self.tasks],
                     app=self._app, **dict(self["options"]))
         sig["immutable"] = self.immutable
@@ -680,7 +682,8 @@ class chord(Signature):  # noqa: N801 - Celery's name
 
     @property
     def header(self) -> group:
-        return self["kwargs"]["header"]  # type: ignore[no-any-return]
+        header: group = self["kwargs"]["header"]
+        return header
 
     @property
     def body(self) -> Any:
@@ -692,7 +695,7 @@ class chord(Signature):  # noqa: N801 - Celery's name
 
     tasks = property(lambda self: self.header.tasks)
 
-    def _fresh(self) -> Signature:
+    def _fresh(self) -> Any:
         body = self.body
         sig = chord(self.header._fresh(), body._fresh() if body is not None else None,
                     args=self["args"], kwargs=self["kwargs"].get("kwargs"), app=self._app,
@@ -702,11 +705,11 @@ class chord(Signature):  # noqa: N801 - Celery's name
 
     def __or__(self, other: Any) -> Any:
         if isinstance(other, Signature) and not isinstance(other, (group, _chain)):
-            sig = self.clone()
+            sig: Any = self.clone()
             sig.body = sig.body | other if sig.body is not None else other
             return sig
         if isinstance(other, group) and len(other.tasks) == 1:
-            sig = self.clone()
+            sig = self.clone()  # (a chord: clone keeps the type)
             sig.body = sig.body | _maybe_unroll(other)
             return sig
         return Signature.__or__(self, other)
@@ -974,12 +977,14 @@ class capture:  # noqa: N801 - a context manager
 
 def tails_of(sig: Any, app: Optional[MultiQ] = None) -> List[Signature]:
     """The tasks of a received signature dict whose completion is its completion."""
-    return maybe_signature(sig, app)._tails()  # type: ignore[no-any-return]
+    tails: List[Signature] = maybe_signature(sig, app)._tails()
+    return tails
 
 
 def ids_of(sig: Any, app: Optional[MultiQ] = None) -> List[str]:
     """Every frozen task id in a received signature dict."""
-    return maybe_signature(sig, app)._ids()  # type: ignore[no-any-return]
+    ids: List[str] = maybe_signature(sig, app)._ids()
+    return ids
 
 
 __all__ = ["Signature", "signature", "subtask", "maybe_signature", "chain", "group", "chord",

@@ -115,7 +115,7 @@ class AsyncResult:
         value = None
         for _, value in self.iterdeps():  # noqa: B007 - the last one
             pass
-        return value.get() if value is not None else None  # type: ignore[union-attr]
+        return value.get() if value is not None else None
 
     @property
     def graph(self) -> DependencyGraph:

@@ -110,9 +110,11 @@ def encode_doc(backend: Any, task_id: str, state: str, result: Any,
                traceback: Optional[str], extended: Optional[Dict[str, Any]] = None) -> bytes:
     """A result document's bytes; a value JSON cannot carry makes it a FAILURE."""
     try:
-        return backend.encode(make_doc(task_id, state, result, traceback, extended))  # type: ignore
+        data: bytes = backend.encode(make_doc(task_id, state, result, traceback, extended))
+        return data
     except Exception as exc:
         err = EncodeError(safe_str(exc))
         logger.error("Task %s result cannot be stored: %r", task_id, err)
-        return backend.encode(make_doc(task_id, states.FAILURE,  # type: ignore[no-any-return]
-                                       exception_to_dict(err), traceback))
+        failed: bytes = backend.encode(make_doc(task_id, states.FAILURE,
+                                                exception_to_dict(err), traceback))
+        return failed
