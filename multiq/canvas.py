@@ -602,6 +602,18 @@ class group(Signature):  # noqa: N801 - Celery's name
         sig = maybe_signature(errback, self._app)
         return tuple(m.link_error(sig.clone(immutable=True)) for m in self._members())
 
+    def skew(self, start: float = 1.0, stop: Optional[float] = None,
+             step: float = 1.0) -> group:
+        """Spread the members' start: countdowns ``start``, ``start + step``... (at most
+        ``stop``, which the rest keep)."""
+        countdown = start
+        for member in self._members():
+            member.set(countdown=countdown)
+            countdown += step
+            if stop is not None and countdown > stop:
+                countdown = stop
+        return self
+
     def _tails(self) -> List[Signature]:
         return [t for m in self._members() for t in m._tails()]
 

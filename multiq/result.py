@@ -356,6 +356,15 @@ class DependencyGraph:
     def items(self) -> Any:
         return self.adjacent.items()
 
+    def to_dot(self, fh: Any) -> None:
+        """Write the graph in GraphViz's dot language to the text file ``fh``."""
+        fh.write("digraph dependencies {\n")
+        for node, children in self.adjacent.items():
+            fh.write(f'  "{node.id}";\n')
+            for child in children:
+                fh.write(f'  "{node.id}" -> "{child.id}";\n')
+        fh.write("}\n")
+
 
 class EagerResult(AsyncResult):
     """The result of a task run locally with ``apply()`` or ``task_always_eager``."""

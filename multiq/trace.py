@@ -162,7 +162,9 @@ def call_errbacks(task: Task, request: Context, exc: Optional[BaseException],
             sig = maybe_signature(errback, task.app)
             target = task.app.tasks.get(sig.task)
             if target is not None and _takes_request(target):
-                sig(request, exc, traceback)
+                # (request, exc, traceback) are the errback protocol, given even to an
+                # immutable errback (a group's are): its own arguments follow
+                target(request, exc, traceback, *sig.args, **sig.kwargs)
             else:
                 sent.append(sig)
         except Exception:

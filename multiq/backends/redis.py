@@ -90,9 +90,13 @@ class RedisBackend:
         """:meth:`store`, unless the stored document is final (SUCCESS, FAILURE, REVOKED):
         atomic, so an outcome written meanwhile is never overwritten. Without ``pipe``,
         returns whether it wrote."""
+        return self.store_unless_final_encoded(task_id, self.encode(doc), pipe)
+
+    def store_unless_final_encoded(self, task_id: str, data: bytes, pipe: Any = None) -> Any:
+        """:meth:`store_unless_final` of a document already encoded."""
         p = pipe if pipe is not None else self.client.pipeline(transaction=False)
         # EVAL, not a cached script: a cluster pipeline cannot load one (and it is rare)
-        p.execute_command("EVAL", STORE_UNLESS_FINAL, 1, self.key(task_id), self.encode(doc),
+        p.execute_command("EVAL", STORE_UNLESS_FINAL, 1, self.key(task_id), data,
                           self.expires or 0, self._publish, *sorted(states.READY_STATES))
         if pipe is None:
             self.seal(p)

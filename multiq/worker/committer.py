@@ -355,7 +355,7 @@ class Committer:
         A task whose final outcome is stored already keeps it (its node finished it)."""
         if self.backend is not None:
             pipe = self.backend.client.pipeline(transaction=False)
-            chords = Commands()  # counts that cannot ride in the pipeline
+            lost = []  # (task id, options, error) of each, in the pipeline's order
             for e in entries:
                 try:
                     env = peek(e.data)
@@ -369,17 +369,25 @@ class Committer:
                                kwargs=env.get("kwargs"), worker=node.split("|")[0],
                                retries=env.get("retries", 0), queue=env.get("queue"))
                 self.backend.store_unless_final(str(env["id"]), doc, pipe)
-                options = env.get("options")
-                if type(options) is dict and options.get("chord") \
-                        and self.recorder.flow is not None:
-                    self.recorder.flow.lost(pipe, chords, options, str(env["id"]),
-                                            self.backend.encode(doc))
+                lost.append((str(env["id"]), env.get("options"), exception_to_dict(exc)))
             self.backend.seal(pipe)
-            pipe.execute()
-            if chords:
-                sends = Commands()
-                for reply in Writer(self.backend.client).write(chords):
-                    send_commands(sends, self.broker, reply)
-                if sends:
-                    Writer(self.broker.client).write(sends)
+            wrote = pipe.execute()
+            self._fail_flows([item for item, done in zip(lost, wrote) if done == 1])
         self.broker.ack_lost(entries)
+
+    def _fail_flows(self, lost: List[Any]) -> None:
+        """The chords and chains of lost tasks that had not finished: they fail too."""
+        flow = self.recorder.flow
+        lost = [item for item in lost if type(item[1]) is dict and item[1]]
+        if flow is None or not lost:
+            return
+        pipe, chords = self.backend.client.pipeline(transaction=False), Commands()
+        for task_id, options, error in lost:
+            flow.lost(pipe, chords, options, task_id, states.FAILURE, error)
+        pipe.execute()
+        if chords:
+            sends = Commands()
+            for reply in Writer(self.backend.client).write(chords):
+                send_commands(sends, self.broker, reply)
+            if sends:
+                Writer(self.broker.client).write(sends)

@@ -41,12 +41,17 @@ class Write:
 def writes(message: Message, state: str, app: MultiQ) -> List[Write]:
     """The results ``message``'s outcome settles besides its own document: its own chord
     count, and on failure each remaining chain step (with the chords they count in)."""
+    return settles(message.id, message.options, state, app)
+
+
+def settles(task_id: str, options: Dict[str, Any], state: str, app: MultiQ) -> List[Write]:
+    """:func:`writes` of a task known by its id and message options."""
     failed = state != states.SUCCESS
     out: List[Write] = []
-    own = chord.Member.of(message.options)
+    own = chord.Member.of(options)
     if own is not None:
-        out.append(Write(message.id, own, failed))
-    rest = message.options.get("chain") if failed else None
+        out.append(Write(task_id, own, failed))
+    rest = options.get("chain") if failed else None
     if rest:
         from multiq.canvas import ids_of, tails_of
 
@@ -55,7 +60,7 @@ def writes(message: Message, state: str, app: MultiQ) -> List[Write]:
                 members = {t.id: chord.Member.of(t.options) for t in tails_of(step, app)}
                 out += [Write(i, members.get(i), True) for i in ids_of(step, app)]
             except Exception:  # a step we cannot read fails nothing more
-                logger.exception("Task %s: could not read a chain step %r", message.id, step)
+                logger.exception("Task %s: could not read a chain step %r", task_id, step)
     return out
 
 
@@ -96,14 +101,18 @@ class Flow:
             chord.part_command(chords, self.backend, write.member, write.task_id, data,
                                write.failed, False, None, self.broker.keys.queues)
 
-    def lost(self, pipe: Any, chords: Any, message_options: Dict[str, Any], task_id: str,
-             data: bytes) -> None:
-        """Count a lost node's started task as failed in its chord, unless it finished."""
-        member = chord.Member.of(message_options)
-        if member is not None:
-            target = pipe if self.inline else chords
-            chord.part_command(target, self.backend, member, task_id, data, True, False,
-                               self.inline_db, self.broker.keys.queues, unless_done=True)
+    def lost(self, pipe: Any, chords: Any, options: Dict[str, Any], task_id: str,
+             state: str, result: Any) -> None:
+        """A lost node's started task failed: count it so in its chord (unless it finished
+        after all) and fail the rest of its chain."""
+        for write in settles(task_id, options, state, self.app):
+            data = encode_doc(self.backend, write.task_id, state, result, None)
+            if write.task_id != task_id:
+                self.backend.store_unless_final_encoded(write.task_id, data, pipe)
+            if write.member is not None:
+                chord.part_command(pipe if self.inline else chords, self.backend,
+                                   write.member, write.task_id, data, True, False,
+                                   self.inline_db, self.broker.keys.queues, unless_done=True)
 
 
 def encode_doc(backend: Any, task_id: str, state: str, result: Any,
