@@ -440,6 +440,18 @@ class MultiQ:
         return _async_result()(task_id, self, name)
 
     @contextlib.contextmanager
+    def deferred_publishes(self) -> Iterator[List[Any]]:
+        """Messages sent inside the block are not written but collected, as (queue, data,
+        priority, eta, member), for the worker to write with the task's ack (so a chain's
+        next step and the ack of the step before are one transaction)."""
+        previous = getattr(_state, "deferred", None)
+        _state.deferred = collected = []
+        try:
+            yield collected
+        finally:
+            _state.deferred = previous
+
+    @contextlib.contextmanager
     def publish_batch(self, flush_every: int = 1000) -> Iterator[None]:
         """Send every task sent inside the block in pipelined round trips (``group``)."""
         if getattr(_state, "batch", None) is not None:  # nested: the outer batch sends
@@ -473,6 +485,10 @@ class MultiQ:
         captured = getattr(_state, "capture", None)
         if captured:  # a chord's body: kept with the chord's state, sent when it completes
             captured[-1].messages.append((queue, data, priority))
+            return
+        deferred = getattr(_state, "deferred", None)
+        if deferred is not None:  # a worker's callbacks: sent with the task's ack
+            deferred.append((queue, data, priority, eta, f"{task_id}:0"))
             return
         batch = getattr(_state, "batch", None)
         if batch is not None:

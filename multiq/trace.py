@@ -43,6 +43,9 @@ class Outcome:
     retry: Optional[Retry] = None
     requeue: bool = False  # Reject(requeue=True)
     children: Optional[List[Any]] = None  # result tuples of what the task sent
+    #: messages its callbacks and chain step sent, to write with its ack (see
+    #: MultiQ.deferred_publishes): (queue, data, priority, eta, member)
+    sends: Optional[List[Any]] = None
 
 
 def trace(task: Task, request: Context) -> Outcome:

@@ -200,7 +200,7 @@ def _picklable(record: Record) -> Record:
     except Exception as err:
         why = f"Task result cannot be sent back: {describe(err)}"
         info = exception_to_dict(TypeError(why))
-        return ("D", record[1], "FAILURE", None, info, None, None, False, None)
+        return ("D", record[1], "FAILURE", None, info, None, None, False, None, None)
 
 
 class _ChildDelivery:
@@ -221,4 +221,4 @@ def _outcome_record(task_id: str, outcome: Any) -> Record:
     exc_info = exception_to_dict(exc) if exc is not None else None
     plan = getattr(outcome.retry, "plan", None) if outcome.retry is not None else None
     return ("D", task_id, outcome.state, outcome.retval, exc_info, outcome.traceback, plan,
-            outcome.requeue, outcome.children)
+            outcome.requeue, outcome.children, outcome.sends)

@@ -384,7 +384,7 @@ class PreforkPool(Pool):
         return hard, soft
 
     def _finished(self, child: Child, record: tuple) -> None:
-        _, task_id, state, retval, exc_info, tb, plan, requeue, children = record
+        _, task_id, state, retval, exc_info, tb, plan, requeue, children, sends = record
         req = self._find(child, task_id)
         with self._cond:
             if req is not None:
@@ -406,7 +406,7 @@ class PreforkPool(Pool):
             retry = Retry(exc=exc, when=plan.get("countdown") or plan.get("eta"))
             retry.plan = plan  # type: ignore[attr-defined]
         self.executor.committer.complete(req, Outcome(state, retval, exc, tb, retry, requeue,
-                                                      children))
+                                                      children, sends))
 
     def _returned(self, child: Child, task_id: str) -> None:
         req = self._find(child, task_id)

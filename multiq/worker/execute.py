@@ -236,7 +236,13 @@ class Executor:
         self.state.count(m.task)
         self._log(req, outcome, runtime)
         if outcome.state in (states.SUCCESS, states.FAILURE):
-            send_links(req.task, request, outcome)
+            if opts and (opts.get("link") or opts.get("link_error") or opts.get("chain")):
+                # what they send goes out with this task's ack, in one transaction
+                with self.app.deferred_publishes() as sends:
+                    send_links(req.task, request, outcome)
+                outcome.sends = sends or None
+            else:
+                send_links(req.task, request, outcome)
         return outcome
 
     def _chord_values(self, req: Request, request: Context) -> Optional[Outcome]:

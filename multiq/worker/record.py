@@ -155,6 +155,9 @@ class Recorder:
             return
         elif state == states.REJECTED:
             self._rejected(results, acks, req, outcome)
+        for queue, data, priority, eta, member in outcome.sends or ():
+            self.broker.publish(queue, data, priority=priority, eta=eta, member=member,
+                                pipe=acks)
         self._ack(req)
 
     def _rejected(self, results: Any, acks: Any, req: Request, outcome: Outcome) -> None:
