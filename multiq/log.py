@@ -108,8 +108,8 @@ def stdouts_to_log(level: Union[str, int, None] = "WARNING") -> Iterator[None]:
     ``level`` for the duration (``worker_redirect_stdouts``); restored afterwards."""
     logger = logging.getLogger("multiq.redirected")
     saved = sys.stdout, sys.stderr
-    sys.stdout = StreamToLog(logger, level_of(level))  # type: ignore[assignment]
-    sys.stderr = StreamToLog(logger, level_of(level))  # type: ignore[assignment]
+    sys.stdout = StreamToLog(logger, level_of(level))
+    sys.stderr = StreamToLog(logger, level_of(level))
     try:
         yield
     finally:

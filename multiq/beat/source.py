@@ -57,7 +57,7 @@ def load_source(app: Any, name: Optional[str]) -> EntrySource:
         raise ImproperlyConfigured(
             f"Unknown beat scheduler {name!r}: expected 'django', 'redis' or "
             "'package.module:ClassName'")
-    return factory(app)  # type: ignore[no-any-return]
+    return factory(app)
 
 
 def describe(source: Any) -> str:

@@ -37,7 +37,7 @@ class not_before(BaseSchedule):  # noqa: N801 - reads as a schedule, like the ot
         self.inner = inner
         self.start = _aware(start)
 
-    @property  # type: ignore[override]
+    @property
     def tz(self) -> Optional[str]:  # the zone is the inner schedule's
         return self.inner.tz
 

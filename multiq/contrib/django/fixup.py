@@ -125,9 +125,9 @@ def _no_op() -> None:
 def _initialized(connections: Any) -> Iterable[Any]:
     """The database wrappers already made in this thread."""
     try:
-        return connections.all(initialized_only=True)  # type: ignore[no-any-return]
+        return connections.all(initialized_only=True)
     except TypeError:  # Django before 4.1
-        return connections.all()  # type: ignore[no-any-return]
+        return connections.all()
 
 
 def _detach_socket(raw: Any) -> None:

@@ -51,11 +51,11 @@ try:
     from django.tasks.backends.base import BaseTaskBackend
     from django.utils import json as _utils  # Django 6 keeps normalize_json here
 except ImportError:
-    from django_tasks import base as _api  # type: ignore[no-redef]
-    from django_tasks import exceptions as _errors  # type: ignore[no-redef]
-    from django_tasks import signals as _signals  # type: ignore[no-redef]
-    from django_tasks import utils as _utils  # type: ignore[no-redef]
-    from django_tasks.backends.base import BaseTaskBackend  # type: ignore[no-redef,assignment]
+    from django_tasks import base as _api
+    from django_tasks import exceptions as _errors
+    from django_tasks import signals as _signals
+    from django_tasks import utils as _utils
+    from django_tasks.backends.base import BaseTaskBackend
 
 Status: Any = getattr(_api, "TaskResultStatus", None) or _api.ResultStatus
 READY, RUNNING, FAILED = Status.READY, Status.RUNNING, Status.FAILED
@@ -153,7 +153,7 @@ def _find_app(spec: str, alias: str) -> MultiQ:
     from multiq.cli.base import find_app
 
     try:
-        return find_app(spec)  # type: ignore[no-any-return]
+        return find_app(spec)
     except Exception as exc:
         raise ImproperlyConfigured(
             f"TASKS[{alias!r}]['OPTIONS']['APP'] is {spec!r}, which names no multiq app: "

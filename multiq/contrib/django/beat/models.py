@@ -263,7 +263,7 @@ class PeriodicTask(models.Model):
     @property
     def schedule(self) -> Optional[BaseSchedule]:
         for name in self.schedule_fields():
-            return getattr(self, name).schedule  # type: ignore[no-any-return]
+            return getattr(self, name).schedule
         return None
 
     def validate_schedule(self) -> None:
