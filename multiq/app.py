@@ -27,6 +27,7 @@ from typing import (
 
 from multiq import config as config_mod
 from multiq import signals
+from multiq import task as task_mod  # in MultiQ's body, "Task" is the property
 from multiq.exceptions import BackendNotConfigured, ImproperlyConfigured, OperationalError
 from multiq.message import Message, envelope
 from multiq.task import Task
@@ -366,7 +367,7 @@ class MultiQ:
         compression: Optional[str] = None, headers: Optional[Dict[str, Any]] = None,
         link: Any = None, link_error: Any = None, shadow: Optional[str] = None,
         ignore_result: Optional[bool] = None, retry: Optional[bool] = None,
-        retry_policy: Optional[Dict[str, Any]] = None, task_type: Optional[Task] = None,
+        retry_policy: Optional[Dict[str, Any]] = None, task_type: Optional[task_mod.Task] = None,
         parent_id: Optional[str] = None, root_id: Optional[str] = None,
         time_limit: Optional[float] = None, soft_time_limit: Optional[float] = None,
         **extra: Any,
@@ -565,7 +566,7 @@ class MultiQ:
         pipe.execute()
 
     def route(self, name: str, args: Any = None, kwargs: Any = None,
-              task: Optional[Task] = None) -> Dict[str, Any]:
+              task: Optional[task_mod.Task] = None) -> Dict[str, Any]:
         """Options from ``task_routes`` for this task name (first match wins)."""
         routes = self.conf.task_routes
         if not routes:
@@ -616,7 +617,7 @@ class MultiQ:
         from multiq.result import AsyncResult
         return AsyncResult(task_id, app=self, **kwargs)
 
-    def store_eager(self, task: Task, task_id: str, state: str, value: Any,
+    def store_eager(self, task: task_mod.Task, task_id: str, state: str, value: Any,
                     tb: Optional[str]) -> None:
         from multiq.backends.base import exception_to_dict, make_doc
         result = exception_to_dict(value) if isinstance(value, BaseException) else value

@@ -4,7 +4,7 @@ from __future__ import annotations
 import builtins
 import datetime as dt
 import importlib
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Type
 
 from multiq import exceptions, states
 from multiq.describe import exception_args, safe_str
@@ -105,7 +105,7 @@ def exception_from_dict(info: Any) -> BaseException:
     return exceptions.TaskError(text, exc_type=name, exc_module=module)
 
 
-def _find_exception_class(module: str, name: str) -> Optional[type]:
+def _find_exception_class(module: str, name: str) -> Optional[Type[BaseException]]:
     try:
         obj: Any = builtins if module == "builtins" else importlib.import_module(module)
         for part in name.split("."):

@@ -207,7 +207,7 @@ class DeadLetters:
             while True:
                 p = self.client.pipeline(transaction=False)
                 p.xrange(self.keys.deadletter(queue), start, "+", count=BATCH)
-                rows = next((rows for _, rows in self._read([queue], p)), [])
+                rows: List[Any] = next((rows for _, rows in self._read([queue], p)), [])
                 if not rows:
                     break
                 total += len(self._move(queue, [_text(entry_id) for entry_id, _ in rows]))

@@ -185,7 +185,7 @@ def _node_line(consumer: str, info: Dict[str, Any]) -> str:
     """One node of ``multiq status``; fields of a strange record are shown as they are."""
     name = info.get("hostname")
     started = info.get("started")
-    up = f"{int(time.time() - started)}s" if type(started) in (int, float) \
+    up = f"{int(time.time() - started)}s" if (type(started) is int or type(started) is float) \
         and abs(started) < 1e12 else "?"
     queues = info.get("queues")
     queues = ",".join(map(str, queues)) if isinstance(queues, list) else str(queues or "")

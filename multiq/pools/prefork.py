@@ -19,7 +19,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Deque, Dict, List, Optional, Set
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Set
 
 from multiq import states
 from multiq.backends.base import RemoteError, exception_from_dict
@@ -231,7 +231,7 @@ class PreforkPool(Pool):
         task, opts = req.task, req.message.options.get("timelimit") or (None, None)
         if not isinstance(opts, (list, tuple)) or len(opts) != 2:
             opts = (opts, None)  # reported below
-        found = [opts[0], task.time_limit, opts[1], task.soft_time_limit]
+        found: List[Any] = [opts[0], task.time_limit, opts[1], task.soft_time_limit]
         for i, value in enumerate(found):
             if value is not None and (type(value) not in (int, float)
                                       or not 0 <= value < float("inf")):
@@ -398,7 +398,7 @@ class PreforkPool(Pool):
         if req is None:
             return
         self.executor.state.count(req.name)
-        exc = RemoteError(exc_info) if exc_info is not None else None
+        exc: Optional[BaseException] = RemoteError(exc_info) if exc_info is not None else None
         if state == states.REJECTED and exc_info is not None:
             exc = exception_from_dict(exc_info)  # the Reject itself: its reason, its requeue
         retry = None

@@ -296,8 +296,8 @@ class Committer:
         message is dead-lettered and acknowledged with the reason, and its task recorded
         as FAILURE where that can be written, so that nothing stays pending."""
         kind, subject, detail = item
-        d = getattr(subject, "delivery", subject)
-        if kind in ("start", "event") or getattr(d, "entry_id", None) is None:
+        d: Optional[Delivery] = getattr(subject, "delivery", subject)
+        if kind in ("start", "event") or d is None or getattr(d, "entry_id", None) is None:
             logger.error("Could not write %s of %s", kind, getattr(subject, "id", subject),
                          exc_info=exc)  # (no message waits on it)
             return

@@ -18,7 +18,7 @@ import threading
 import time
 import traceback
 import uuid
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from multiq import __version__, signals, states
 from multiq.exceptions import ImproperlyConfigured, WorkerLostError
@@ -226,7 +226,7 @@ class Worker:
         if self.pool is not None:
             self.pool.revoked(revoked)
 
-    def terminate(self, ids: List[str], signame: str = "SIGTERM") -> List[str]:
+    def terminate(self, ids: List[str], signame: Union[str, int] = "SIGTERM") -> List[str]:
         """Kill the pool processes running these tasks (prefork only)."""
         from multiq.control.commands import signum
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Type
 
 from django.conf import settings
 from django.db import connections, transaction
+from django.db.models import Model
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -77,8 +78,9 @@ def import_rows(source: str = "default") -> Report:
 def _schedule(kind: str, row: Dict[str, Any]) -> Any:
     from multiq.contrib.django.beat import models
 
-    model = {"interval": models.IntervalSchedule, "crontab": models.CrontabSchedule,
-             "solar": models.SolarSchedule, "clocked": models.ClockedSchedule}[kind]
+    model: Type[Model] = {
+        "interval": models.IntervalSchedule, "crontab": models.CrontabSchedule,
+        "solar": models.SolarSchedule, "clocked": models.ClockedSchedule}[kind]
     spec = {f: _value(f, row[f]) for f in SCHEDULES[kind] if f in row}
     found = model.objects.filter(**spec).first()
     return found if found is not None else model.objects.create(**spec)
