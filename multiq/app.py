@@ -397,19 +397,10 @@ class MultiQ:
             parent = stack[-1]
             root_id = root_id or parent.root_id or parent.id
             parent_id = parent_id or parent.id
-        options: Dict[str, Any] = {}
-        if link:
-            options["link"] = _sig_list(link)
-        if link_error:
-            options["link_error"] = _sig_list(link_error)
         if ignore_result is None and task_type is not None:
             ignore_result = task_type.ignore_result
-        if ignore_result:
-            options["ignore_result"] = True
-        if time_limit is not None or soft_time_limit is not None:
-            options["timelimit"] = [time_limit, soft_time_limit]
-        if extra:
-            _canvas_options(options, extra)
+        options = _message_options(link, link_error, ignore_result, time_limit,
+                                   soft_time_limit, extra)
         task_id = str(task_id) if task_id else _uuid4()
         if stack:
             stack[-1].__dict__.setdefault("children", []).append(task_id)
@@ -673,6 +664,24 @@ def _match_route(router: Any, name: str, args: Any, kwargs: Any,
 
 _CANVAS_OPTIONS = ("chain", "group_id", "group_index", "chord", "chord_of",
                    "replaced_task_nesting")
+
+
+def _message_options(link: Any, link_error: Any, ignore_result: Optional[bool],
+                     time_limit: Optional[float], soft_time_limit: Optional[float],
+                     extra: Dict[str, Any]) -> Dict[str, Any]:
+    """The ``options`` of a message sent with these send_task arguments."""
+    options: Dict[str, Any] = {}
+    if link:
+        options["link"] = _sig_list(link)
+    if link_error:
+        options["link_error"] = _sig_list(link_error)
+    if ignore_result:
+        options["ignore_result"] = True
+    if time_limit is not None or soft_time_limit is not None:
+        options["timelimit"] = [time_limit, soft_time_limit]
+    if extra:
+        _canvas_options(options, extra)
+    return options
 
 
 def _canvas_options(options: Dict[str, Any], extra: Dict[str, Any]) -> None:
