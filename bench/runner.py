@@ -38,44 +38,65 @@ def _attempt(bench: Bench, figure: str, system: System, setting: str,
 
 
 def run_all(bench: Bench) -> None:
-    only, quick = bench.opts.only, bench.opts.quick
     systems = available(bench)
-    node_figures = {"startup", "memory", "latency"} & set(only)
     for run_no in range(1, bench.opts.runs + 1):
-        for system in systems:
-            if "enqueue" in only:
-                pre_queued = "drain" in only and any(s.n_div == 1 for s in system.drain)
-                if not pre_queued:
-                    _attempt(bench, "enqueue", system, "one-by-one",
-                             enqueue.one_by_one, run_no)
-                _attempt(bench, "enqueue", system, "batch",
-                         enqueue.batch, run_no)
-        if "drain" in only:
-            for system in systems:
-                for setting in system.settings(system.drain, quick):
-                    _attempt(bench, "drain", system, setting.key,
-                             drain.run, setting, run_no)
-        if node_figures:
-            first = "startup" if "startup" in only else (
-                "rss" if "memory" in only else "latency-p50")
-            for system in systems:
-                for setting in system.settings(system.node, quick):
-                    if setting.key.endswith("-bare") and not {"startup", "memory"} & set(only):
-                        continue
-                    _attempt(bench, first, system, setting.key,
-                             node.run, setting, run_no)
-        if "multi" in only:
-            for system in systems:
-                if system.multi:
-                    _attempt(bench, "multi-start", system, multi.SETTING,
-                             multi.run, run_no)
-        if {"chord", "chain"} & set(only):
-            for system in systems:
-                for setting in system.settings(system.canvas, quick):
-                    _attempt(bench, "chord" if "chord" in only else "chain", system,
-                             setting.key, canvas.timing, setting, run_no)
-        if "roundtrips" in only:
-            for system in systems:
-                for setting in system.settings(system.canvas, quick):
-                    _attempt(bench, "roundtrips", system, setting.key, canvas.roundtrips,
-                             setting, run_no)
+        for figures in (_enqueue, _drain, _node, _multi, _canvas_timing, _roundtrips):
+            figures(bench, systems, run_no)
+
+
+def _enqueue(bench: Bench, systems: List[System], run_no: int) -> None:
+    only = bench.opts.only
+    if "enqueue" not in only:
+        return
+    for system in systems:
+        pre_queued = "drain" in only and any(s.n_div == 1 for s in system.drain)
+        if not pre_queued:
+            _attempt(bench, "enqueue", system, "one-by-one", enqueue.one_by_one, run_no)
+        _attempt(bench, "enqueue", system, "batch", enqueue.batch, run_no)
+
+
+def _drain(bench: Bench, systems: List[System], run_no: int) -> None:
+    if "drain" not in bench.opts.only:
+        return
+    for system in systems:
+        for setting in system.settings(system.drain, bench.opts.quick):
+            _attempt(bench, "drain", system, setting.key, drain.run, setting, run_no)
+
+
+def _node(bench: Bench, systems: List[System], run_no: int) -> None:
+    only = set(bench.opts.only)
+    if not {"startup", "memory", "latency"} & only:
+        return
+    first = "startup" if "startup" in only else "rss" if "memory" in only else "latency-p50"
+    for system in systems:
+        for setting in system.settings(system.node, bench.opts.quick):
+            if setting.key.endswith("-bare") and not {"startup", "memory"} & only:
+                continue
+            _attempt(bench, first, system, setting.key, node.run, setting, run_no)
+
+
+def _multi(bench: Bench, systems: List[System], run_no: int) -> None:
+    if "multi" not in bench.opts.only:
+        return
+    for system in systems:
+        if system.multi:
+            _attempt(bench, "multi-start", system, multi.SETTING, multi.run, run_no)
+
+
+def _canvas_timing(bench: Bench, systems: List[System], run_no: int) -> None:
+    only = bench.opts.only
+    if not {"chord", "chain"} & set(only):
+        return
+    figure = "chord" if "chord" in only else "chain"
+    for system in systems:
+        for setting in system.settings(system.canvas, bench.opts.quick):
+            _attempt(bench, figure, system, setting.key, canvas.timing, setting, run_no)
+
+
+def _roundtrips(bench: Bench, systems: List[System], run_no: int) -> None:
+    if "roundtrips" not in bench.opts.only:
+        return
+    for system in systems:
+        for setting in system.settings(system.canvas, bench.opts.quick):
+            _attempt(bench, "roundtrips", system, setting.key, canvas.roundtrips, setting,
+                     run_no)
