@@ -437,7 +437,8 @@ class MultiQ:
         priority, eta, member), for the worker to write with the task's ack (so a chain's
         next step and the ack of the step before are one transaction)."""
         previous = getattr(_state, "deferred", None)
-        _state.deferred = collected = []
+        collected: List[Any] = []
+        _state.deferred = collected
         try:
             yield collected
         finally:
