@@ -1,0 +1,143 @@
+"""Chords and chains under faults and at size, with real nodes: a node SIGKILLed while it
+runs a chord's header (acks late), failing header tasks, a chain of 100 tasks and a chord
+of 10,000.
+
+Nodes run ``python -m multiq -A sysq_canvas worker`` (apps/sysq_canvas.py); the chord body
+``count_tsum`` counts its runs in db 3 (``INCR <key>``) and records what it summed.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE / "apps")]
+
+from helpers import wait_until  # noqa: E402
+from sysq_canvas import (  # noqa: E402
+    add,
+    count_tsum,
+    fail,
+    on_chord_error,
+    raising_task,
+    slow_add,
+    tsum,
+)
+from sysq_canvas_support import (  # noqa: E402
+    APPS,
+    WORKER_ENV,
+    errback_runs,
+    errbacks,
+    point_app,
+    runs,
+)
+from sysq_support import broker_idle, describe_broker, sigkill  # noqa: E402
+
+from multiq import chain, chord  # noqa: E402
+from multiq.exceptions import ChordError  # noqa: E402
+
+pytestmark = pytest.mark.system
+
+
+@pytest.fixture
+def app(redis_url, backend_url):
+    client = point_app(redis_url, backend_url)
+    yield client
+    client.close()
+
+
+def _node(start_worker, name, pool="threads", concurrency=2):
+    return start_worker("sysq_canvas", "-c", str(concurrency), cwd=APPS, pool=pool,
+                        hostname=f"{name}@%h", env=WORKER_ENV)
+
+
+def _tags(rec, what):
+    return [r.split(":", 1)[1] for r in runs(rec) if r.startswith(f"{what}:")]
+
+
+@pytest.mark.timeout(90)
+def test_sigkill_mid_header_acks_late_body_runs_once_with_every_result(
+        app, start_worker, rec, redis_client):
+    """Node A (2 threads) runs the first of twelve 1 s acks-late header tasks and is
+    SIGKILLed while two run; node B runs those two again and the rest. The body runs once,
+    with every header result in header order."""
+    a = _node(start_worker, "a")
+    key = "body-runs:sigkill"
+    result = chord(slow_add.s(i, i, 1.0) for i in range(12))(count_tsum.s(key))
+    wait_until(lambda: len(_tags(rec, "end")) >= 2 and
+               len(_tags(rec, "start")) - len(_tags(rec, "end")) == 2,
+               timeout=20, message=f"node A did not get going; runs={runs(rec)}")
+    sigkill(a)
+    running = sorted(set(_tags(rec, "start")) - set(_tags(rec, "end")))
+    assert len(running) == 2 and rec.get(key) is None, (running, runs(rec))
+
+    _node(start_worker, "b", concurrency=4)
+    assert result.get(timeout=45) == sum(2 * i for i in range(12))
+    wait_until(lambda: broker_idle(redis_client), timeout=15,
+               message=f"messages left behind: {describe_broker(redis_client)}")
+    assert int(rec.get(key)) == 1
+    assert [json.loads(v) for v in rec.lrange(f"{key}:values", 0, -1)] == \
+        [[2 * i for i in range(12)]]
+    starts = Counter(_tags(rec, "start"))
+    assert all(starts[t] == 2 for t in running), starts  # run again after the kill
+    assert sorted(Counter(_tags(rec, "end"))) == sorted(str(i) for i in range(12))
+
+
+@pytest.mark.timeout(60)
+def test_failing_header_tasks_chord_error_and_errback_once(
+        app, start_worker, rec, redis_client):
+    """Two of twenty header tasks fail, on two nodes: the chord's result is a ChordError
+    naming one of them and its error, the body never runs, the errback runs once, with the
+    body's request and the ChordError (Celery's ``(request, exc, traceback)``)."""
+    for name in ("f1", "f2"):
+        _node(start_worker, name)
+    key = "body-runs:failing"
+    header = [add.s(i, i) for i in range(20)]
+    header[7], header[13] = raising_task.s(), fail.s()
+    result = chord(header)(count_tsum.s(key).on_error(on_chord_error.s()))
+    with pytest.raises(ChordError) as raised:
+        result.get(timeout=30)
+    failed = {result.parent.results[7].id: "ValueError('something something')",
+              result.parent.results[13].id: "ValueError('fail')"}
+    named = [tid for tid in failed if tid in str(raised.value)]
+    assert len(named) == 1, str(raised.value)
+    assert failed[named[0]] in str(raised.value), str(raised.value)
+
+    wait_until(lambda: broker_idle(redis_client), timeout=15,
+               message=f"messages left behind: {describe_broker(redis_client)}")
+    calls = errbacks(rec, result.id)
+    assert [c["errback"] for c in calls] == ["on_chord_error"], calls
+    assert errback_runs(rec, result.id) == 1
+    assert calls[0]["exc"] == "ChordError" and named[0] in calls[0]["text"], calls
+    assert rec.get(key) is None  # the body never ran
+    values = result.parent.join(timeout=10, propagate=False)
+    assert [v for i, v in enumerate(values) if i not in (7, 13)] == \
+        [2 * i for i in range(20) if i not in (7, 13)]
+
+
+@pytest.mark.timeout(60)
+def test_chain_of_a_hundred_tasks(app, start_worker):
+    _node(start_worker, "long")
+    res = chain(add.s(0, 0), *(add.s(i) for i in range(1, 100)))()
+    assert res.get(timeout=45) == sum(range(100))
+    depth, node = 0, res
+    while node.parent is not None:
+        depth, node = depth + 1, node.parent
+    assert depth == 99 and node.get(timeout=5) == 0
+
+
+@pytest.mark.timeout(150)
+def test_chord_of_ten_thousand_tasks(app, start_worker):
+    _node(start_worker, "big", pool="prefork", concurrency=2)
+    started = time.perf_counter()
+    result = chord(add.s(i, i) for i in range(10_000))(tsum.s())
+    sent = time.perf_counter() - started
+    assert result.get(timeout=120) == 2 * sum(range(10_000))
+    took = time.perf_counter() - started
+    print(f"CHORD 10000 header tasks: sent in {sent:.2f}s, body result after {took:.2f}s "
+          f"= {10_000 / took:,.0f} tasks/s")
