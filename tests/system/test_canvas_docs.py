@@ -40,6 +40,7 @@ from sysq_canvas import (  # noqa: E402
     on_chord_error,
     raising_task,
     replace_with_chain,
+    replace_with_group,
     replace_with_mul,
     request_info,
     reset_buffers,
@@ -242,6 +243,17 @@ def test_link_calls_the_callback_with_the_result_first(app):
     assert sig.delay(4).get(timeout=T) == 14  # add.apply_async(args=(4, 10))
 
 
+def test_errback_of_a_chain_is_called_for_the_failed_step(app, rec):
+    c = chain(add.s(1, 1), add.s("x"), mul.s(2)).on_error(log_error.s())
+    res = c.delay()
+    with pytest.raises(TypeError):
+        res.get(timeout=T)
+    failed = res.parent
+    call = _one_errback(rec, failed.id, "log_error")
+    assert call["exc"] == "TypeError", call
+    assert errbacks(rec, res.id) == [] and errbacks(rec, failed.parent.id) == []
+
+
 def test_callback_only_when_the_task_succeeded(app, rec):
     """"The callback will only be applied if the task exited successfully"; in a chain,
     a failed step fails the chain's result with its error (it does not hang)."""
@@ -388,17 +400,36 @@ def test_chain_called_and_its_parents(app):
     assert (add.s(2, 2) | mul.s(8) | mul.s(10)).apply_async().get(timeout=T) == 320
 
 
-def test_chain_result_graph(app):
+def test_chain_takes_the_task_id_for_its_last_task(app):
+    """"A chain will inherit the task id of the last task in the chain"."""
+    res = chain(add.s(4, 4), mul.s(8)).apply_async(task_id="chain-last-task")
+    assert res.id == "chain-last-task"
+    assert res.get(timeout=T) == 64
+    assert app.AsyncResult("chain-last-task").get(timeout=T) == 64
+
+
+def _chain_graph():
     res = chain(add.s(4, 4), mul.s(8), mul.s(10))()
     assert res.get(timeout=T) == 640
+    _children(res.parent)  # the whole graph is formed
+    return res
+
+
+def test_chain_result_graph(app):
+    res = _chain_graph()
     first, second = res.parent.parent, res.parent
-    _children(second)  # the whole graph is formed
     graph = res.parent.parent.graph
     assert len(graph) == 3
     assert all(r in graph for r in (first, second, res))
+
+
+@pytest.mark.xfail(strict=True, reason="DependencyGraph has no to_dot()")
+def test_chain_result_graph_to_dot(app):
+    res = _chain_graph()
     dot = io.StringIO()
-    graph.to_dot(dot)
-    assert all(r.id in dot.getvalue() for r in (first, second, res)), dot.getvalue()
+    res.parent.parent.graph.to_dot(dot)
+    assert all(r.id in dot.getvalue() for r in (res.parent.parent, res.parent, res)), \
+        dot.getvalue()
 
 
 # -- Groups -------------------------------------------------------------------------------
@@ -428,6 +459,8 @@ def test_group_link_is_passed_down_not_given_the_group_result(app):
         assert isinstance(c.result, TypeError), (c.state, c.result)
 
 
+@pytest.mark.xfail(strict=True, reason="group.link_error() makes the errback immutable: the "
+                   "worker then calls log_error() without (request, exc, traceback)")
 def test_group_errback_is_called_for_each_failed_task(app, rec):
     g = group(fail.s(), fail.s())
     g.link_error(log_error.s())
@@ -498,6 +531,9 @@ def test_group_result_save_and_restore(app):
 
 
 def test_group_of_one_is_unrolled_in_a_chain(app):
+    assert repr(chain(add.s(2, 2), group(add.s(1)), add.s(1))) == \
+        "sysq_canvas.add(2, 2) | sysq_canvas.add(1) | sysq_canvas.add(1)"
+    assert repr(chain(group(add.s(1, 1)), add.s(2))) == "sysq_canvas.add(1, 1) | sysq_canvas.add(2)"
     assert chain(add.s(2, 2), group(add.s(1)), add.s(1))().get(timeout=T) == 6
     assert chain(group(add.s(1, 1)), add.s(2))().get(timeout=T) == 4
 
@@ -581,6 +617,14 @@ def test_chord_link_and_link_error_are_called_once(app, rec):
         res.get(timeout=T)
     _one_errback(rec, res.id, "on_chord_error")  # once, though two header tasks failed
 
+    c = chord([add.s(1, 1), add.s(2, 2)], raising_task.si())  # the body fails
+    c.link_error(on_chord_error.s())
+    res = c()
+    with pytest.raises(ValueError, match="something something"):
+        res.get(timeout=T)
+    call = _one_errback(rec, res.id, "on_chord_error")
+    assert call["exc"] == "ValueError", call
+
 
 def test_empty_group_and_empty_chord(app):
     assert group([])().get(timeout=T) == []
@@ -607,6 +651,19 @@ def test_group_of_chains_and_chord_of_chains(app):
 def test_chord_in_a_chain(app):
     res = (add.s(1, 1) | chord([add.s(1), add.s(2)], tsum.s()) | mul.s(10))()
     assert res.get(timeout=T) == 70  # (2 + 1) + (2 + 2), times 10
+
+
+def test_chord_with_a_chain_as_body(app):
+    assert chord([add.s(1, 1), add.s(2, 2)], tsum.s() | mul.s(10))().get(timeout=T) == 60
+
+
+def test_chord_fails_when_a_chain_in_its_header_fails(app):
+    """The failed step may be the chain's last or one whose next steps never run: the
+    chord fails with ChordError either way, it does not wait for them."""
+    for failing in (add.s(1, 1) | raising_task.si(), add.s(1, "x") | mul.s(2) | mul.s(3)):
+        res = chord([failing, add.s(2, 2)], tsum.s())()
+        with pytest.raises(ChordError):
+            res.get(timeout=T)
 
 
 def test_chord_of_chords(app):
@@ -638,14 +695,19 @@ def test_chunks_called_applied_and_as_a_group(app):
     assert res.get(timeout=T) == CHUNKS
     res = add.chunks(zip(range(100), range(100)), 10).apply_async()
     assert res.get(timeout=T) == CHUNKS
-
     g = add.chunks(zip(range(100), range(100)), 10).group()
     assert isinstance(g, group) and len(g.tasks) == 10
-    g.skew(start=1, stop=10)
-    countdowns = [t.options["countdown"] for t in g.tasks]
+    assert g().get(timeout=T) == CHUNKS
+
+
+@pytest.mark.xfail(strict=True, reason="group has no skew()")
+def test_chunks_group_skewed(app):
+    group = add.chunks(zip(range(100), range(100)), 10).group()
+    group.skew(start=1, stop=10)
+    countdowns = [t.options["countdown"] for t in group.tasks]
     assert countdowns[:3] == [1, 2, 3] and countdowns == sorted(countdowns)
     started = time.monotonic()  # a tenth of the guide's skew keeps the module fast
-    assert g.skew(start=0.1, step=0.1)().get(timeout=T) == CHUNKS
+    assert group.skew(start=0.1, step=0.1)().get(timeout=T) == CHUNKS
     assert _elapsed(started) >= 0.95
 
 
@@ -668,6 +730,19 @@ def test_replace_with_a_signature_or_a_chain(app):
     assert (add.s(1, 1) | replace_with_mul.s(10) | add.s(1))().get(timeout=T) == 21
     assert replace_with_chain.delay(4).get(timeout=T) == 10  # (4 + 1) * 2
     assert (replace_with_chain.s(4) | mul.s(10))().get(timeout=T) == 100
+
+
+def test_replace_keeps_the_callbacks_and_works_in_a_chord_header(app):
+    res = replace_with_mul.apply_async((3, 4), link=log_result.s())
+    assert res.get(timeout=T) == 12
+    (child,) = _children(res)
+    assert child.get(timeout=T) == 12
+    assert chord([replace_with_mul.s(2, 3), add.s(1, 1)], tsum.s())().get(timeout=T) == 8
+
+
+def test_replace_with_a_group(app):
+    assert replace_with_group.delay(4).get(timeout=T) == [0, 2, 4, 6]
+    assert (replace_with_group.s(3) | tsum.s())().get(timeout=T) == 6
 
 
 def test_signature_travels_as_a_dict(app):

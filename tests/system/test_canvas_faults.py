@@ -60,14 +60,15 @@ def _tags(rec, what):
     return [r.split(":", 1)[1] for r in runs(rec) if r.startswith(f"{what}:")]
 
 
+@pytest.mark.parametrize("pool", ["threads", "prefork"])
 @pytest.mark.timeout(90)
 def test_sigkill_mid_header_acks_late_body_runs_once_with_every_result(
-        app, start_worker, rec, redis_client):
-    """Node A (2 threads) runs the first of twelve 1 s acks-late header tasks and is
+        app, start_worker, rec, redis_client, pool):
+    """Node A (2 slots) runs the first of twelve 1 s acks-late header tasks and is
     SIGKILLed while two run; node B runs those two again and the rest. The body runs once,
     with every header result in header order."""
-    a = _node(start_worker, "a")
-    key = "body-runs:sigkill"
+    a = _node(start_worker, "a", pool=pool)
+    key = f"body-runs:sigkill:{pool}"
     result = chord(slow_add.s(i, i, 1.0) for i in range(12))(count_tsum.s(key))
     wait_until(lambda: len(_tags(rec, "end")) >= 2 and
                len(_tags(rec, "start")) - len(_tags(rec, "end")) == 2,
@@ -94,8 +95,8 @@ def test_failing_header_tasks_chord_error_and_errback_once(
     """Two of twenty header tasks fail, on two nodes: the chord's result is a ChordError
     naming one of them and its error, the body never runs, the errback runs once, with the
     body's request and the ChordError (Celery's ``(request, exc, traceback)``)."""
-    for name in ("f1", "f2"):
-        _node(start_worker, name)
+    for name, pool in (("f1", "prefork"), ("f2", "threads")):
+        _node(start_worker, name, pool=pool)
     key = "body-runs:failing"
     header = [add.s(i, i) for i in range(20)]
     header[7], header[13] = raising_task.s(), fail.s()

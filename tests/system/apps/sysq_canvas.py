@@ -178,6 +178,13 @@ def replace_with_chain(self, x):
     return self.replace(add.s(x, 1) | mul.s(2))
 
 
+@app.task(bind=True)
+def replace_with_group(self, n):
+    from multiq import group
+
+    return self.replace(group(add.s(i, i) for i in range(n)))
+
+
 @app.task
 def gate(name, timeout=20):
     """Waits until the test pushes to ``gate:<name>`` in db 3; returns ``name``."""
