@@ -206,6 +206,16 @@ def slow_add(x, y, seconds):
 
 
 @app.task
+def nap_add(x, y, seconds):
+    """``slow_add`` acknowledged early (the default): lost, not run again, when its node
+    dies."""
+    record(f"start:{x}")
+    time.sleep(seconds)
+    record(f"end:{x}")
+    return x + y
+
+
+@app.task
 def count_tsum(numbers, key):
     """A chord body that counts its runs (``INCR <key>``) and records what it summed."""
     recorder().incr(key)
