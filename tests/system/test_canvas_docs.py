@@ -5,9 +5,10 @@ real node. Where the guide's example cannot run as printed (a chord with no body
 countdown), the test says what it changed. Also from the tasks guide: ``self.replace`` and
 ``self.request.chain`` / ``self.request.callbacks``.
 
-One node for the whole module: ``python -m multiq -A sysq_canvas worker -P threads -c 4``
-(apps/sysq_canvas.py) on the session's redis-server, flushed once at the module's start; no
-per-test fixture here flushes it again. The test process uses its own copy of the same app.
+One node at a time for the whole module: ``python -m multiq -A sysq_canvas worker -P threads
+-c 4`` (apps/sysq_canvas.py) on the session's redis-server, flushed when the node starts; no
+per-test fixture here flushes it again. The module runs twice: results in db 2 of that
+server, then on a redis-server of their own. The test process uses its own copy of the app.
 """
 from __future__ import annotations
 
@@ -22,7 +23,13 @@ import pytest
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE / "apps")]
 
-from helpers import ProcessTracker, start_worker_process, wait_until  # noqa: E402
+from helpers import (  # noqa: E402
+    ProcessTracker,
+    RedisServer,
+    find_redis_server,
+    start_worker_process,
+    wait_until,
+)
 from sysq_canvas import (  # noqa: E402
     add,
     create_user,
@@ -69,15 +76,23 @@ DOUBLES = [0, 2, 4, 6, 8, 10, 12, 14, 16, 18]
 CHUNKS = [[2 * i for i in range(start, start + 10)] for start in range(0, 100, 10)]
 
 
-@pytest.fixture(scope="module")
-def app(redis_server, tmp_path_factory):
-    """The node of the module (running) and the test process's app, pointed at it."""
+@pytest.fixture(scope="module", params=["shared", "own"],
+                ids=["backend-db-2", "own-backend-server"])
+def app(request, redis_server, tmp_path_factory):
+    """The node of the module (running) and the test process's app, pointed at it. Results
+    go to db 2 of the broker's server, then (the second round of the module) to a
+    redis-server of their own, where chords are counted and fired by the committer."""
     flush = redis_server.client()
     flush.flushall()
     flush.close()
-    broker, backend = redis_server.url(1), redis_server.url(2)
-    tracker = ProcessTracker()
     logs = tmp_path_factory.mktemp("canvas-docs")
+    own = None
+    if request.param == "own":
+        own = RedisServer(find_redis_server(), logs / "results")
+        own.start()
+    broker = redis_server.url(1)
+    backend = own.url(0) if own else redis_server.url(2)
+    tracker = ProcessTracker()
     client = point_app(broker, backend)
     try:
         start_worker_process(tracker, "sysq_canvas", "-c", "4", cwd=APPS,
@@ -87,6 +102,8 @@ def app(redis_server, tmp_path_factory):
     finally:
         tracker.cleanup()
         client.close()
+        if own:
+            own.stop()
 
 
 @pytest.fixture(scope="module")
