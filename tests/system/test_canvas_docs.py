@@ -67,7 +67,7 @@ from sysq_canvas_support import (  # noqa: E402
 
 from multiq import chain, chord, group, signature  # noqa: E402
 from multiq.exceptions import ChordError  # noqa: E402
-from multiq.result import AsyncResult, GroupResult  # noqa: E402
+from multiq.result import AsyncResult, GroupResult, result_from_tuple  # noqa: E402
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(30)]
 
@@ -438,6 +438,18 @@ def test_chain_result_graph(app):
     graph = res.parent.parent.graph
     assert len(graph) == 3
     assert all(r in graph for r in (first, second, res))
+    assert first.get_leaf() == 640
+
+
+def test_results_travel_as_tuples_with_their_parents(app):
+    res = (add.s(4, 4) | group(add.si(i, i) for i in range(3)))()
+    again = result_from_tuple(json.loads(json.dumps(res.as_tuple())), app=app)
+    assert isinstance(again, GroupResult) and again.id == res.id
+    assert again.get(timeout=T) == [0, 2, 4]
+    assert again.parent.id == res.parent.id and again.parent.get(timeout=T) == 8
+    res = chain(add.s(4, 4), mul.s(8))()
+    again = result_from_tuple(json.loads(json.dumps(res.as_tuple())), app=app)
+    assert (again.get(timeout=T), again.parent.get(timeout=T)) == (64, 8)
 
 
 @pytest.mark.xfail(strict=True, reason="DependencyGraph has no to_dot()")

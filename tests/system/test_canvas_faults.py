@@ -68,8 +68,8 @@ def app(redis_url, backend):
     client.close()
 
 
-def _node(start_worker, app, name, pool="threads", concurrency=2):
-    return start_worker("sysq_canvas", "-c", str(concurrency), cwd=APPS, pool=pool,
+def _node(start_worker, app, name, *args, pool="threads", concurrency=2):
+    return start_worker("sysq_canvas", "-c", str(concurrency), *args, cwd=APPS, pool=pool,
                         hostname=f"{name}@%h",
                         env={**WORKER_ENV, "MULTIQ_RESULT_BACKEND": app.conf.result_backend})
 
