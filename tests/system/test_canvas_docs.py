@@ -452,7 +452,6 @@ def test_results_travel_as_tuples_with_their_parents(app):
     assert (again.get(timeout=T), again.parent.get(timeout=T)) == (64, 8)
 
 
-@pytest.mark.xfail(strict=True, reason="DependencyGraph has no to_dot()")
 def test_chain_result_graph_to_dot(app):
     res = _chain_graph()
     dot = io.StringIO()
@@ -488,8 +487,6 @@ def test_group_link_is_passed_down_not_given_the_group_result(app):
         assert isinstance(c.result, TypeError), (c.state, c.result)
 
 
-@pytest.mark.xfail(strict=True, reason="group.link_error() makes the errback immutable: the "
-                   "worker then calls log_error() without (request, exc, traceback)")
 def test_group_errback_is_called_for_each_failed_task(app, rec):
     g = group(fail.s(), fail.s())
     g.link_error(log_error.s())
@@ -729,7 +726,6 @@ def test_chunks_called_applied_and_as_a_group(app):
     assert g().get(timeout=T) == CHUNKS
 
 
-@pytest.mark.xfail(strict=True, reason="group has no skew()")
 def test_chunks_group_skewed(app):
     group = add.chunks(zip(range(100), range(100)), 10).group()
     group.skew(start=1, stop=10)
