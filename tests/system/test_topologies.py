@@ -1,9 +1,9 @@
 """The same scenarios on a Redis Cluster (3 masters, 3 replicas) and on Sentinel (a master,
 a replica, 3 sentinels): only the URLs change.
 
-The tutorial, crash, revoke, queue-order and beat tests of their own modules are collected
-here a second time with this module's fixtures, which point the broker and the result
-backend at the topology. What the tasks did is recorded in db 3 of the plain test Redis
+The tutorial, crash, revoke, queue-order, beat and chord-fault tests of their own modules
+are collected here a second time with this module's fixtures, which point the broker and
+the result backend at the topology. What the tasks did is recorded in db 3 of the plain test Redis
 (``SYSQ_RECORD_URL``), so a failover cannot touch the record. The failover tests start a
 private topology (see test_topology_failover.py).
 """
@@ -27,6 +27,12 @@ from sysq_support import TASK, runs, start, wait_results  # noqa: E402
 from test_beat_leader import (  # noqa: E402,F401
     test_kill_the_leader_the_other_continues_within_the_lease,
     test_two_beats_send_each_due_run_exactly_once,
+)
+from test_canvas_faults import (  # noqa: E402,F401
+    app,
+    backend,
+    test_chain_of_a_hundred_tasks,
+    test_sigkill_mid_header_acks_late_body_runs_once_with_every_result,
 )
 from test_guarantees_crash import (  # noqa: E402,F401
     test_countdown_survives_sigkill_and_runs_once_when_due,
