@@ -446,9 +446,11 @@ class PreforkPool(Pool):
         started = child.gate.started if child.gate is not None else None
         for req in queue:
             number = child.numbers.get(id(req), 0)
-            if req is child.running or (started is not None and number == started):
+            if started is not None and number == started:
+                self._lost(req, child, status)  # it entered the gate: it started
+            elif req is child.running and started is None:
                 self._lost(req, child, status)  # (said so, or was about to)
-            elif started is not None:
+            elif started is not None:  # (sent to a child already dead: it never started)
                 self.executor.committer.redeliver(req, count=number < started)
             elif req is queue[0]:  # it may have started without saying so: count it
                 self.executor.committer.redeliver(req, count=True)
