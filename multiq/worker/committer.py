@@ -23,9 +23,10 @@ from multiq.exceptions import WorkerLostError
 from multiq.message import peek
 from multiq.redisconn import UNAVAILABLE
 from multiq.sender import Commands, Writer
+from multiq.worker.items import Done, Event, Item, Redeliver, Refused, Revoked, Started
 from multiq.worker.markers import Markers
 from multiq.worker.outbox import Outbox
-from multiq.worker.record import Item, Recorder
+from multiq.worker.record import Recorder
 
 if TYPE_CHECKING:
     from multiq.app import MultiQ
@@ -93,12 +94,12 @@ class Committer:
         req.started = req.early_ack
         if batched and not (self.track_started or self.events_enabled):
             if req.early_ack and not req.marked:
-                self._put(("start", req, None), due=False)
+                self._put(Started(req), due=False)
             return
         if req.early_ack and self.markers is not None and not req.marked:
             self.markers.post(req)
         if self.track_started or self.events_enabled or (req.early_ack and not req.marked):
-            self._put(("start", req, None))  # the rest, or the marker itself on a cluster
+            self._put(Started(req))  # the rest, or the marker itself on a cluster
 
     def complete(self, req: Request, outcome: Outcome) -> None:
         """Hand in an outcome; it may wait up to ``LINGER`` for company while the node has
@@ -106,7 +107,7 @@ class Committer:
         the writer thread has work in hand, which must go first): no hand-over to wait for.
         """
         req.committed = True
-        item = ("done", req, outcome)
+        item = Done(req, outcome)
         idle = self.idle(req)
         if idle and threading.get_ident() == self.rider:
             self._put(item, due=False, wake=False)  # its next fetch, at once, takes it along
@@ -155,20 +156,20 @@ class Committer:
     def redeliver(self, req: Request, count: bool = True) -> None:
         """Put a message back in its queue (its process died, or a cold shutdown)."""
         req.committed = True
-        self._put(("redeliver", req, count))
+        self._put(Redeliver(req, count))
 
     def revoked(self, req: Request, reason: str) -> None:
         req.committed = True
-        self._put(("revoked", req, reason))
+        self._put(Revoked(req, reason))
 
     def refuse(self, d: Delivery, reason: str, task_id: Optional[str],
                exc: BaseException) -> None:
-        self._put(("refuse", d, (reason, task_id, exc)))
+        self._put(Refused(d, reason, task_id, exc))
 
     def send_event(self, type_: str, **fields: Any) -> None:
         """Queue an event (when enabled) to go out with the next batch."""
         if self.events_enabled:
-            self._put(("event", events.event(type_, hostname=self.hostname, **fields), None))
+            self._put(Event(events.event(type_, hostname=self.hostname, **fields)))
 
     def _put(self, item: Item, due: bool = True, wake: bool = True) -> None:
         """Queue ``item``; ``wake=False`` when the caller takes it along itself soon."""
@@ -224,7 +225,8 @@ class Committer:
         with self._cond:
             items = [*self._items, *self._in_hand]
         ids = set()
-        for _, subject, _ in items:
+        for item in items:
+            subject = item[0]
             entry = getattr(getattr(subject, "delivery", subject), "entry_id", None)
             if entry is not None:
                 ids.add(entry)
@@ -295,17 +297,19 @@ class Committer:
         """An item that cannot be written, alone, for another reason than an outage: its
         message is dead-lettered and acknowledged with the reason, and its task recorded
         as FAILURE where that can be written, so that nothing stays pending."""
-        kind, subject, detail = item
-        d: Optional[Delivery] = getattr(subject, "delivery", subject)
-        if kind in ("start", "event") or d is None or getattr(d, "entry_id", None) is None:
+        kind, subject = item.kind, item[0]
+        d: Optional[Delivery] = getattr(subject, "delivery", subject)  # type: ignore[arg-type,assignment]
+        if type(item) in (Started, Event) or d is None \
+                or getattr(d, "entry_id", None) is None:
             logger.error("Could not write %s of %s", kind, getattr(subject, "id", subject),
                          exc_info=exc)  # (no message waits on it)
             return
-        if kind == "refuse":
-            reason, task_id, error = detail
+        error: Optional[BaseException] = exc
+        if isinstance(item, Refused):
+            reason, task_id, error = item.reason, item.task_id, item.exc
         else:
             reason = f"could not write its {kind} outcome: {type(exc).__name__}: {exc}"
-            task_id, error = subject.id, exc
+            task_id = item[0].id  # type: ignore[union-attr]
         logger.error("Could not write %s of message %s (task id %s); it is moved to the "
                      "dead-letter stream", kind, d.entry_id.decode(), task_id, exc_info=exc)
         for with_result in (True, False) if task_id else (False,):
@@ -322,7 +326,7 @@ class Committer:
     def _dead_letter(self, subject: Any, d: Delivery, reason: str, task_id: Optional[str],
                      exc: Any) -> None:
         """Write a refusal of ``d`` alone (its start marker, if any, deleted with the ack)."""
-        recorded = self.recorder.record([("refuse", d, (reason, task_id, exc))])
+        recorded = self.recorder.record([Refused(d, reason, task_id, exc)])
         if getattr(subject, "marked", False):
             if self.markers is not None and subject.marker:
                 self.markers.confirm(subject.marker)

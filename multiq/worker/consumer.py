@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable, Deque, List, NamedTuple, Option
 
 from multiq.broker.order import QueueOrder
 from multiq.redisconn import REDIS_ERRORS, UNAVAILABLE
+from multiq.worker.items import Started
 
 if TYPE_CHECKING:
     from multiq.broker.redis import Delivery, PostedFetch, RedisBroker
@@ -150,7 +151,7 @@ class Consumer:
             return None, []
         if starting is not None and starting.early_ack and self.executor.batched_marks \
                 and not (committer.track_started or committer.events_enabled):
-            batch.append(("start", starting, None))
+            batch.append(Started(starting))
         commands = committer.commands(batch)
         if commands is None:  # (given back: see Committer.commands)
             committer.taken(batch, None)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from multiq import events, states
 from multiq.backends.base import exception_to_dict, make_doc
@@ -20,6 +20,7 @@ from multiq.exceptions import BackendNotConfigured, EncodeError, TaskRevokedErro
 from multiq.sender import Commands
 from multiq.worker import flow
 from multiq.worker.flow import FINAL
+from multiq.worker.items import FINISHING, Done, Event, Item, Redeliver, Revoked, Started
 
 if TYPE_CHECKING:
     from multiq.app import MultiQ
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("multiq.worker")
 
-Item = Tuple[str, Any, Any]
 
 
 @dataclass
@@ -75,27 +75,25 @@ class Recorder:
         self._chords = Commands()
         self._acks = []
         self._marked = 0  # the highest marker number the acks delete
-        finished = {id(subject) for kind, subject, _ in batch
-                    if kind in ("done", "revoked", "redeliver")}
-        for kind, subject, detail in batch:
-            if kind == "start":
+        finished = {id(item[0]) for item in batch if isinstance(item, FINISHING)}
+        for item in batch:
+            if isinstance(item, Done):
+                self._done(results, acks, item.req, item.outcome)
+            elif isinstance(item, Started):
                 # a task that also finished within this batch needs no start marker
-                self._start(results, acks, subject, marker=id(subject) not in finished)
-            elif kind == "done":
-                self._done(results, acks, subject, detail)
-            elif kind == "event":
-                events.add(acks, self.events_stream, subject)
-            elif kind == "redeliver":
-                self._redeliver(acks, subject, detail)
-            elif kind == "revoked":
-                self._revoked(results, acks, subject, detail)
+                self._start(results, acks, item.req, marker=id(item.req) not in finished)
+            elif isinstance(item, Event):
+                events.add(acks, self.events_stream, item.fields)
+            elif isinstance(item, Redeliver):
+                self._redeliver(acks, item.req, item.counted)
+            elif isinstance(item, Revoked):
+                self._revoked(results, acks, item.req, item.reason)
             else:
-                reason, task_id, exc = detail
-                if task_id:
-                    self._store(results, task_id, states.FAILURE, exception_to_dict(exc),
-                                None, None, force=True)
-                self.broker.dead_letter(acks, subject, reason)
-                self._acks.append((subject, False))
+                if item.task_id:
+                    self._store(results, item.task_id, states.FAILURE,
+                                exception_to_dict(item.exc), None, None, force=True)
+                self.broker.dead_letter(acks, item.delivery, item.reason)
+                self._acks.append((item.delivery, False))
         self.broker.ack_many(acks, self._acks)
         return Recorded(results, acks, self._marked, self._chords or None)
 
