@@ -1,7 +1,7 @@
 """The pool interface: where requests run."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, List, Optional, Set
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Set
 
 if TYPE_CHECKING:
     from multiq.worker.execute import Request
@@ -13,6 +13,12 @@ class Pool:
     """Runs requests; the consumer asks how many more it can take."""
 
     kind = "base"
+    #: Requests run in the thread that fetched them (the consumer's), so their outcomes
+    #: can ride on its next fetch.
+    runs_inline = False
+    #: Whether start markers may wait for the committer's next batch (see
+    #: ``Committer.mark_started``): where nothing holds the writer back for long.
+    batched_marks = False
 
     def __init__(self, execute: Execute, concurrency: int) -> None:
         self.execute = execute
@@ -57,6 +63,25 @@ class Pool:
 
     def shrink(self, n: int = 1) -> int:
         raise NotImplementedError(f"The {self.kind} pool cannot shrink")
+
+    def cold_stop(self, committer: Any) -> None:
+        """Stop now (a cold shutdown): what runs in this process cannot be interrupted, so
+        early-ack requests fail as lost and late-ack ones go back to their queue."""
+        from multiq import states
+        from multiq.exceptions import WorkerLostError
+        from multiq.trace import Outcome
+
+        if committer is None:
+            return
+        for req in self.active():
+            if req.early_ack:
+                exc = WorkerLostError("Worker exited prematurely: cold shutdown")
+                committer.complete(req, Outcome(states.FAILURE, exc=exc))
+            else:
+                committer.redeliver(req, count=False)
+
+    def dump_stacks(self) -> None:
+        """Ask the pool's other processes, if any, to log their threads' stacks (USR1)."""
 
     def info(self) -> dict:
         return {"implementation": self.kind, "max-concurrency": self.concurrency}

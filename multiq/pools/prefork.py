@@ -475,6 +475,17 @@ class PreforkPool(Pool):
         while self._running and time.monotonic() < end:
             time.sleep(0.05)
 
+    def cold_stop(self, committer: Any) -> None:
+        """The children are killed; what they ran is recorded as their death says."""
+        self.stop(wait=False)
+
+    def dump_stacks(self) -> None:
+        for pid in self.info().get("processes", []):
+            try:
+                os.kill(pid, signal.SIGUSR1)
+            except ProcessLookupError:
+                pass
+
     def terminate(self, ids: set, signum: int) -> List[str]:
         """Send ``signum`` to the children running these task ids (revoke --terminate)."""
         killed = []

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 
 class SoloPool(Pool):
     kind = "solo"
+    runs_inline = True
 
     def __init__(self, execute: Execute, concurrency: int = 1) -> None:
         super().__init__(execute, 1)

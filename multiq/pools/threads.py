@@ -16,6 +16,7 @@ logger = logging.getLogger("multiq.worker")
 
 class ThreadPool(Pool):
     kind = "threads"
+    batched_marks = True
 
     def __init__(self, execute: Execute, concurrency: int) -> None:
         super().__init__(execute, concurrency)

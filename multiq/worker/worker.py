@@ -20,13 +20,12 @@ import traceback
 import uuid
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
-from multiq import __version__, signals, states
-from multiq.exceptions import ImproperlyConfigured, WorkerLostError
+from multiq import __version__, signals
+from multiq.exceptions import ImproperlyConfigured
 from multiq.naming import nodename
 from multiq.pools.base import Pool
 from multiq.redisconn import REDIS_ERRORS, UNAVAILABLE
 from multiq.supervisor.notify import Notifier
-from multiq.trace import Outcome
 from multiq.worker import components
 from multiq.worker.committer import Committer
 from multiq.worker.consumer import Consumer
@@ -149,7 +148,7 @@ class Worker:
                                  self.pool, executor, contact=self.contact)
         committer.idle = self.consumer.holds_only
         # (prefork marks its children's starts batched itself)
-        executor.batched_marks = self.consumer.rides or self.pool.kind == "threads"
+        executor.batched_marks = self.consumer.rides or self.pool.batched_marks
         self.pool.start()  # fork before any other thread exists
         committer.start()
         self._start_components(broker, committer)
@@ -356,15 +355,7 @@ class Worker:
         if self.consumer is not None:
             self.consumer.handback()
         if self.pool is not None:
-            if self.pool.kind == "prefork":
-                self.pool.stop(wait=False)
-            elif self.committer is not None:
-                for req in self.pool.active():
-                    if req.early_ack:
-                        exc = WorkerLostError("Worker exited prematurely: cold shutdown")
-                        self.committer.complete(req, Outcome(states.FAILURE, exc=exc))
-                    else:
-                        self.committer.redeliver(req, count=False)
+            self.pool.cold_stop(self.committer)
         self._finish()
         logging.shutdown()
         os._exit(1)
@@ -473,12 +464,8 @@ class SignalWatcher(components.Component):
         if w._dump_requested:
             w._dump_requested = False
             dump_stacks(f"{w.hostname} main")
-            if w.pool is not None and w.pool.kind == "prefork":
-                for pid in w.pool.info().get("processes", []):
-                    try:
-                        os.kill(pid, signal.SIGUSR1)
-                    except ProcessLookupError:
-                        pass
+            if w.pool is not None:
+                w.pool.dump_stacks()
         if w._stop_mode == "cold":
             w._cold_exit()  # the main thread may be inside a task or a warm shutdown
         return 0.0
