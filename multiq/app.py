@@ -25,6 +25,7 @@ from typing import (
     Union,
 )
 
+from multiq import _state as state
 from multiq import config as config_mod
 from multiq import signals
 from multiq import task as task_mod  # in MultiQ's body, "Task" is the property
@@ -34,28 +35,14 @@ from multiq.task import Task
 
 logger = logging.getLogger("multiq.app")
 
-_state = threading.local()
-_apps: List[MultiQ] = []
+_state = state.local
 _shared_tasks: List[Callable[[MultiQ], Task]] = []
-_default_app: Optional[MultiQ] = None
-_chosen_default: Optional[MultiQ] = None  # set by MultiQ.set_default()
 _AsyncResult: Any = None
 _NO_ROUTE: Dict[str, Any] = {}
-_VARIANT = "89ab"
+_uuid4 = state.new_id
+current_app = state.current_app
 # app.conf.<name> without Settings' attribute machinery (the send path)
 _setting: Callable[[Dict[str, Any], str], Any] = dict.get
-
-
-def current_app() -> MultiQ:
-    """This thread's current app, else the one ``set_default()`` chose, else the app made
-    last in this process (a default one if none was made)."""
-    global _default_app
-    app = getattr(_state, "current", None) or _chosen_default or (_apps[-1] if _apps else None)
-    if app is None:
-        if _default_app is None:
-            _default_app = MultiQ("default", set_as_current=False)
-        app = _default_app
-    return app
 
 
 class TaskRegistry(dict):
@@ -105,7 +92,7 @@ class MultiQ:
             self.conf["result_backend"] = backend
         if settings:
             self.conf.update(settings)
-        _apps.append(self)
+        state.apps.append(self)
         from multiq import builtins
         builtins.register(self)
         if set_as_current:
@@ -124,8 +111,7 @@ class MultiQ:
         """Make this the app of threads with no current app of their own (a web server's
         request threads): ``current_app()``, ``shared_task`` and ``AsyncResult(id)`` use
         it."""
-        global _chosen_default
-        _chosen_default = self
+        state.chosen[:] = [self]
 
     # -- configuration -----------------------------------------------------------------
 
@@ -392,7 +378,7 @@ class MultiQ:
         due = None if countdown is None and eta is None else self._eta(eta, countdown, now)
         if expires is not None:
             expires = self._expires(expires, now)
-        stack = getattr(Task._local, "stack", None)  # the task running here: the parent
+        stack = getattr(state.tasks, "stack", None)  # the task running here: the parent
         if stack:
             parent = stack[-1]
             root_id = root_id or parent.root_id or parent.id
@@ -699,12 +685,6 @@ def _sig_list(value: Any) -> List[Any]:
     return [dict(item) for item in items]
 
 
-def _uuid4() -> str:
-    """A random (version 4) UUID as text, like ``str(uuid.uuid4())`` at half the cost."""
-    h = os.urandom(16).hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
-
-
 def _async_result() -> Any:
     global _AsyncResult
     if _AsyncResult is None:
@@ -766,7 +746,7 @@ def shared_task(*args: Any, **options: Any) -> Any:
         def make(app: MultiQ) -> Task:
             return app._create_task(fun, **options)
         _shared_tasks.append(make)
-        made = [make(app) for app in _apps]
+        made = [make(app) for app in state.apps]
         return _SharedTaskProxy(fun, options, made[-1] if made else None)
 
     if len(args) == 1 and callable(args[0]) and not options:
@@ -793,3 +773,6 @@ class _SharedTaskProxy:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._resolve()(*args, **kwargs)
+
+
+state.make_default = lambda: MultiQ("default", set_as_current=False)

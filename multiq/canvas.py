@@ -20,19 +20,15 @@ import operator
 from functools import reduce
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence
 
+from multiq import _state
+
 if TYPE_CHECKING:
     from multiq.app import MultiQ
     from multiq.result import AsyncResult
 
 
-def _uuid() -> str:
-    from multiq.app import _uuid4
-    return _uuid4()
-
-
-def _current_app() -> MultiQ:
-    from multiq.app import current_app
-    return current_app()
+_uuid = _state.new_id
+_current_app = _state.current_app
 
 
 def _is_list(value: Any) -> bool:
@@ -957,8 +953,7 @@ class _Capture:
 
 
 def _capture_top(app: MultiQ) -> Optional[_Capture]:
-    from multiq.app import _state
-    stack = getattr(_state, "capture", None)
+    stack = getattr(_state.local, "capture", None)
     return stack[-1] if stack else None
 
 
@@ -971,17 +966,15 @@ class capture:  # noqa: N801 - a context manager
         self.messages: List[tuple] = []
 
     def __enter__(self) -> List[tuple]:
-        from multiq.app import _state
-        stack = getattr(_state, "capture", None)
+        stack = getattr(_state.local, "capture", None)
         if stack is None:
-            stack = _state.capture = []
+            stack = _state.local.capture = []
         stack.append(self.top)
         return self.messages
 
     def __exit__(self, *exc: Any) -> None:
-        from multiq.app import _state
         from multiq.keys import band_of
-        _state.capture.pop()
+        _state.local.capture.pop()
         keys = self.app.broker.keys
         self.messages[:] = [(keys.stream(queue, band_of(priority)), data, queue)
                             for queue, data, priority in self.top.messages]

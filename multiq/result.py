@@ -5,7 +5,7 @@ import datetime as dt
 import time
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from multiq import states
+from multiq import _state, states
 from multiq.backends.base import exception_from_dict, parse_date
 from multiq.exceptions import IncompleteStream, TaskRevokedError
 
@@ -19,8 +19,7 @@ class AsyncResult:
     def __init__(self, id: str, app: Optional[MultiQ] = None, task_name: Optional[str] = None,
                  parent: Any = None):
         if app is None:
-            from multiq.app import current_app
-            app = current_app()
+            app = _state.current_app()
         self.id = id if type(id) is str else str(id)
         self.app = app
         self._name = task_name
@@ -202,8 +201,7 @@ class GroupResult:
     @property
     def app(self) -> MultiQ:
         if self._app is None:
-            from multiq.app import current_app
-            self._app = current_app()
+            self._app = _state.current_app()
         return self._app
 
     children = property(lambda self: self.results)
@@ -283,8 +281,7 @@ class GroupResult:
     def restore(cls, id: str, backend: Any = None, app: Optional[MultiQ] = None
                 ) -> Optional[GroupResult]:
         if app is None:
-            from multiq.app import current_app
-            app = current_app()
+            app = _state.current_app()
         saved = (backend or app.backend).restore_group(id)
         return result_from_tuple(saved, app) if saved is not None else None
 
@@ -372,7 +369,7 @@ class EagerResult(AsyncResult):
     def __init__(self, id: str, value: Any, status: str, traceback: Optional[str] = None,
                  name: Optional[str] = None, app: Optional[MultiQ] = None) -> None:
         self.id = id
-        self.app = app  # type: ignore[assignment]
+        self.app = app
         self._name = name
         self._cache = None
         self._value = value

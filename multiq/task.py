@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import random
-import threading
 import uuid
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
-from multiq import states
+from multiq import _state, states
 from multiq.canvas import Signature
 from multiq.exceptions import MaxRetriesExceededError, Retry
 
@@ -89,7 +88,7 @@ class Task:
     #: Set once per class, when it is made.
     _custom_call = False
 
-    _local = threading.local()
+    _local = _state.tasks  # (this thread's request stack: see multiq._state)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

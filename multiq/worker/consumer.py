@@ -53,7 +53,7 @@ class Consumer:
         pool.fail = self._failed
         committer = executor.committer
         #: Outcomes of tasks run in this thread ride on its next fetch (see _fetch).
-        self.rides = pool.runs_inline and broker.wire is not None \
+        self.rides = getattr(pool, "runs_inline", False) and broker.wire is not None \
             and committer.outbox.single
 
     def run(self, should_stop: Callable[[], bool]) -> None:

@@ -18,6 +18,7 @@ from helpers import REPO_ROOT, wait_until
 
 import multiq.app as app_mod
 from multiq import MultiQ, Task, shared_task
+from multiq import _state as state
 from multiq.app import current_app
 from multiq.exceptions import ImproperlyConfigured
 from multiq.result import AsyncResult
@@ -30,9 +31,9 @@ EXAMPLE = REPO_ROOT / "examples" / "flask"
 @pytest.fixture(autouse=True)
 def _own_app_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Apps, shared tasks, the default and the example's modules made here stay here."""
-    monkeypatch.setattr(app_mod, "_apps", list(app_mod._apps))
+    monkeypatch.setattr(state, "apps", list(state.apps))
+    monkeypatch.setattr(state, "chosen", [])
     monkeypatch.setattr(app_mod, "_shared_tasks", list(app_mod._shared_tasks))
-    monkeypatch.setattr(app_mod, "_chosen_default", None, raising=False)
     current = getattr(app_mod._state, "current", None)
     modules = set(sys.modules)
     try:
