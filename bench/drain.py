@@ -63,6 +63,36 @@ def missing_keys(client: Any, keys: List[str]) -> List[str]:
     return missing
 
 
+Sample = Tuple[int, float, float]  # (tasks counted, workers' CPU s, redis CPU s)
+
+
+def _until_counted(counter: Any, n: int, procs: List[Any], redis_proc: Any,
+                   log: Path) -> Tuple[Optional[Sample], Sample, float]:
+    """Wait until the workers counted ``n`` tasks: the samples at the first and last
+    count, and when the count last moved."""
+    def sample(done: int) -> Sample:
+        return (done, sum(_cpu(_tree(p.pid)) for p in procs),
+                _cpu([redis_proc]) if redis_proc else 0)
+
+    first: Optional[Sample] = None
+    last_done, last_change = 0, time.monotonic()
+    while True:
+        done = int(counter.get(COUNTER) or 0)
+        if done and first is None:
+            first = sample(done)
+        if done >= n:
+            return first, sample(done), last_change
+        if done != last_done:
+            last_done, last_change = done, time.monotonic()
+        dead = [p for p in procs if p.poll() is not None]
+        if dead:
+            raise ProcessError(f"worker exited {dead[0].returncode} after {done}/{n} "
+                               f"tasks; log:\n{tail(log)}")
+        if time.monotonic() - last_change > STALL:
+            raise ProcessError(f"stalled at {done}/{n} tasks; log:\n{tail(log)}")
+        time.sleep(POLL)
+
+
 def run(bench: Bench, system: System, setting: Setting, run_no: int) -> None:
     """One drain of one system and setting; adds its samples to the results."""
     n = drain_n(bench, setting)
@@ -74,28 +104,15 @@ def run(bench: Bench, system: System, setting: Setting, run_no: int) -> None:
     store = bench.redis.client(system.results_db)
     redis_proc = psutil.Process(bench.redis.proc.pid) if bench.redis.proc else None
     log = bench.path(f"{system.name}-{setting.key}-drain")
-    argv = system.worker_argv(setting, bench.redis.url(1))
     t0 = time.time()
-    proc = bench.procs.start(argv, bench.env(system, BENCH_N=n), log,
-                             cwd=Path(bench.root(system)))
+    procs = [bench.procs.start(system.worker_argv(setting, bench.redis.url(1), i),
+                               bench.env(system, BENCH_N=n), log if i == 1 else
+                               bench.path(f"{system.name}-{setting.key}-drain-{i}"),
+                               cwd=Path(bench.root(system)))
+             for i in range(1, setting.procs + 1)]
+
     try:
-        first: Optional[Tuple[int, float, float]] = None
-        last_done, last_change = 0, time.monotonic()
-        while True:
-            done = int(counter.get(COUNTER) or 0)
-            if done and first is None:
-                first = (done, _cpu(_tree(proc.pid)), _cpu([redis_proc]) if redis_proc else 0)
-            if done >= n:
-                end = (done, _cpu(_tree(proc.pid)), _cpu([redis_proc]) if redis_proc else 0)
-                break
-            if done != last_done:
-                last_done, last_change = done, time.monotonic()
-            if proc.poll() is not None:
-                raise ProcessError(f"worker exited {proc.returncode} after {done}/{n} "
-                                   f"tasks; log:\n{tail(log)}")
-            if time.monotonic() - last_change > STALL:
-                raise ProcessError(f"stalled at {done}/{n} tasks; log:\n{tail(log)}")
-            time.sleep(POLL)
+        first, end, last_change = _until_counted(counter, n, procs, redis_proc, log)
         missing = keys
         while True:
             missing = missing_keys(store, missing)
@@ -107,7 +124,8 @@ def run(bench: Bench, system: System, setting: Setting, run_no: int) -> None:
             time.sleep(POLL)
         stamps = _stamps(counter)
     finally:
-        bench.procs.stop(proc, bench.opts.stop_grace)
+        for proc in procs:
+            bench.procs.stop(proc, bench.opts.stop_grace)
         counter.close()
         store.close()
     common = {"note": setting.note, "compare_to": setting.compare_to, "n": n}

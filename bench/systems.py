@@ -28,6 +28,7 @@ class Setting:
     match: str = ""
     n_div: int = 1  # drain N is divided by this (RQ's slow workers, as in the reference)
     full_only: bool = False
+    procs: int = 1  # worker processes started side by side (``{i}`` in args: 1, 2...)
 
     @property
     def compare_to(self) -> str:
@@ -61,8 +62,8 @@ class System:
         except importlib.metadata.PackageNotFoundError:
             return "?"
 
-    def worker_argv(self, setting: Setting, broker: str) -> List[str]:
-        args = [a.format(broker=broker) for a in setting.args]
+    def worker_argv(self, setting: Setting, broker: str, i: int = 1) -> List[str]:
+        args = [a.format(broker=broker, i=i) for a in setting.args]
         return [sys.executable, *self.base, *args]
 
     def settings(self, which: Sequence[Setting], quick: bool) -> List[Setting]:
@@ -81,12 +82,15 @@ _SOLO = Setting("solo", ("-P", "solo"))
 _THREADS = Setting("threads4", ("-P", "threads", "-c", "4"))
 _PREFORK = Setting("prefork2", ("-P", "prefork", "-c", "2"))
 _SOLO_FULL = dataclasses.replace(_SOLO, full_only=True)
+# the reference for a pool of two processes: two solo nodes on the same queue
+_TWO_SOLO = Setting("2x-solo", ("-P", "solo", "-n", "solo{i}@%h"), procs=2,
+                    note="two solo nodes (reference for prefork2)")
 _BARE = ("--without-gossip", "--without-mingle", "--without-heartbeat")
 
 MULTIQ = System(
     "multiq", "multiq", ("-m", "multiq", "-A", "bench.apps.mq_app", "worker", "-l", "WARNING"),
-    drain=(_SOLO, _THREADS, _PREFORK), node=(_SOLO, _PREFORK), canvas=(_PREFORK, _SOLO_FULL),
-    multi="multiq", app="bench.apps.mq_app",
+    drain=(_SOLO, _THREADS, _PREFORK, _TWO_SOLO), node=(_SOLO, _PREFORK),
+    canvas=(_PREFORK, _SOLO_FULL), multi="multiq", app="bench.apps.mq_app",
 )
 
 CELERY = System(
