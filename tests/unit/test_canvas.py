@@ -292,3 +292,55 @@ def test_app_signature_and_links_given_to_a_chain_send(app: MultiQ) -> None:
     assert [s.task for s in fresh.tasks[-1].options["link"]] == ["cv.tsum"]
     assert all(len(s.options["link_error"]) == 1 for s in fresh.tasks)
     assert "link" not in c.tasks[-1].options  # the original is untouched
+
+
+def test_chain_or_group_ends_the_chain_with_the_group(app: MultiQ) -> None:
+    add = t(app, "add")
+    c = (add.s(1, 1) | add.s(1)) | group(add.s(1), add.s(2))
+    assert isinstance(c, _chain) and isinstance(c.tasks[-1], group) and len(c.tasks) == 3
+    # an empty chain followed by a group is that group
+    assert type(_chain() | group(add.s(1), add.s(2))) is group
+
+
+def test_chain_ending_in_a_chord_gives_what_follows_to_its_body(app: MultiQ) -> None:
+    add, tsum = t(app, "add"), t(app, "tsum")
+    c = add.s(1, 1) | chord([add.s(1), add.s(2)], tsum.s())
+    then_task = c | add.s(5)
+    assert len(then_task.tasks) == 2 and isinstance(then_task.tasks[-1], chord)
+    assert [s.task for s in then_task.tasks[-1].body.tasks] == ["cv.tsum", "cv.add"]
+    then_group = c | group(add.s(1), add.s(2))
+    assert isinstance(then_group.tasks[-1], chord)
+    assert isinstance(then_group.tasks[-1].body, _chain)
+
+
+def test_a_group_after_a_chord_in_a_chain_merges_into_its_body(app: MultiQ) -> None:
+    add, tsum = t(app, "add"), t(app, "tsum")
+    c = add.s(1, 1) | chord([add.s(1)], tsum.s()) | group(add.s(1), add.s(2)) | tsum.s()
+    # chord, group, task: the group and task become a chord appended to the first's body
+    assert len(c.tasks) == 2 and isinstance(c.tasks[-1], chord)
+    body = c.tasks[-1].body
+    assert isinstance(body, _chain) and isinstance(body.tasks[-1], chord)
+
+
+def test_chain_steps_upgrade_a_group_followed_by_anything_when_sent(app: MultiQ) -> None:
+    add, tsum = t(app, "add"), t(app, "tsum")
+    c = _chain(add.s(1, 1), group(add.s(1), add.s(2)), group(add.s(3), add.s(4)), tsum.s())
+    steps = c._steps()
+    assert [type(s).__name__ for s in steps] == ["Signature", "chord", "Signature"]
+    assert type(steps[1].body) is group
+
+
+def test_eager_errbacks_and_group_link_error(app: MultiQ) -> None:
+    add, fail = t(app, "add"), t(app, "fail")
+    calls = []
+
+    @app.task(name="cv.on_error")
+    def on_error(request, exc, traceback):  # noqa: ANN001, ANN202
+        calls.append((request.id, type(exc).__name__))
+
+    app.conf.task_eager_propagates = False
+    g = group(fail.s(), add.s(1, 1))
+    g.link_error(on_error.s())
+    res = g.apply()
+    assert [r.state for r in res] == ["FAILURE", "SUCCESS"]
+    assert calls == [(res[0].id, "ValueError")]
