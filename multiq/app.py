@@ -649,8 +649,8 @@ def _match_route(router: Any, name: str, args: Any, kwargs: Any,
     return None
 
 
-_CANVAS_OPTIONS = ("chain", "group_id", "group_index", "chord", "chord_of",
-                   "replaced_task_nesting")
+_CANVAS_OPTIONS = frozenset(("chain", "group_id", "group_index", "chord", "chord_of",
+                             "replaced_task_nesting"))
 
 
 def _message_options(link: Any, link_error: Any, ignore_result: Optional[bool],
@@ -674,9 +674,8 @@ def _message_options(link: Any, link_error: Any, ignore_result: Optional[bool],
 def _canvas_options(options: Dict[str, Any], extra: Dict[str, Any]) -> None:
     """The work-flow options a message carries (see multiq.canvas), from send_task's extra
     keywords; the others (Celery's AMQP-only options) are ignored."""
-    for name in _CANVAS_OPTIONS:
-        value = extra.get(name)
-        if value is not None:
+    for name, value in extra.items():
+        if value is not None and name in _CANVAS_OPTIONS:
             options[name] = [dict(s) for s in value] if name == "chain" else value
 
 

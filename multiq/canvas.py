@@ -275,11 +275,9 @@ class Signature(dict):
         if top is not None and not self.immutable:
             opts = {**opts, "chord_of": top.chord_id}
         task = application.tasks.get(self["task"])
-        if task is not None:
-            result = task.apply_async(call_args, call_kwargs, **dict(opts))
-        else:
-            result = application.send_task(self["task"], call_args, call_kwargs, **dict(opts))
-        return result
+        if task is not None:  # (** copies opts: the signature's own dict is never changed)
+            return task.apply_async(call_args, call_kwargs, **opts)
+        return application.send_task(self["task"], call_args, call_kwargs, **opts)
 
     def apply(self, args: Optional[Sequence[Any]] = None,
               kwargs: Optional[Dict[str, Any]] = None, **options: Any) -> Any:
@@ -628,15 +626,26 @@ class group(Signature):  # noqa: N801 - Celery's name
                           app=application)
             return chord(self, body, app=application).apply_async(
                 args, kwargs, app=application, **options)
-        sig = self._fresh()
-        result = sig.freeze(options.pop("task_id", None), root_id=options.get("root_id"),
-                            parent_id=options.get("parent_id"))
+        from multiq.result import GroupResult
+
+        given_id = options.pop("task_id", None)
+        gid = self["options"].get("task_id") or given_id or _uuid()
         options.pop("group_id", None)
         options.pop("group_index", None)
+        results = []
         with application.publish_batch():
-            for member in sig._members():
+            for i, member in enumerate(self._members()):
+                if type(member) is Signature:  # a task: sent as it is, with its place
+                    results.append(member.apply_async(
+                        args, kwargs, app=application, task_id=member.id or _uuid(),
+                        group_id=gid, group_index=i, **options))
+                    continue
+                member = member._fresh()  # a work-flow: frozen ids, then sent
+                results.append(member.freeze(group_id=gid, group_index=i,
+                                             root_id=options.get("root_id"),
+                                             parent_id=options.get("parent_id")))
                 member.apply_async(args, kwargs, app=application, **options)
-        return result
+        return GroupResult(gid, results, app=application)
 
     def apply(self, args: Optional[Sequence[Any]] = None,
               kwargs: Optional[Dict[str, Any]] = None, **options: Any) -> Any:

@@ -64,11 +64,19 @@ def envelope(
 ) -> bytes:
     """The bytes of a message's envelope, made without a :class:`Message` (the send path)."""
     if (priority is None and eta is None and expires is None and root_id is None
-            and parent_id is None and shadow is None and not headers and not options
+            and parent_id is None and shadow is None and not headers
             and not compression and serializer == "json"):
-        plain = _plain_envelope(id, task, queue, sent, args, kwargs, retries)
-        if plain is not None:
-            return plain
+        if not options:
+            plain = _plain_envelope(id, task, queue, sent, args, kwargs, retries)
+            if plain is not None:
+                return plain
+        elif options.keys() == _GROUP_OPTIONS and type(options["group_id"]) is str \
+                and type(options["group_index"]) is int:  # a group's member, with its place
+            plain = _plain_envelope(id, task, queue, sent, args, kwargs, retries)
+            if plain is not None:
+                return b'%s,"options":{"group_id":%s,"group_index":%d}}' % (
+                    plain[:-1], _encode_str(options["group_id"]).encode(),
+                    options["group_index"])
     env: Dict[str, Any] = {
         "v": VERSION, "id": id, "task": task, "queue": queue, "retries": retries, "sent": sent,
     }
@@ -95,6 +103,7 @@ def envelope(
 
 
 _INF = float("inf")
+_GROUP_OPTIONS = frozenset(("group_id", "group_index"))
 _HEADS: Dict[Tuple[str, str], str] = {}  # (task, queue) -> their part of a plain envelope
 
 

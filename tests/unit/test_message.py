@@ -334,3 +334,17 @@ def test_valid_values_of_every_checked_field_are_accepted() -> None:
                              options=None, sent=None), ["json"])
     assert nulls.headers == {} and nulls.options == {} and nulls.sent == 0.0
     assert decode(_envelope(args=[_nested(50)]), ["json"]).args == [_nested(50)]
+
+
+def test_a_group_members_envelope_decodes_as_the_general_one() -> None:
+    import json as _json
+
+    from multiq.message import decode, envelope
+    fast = envelope("id-1", "t.add", "q", 1.25, [1, "x"], {"k": 2},
+                    options={"group_id": 'g"1\u00e9', "group_index": 7})
+    general = envelope("id-1", "t.add", "q", 1.25, [1, "x"], {"k": 2},
+                       options={"group_id": 'g"1\u00e9', "group_index": 7, "x": None})
+    assert _json.loads(fast)["options"] == {"group_id": 'g"1\u00e9', "group_index": 7}
+    a, b = decode(fast, {"application/json"}), decode(general, {"application/json"})
+    assert (a.id, a.args, a.kwargs, a.options["group_id"], a.options["group_index"]) == \
+        (b.id, b.args, b.kwargs, b.options["group_id"], b.options["group_index"])
