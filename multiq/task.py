@@ -264,7 +264,7 @@ class Task:
     def replace(self, sig: Any) -> None:
         """End this task with ``sig`` in its place: ``sig`` takes this task's id, its chord
         place, callbacks, errbacks and the rest of its chain. Raises Ignore."""
-        from multiq.canvas import _chain, group, maybe_signature
+        from multiq.canvas import group, maybe_signature
         from multiq.exceptions import Ignore
 
         request = self.request
@@ -288,8 +288,6 @@ class Task:
             tail.options["replaced_task_nesting"] = nesting
         for step in reversed(request.chain or ()):
             sig = sig | maybe_signature(step, self.app)
-        if not isinstance(sig, _chain) or request.chain is None:
-            pass
         if request.is_eager:
             sig.apply()
         else:
