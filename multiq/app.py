@@ -417,6 +417,12 @@ class MultiQ:
             signals.after_task_publish.send(sender=name, body=message, routing_key=queue)
         return _async_result()(task_id, self, name)
 
+    async def asend_task(self, name: str, args: Optional[Sequence[Any]] = None,
+                         kwargs: Optional[Dict[str, Any]] = None, **options: Any) -> Any:
+        """``send_task()`` for asyncio code: the write to Redis is awaited."""
+        from multiq import aio
+        return await aio.send(self, name, args, kwargs, **options)
+
     @contextlib.contextmanager
     def deferred_publishes(self) -> Iterator[List[Any]]:
         """Messages sent inside the block are not written but collected, as (queue, data,

@@ -221,10 +221,40 @@ def connect(url: str, options: Optional[Dict[str, Any]] = None,
             if k.startswith(("socket_", "ssl")):
                 sentinel_kwargs.setdefault(k, v)
         sentinel = Sentinel(target.hosts, sentinel_kwargs=sentinel_kwargs)
-        return sentinel.master_for(target.master, db=target.db, **kwargs)
+        return sentinel.master_for(str(target.master), db=target.db, **kwargs)
     if url.split("://", 1)[0].lower().startswith("valkey"):
         url = "redis" + url[len("valkey"):]
     return redis.Redis.from_url(url, **kwargs)
+
+
+def connect_async(url: str, options: Optional[Dict[str, Any]] = None) -> Any:
+    """A ``redis.asyncio`` client for ``url`` (one server, or Sentinel's master); None for
+    a cluster, where the caller runs the blocking client in a thread instead."""
+    import redis.asyncio as aioredis
+
+    options = dict(options or {})
+    target = parse_url(url, options)
+    kwargs = _client_kwargs(target, options)
+    if target.kind == "cluster":
+        return None
+    if target.kind == "sentinel":
+        from redis.asyncio.sentinel import Sentinel
+
+        sentinel_kwargs = dict(options.get("sentinel_kwargs") or {})
+        password = target.query.get("sentinel_password")
+        if password:
+            sentinel_kwargs.setdefault("password", password)
+        for k, v in kwargs.items():
+            if k.startswith(("socket_", "ssl")):
+                sentinel_kwargs.setdefault(k, v)
+        sentinel = Sentinel(target.hosts, sentinel_kwargs=sentinel_kwargs)
+        return sentinel.master_for(str(target.master), db=target.db, **kwargs)
+    if url.split("://", 1)[0].lower().startswith("valkey"):
+        url = "redis" + url[len("valkey"):]
+    # many coroutines share the pool: past its size they wait for a connection, not fail
+    kwargs.setdefault("max_connections", int(options.get("max_connections") or 64))
+    pool = aioredis.BlockingConnectionPool.from_url(url, timeout=None, **kwargs)
+    return aioredis.Redis(connection_pool=pool)
 
 
 def is_cluster(client: Any) -> bool:

@@ -144,6 +144,21 @@ class AsyncResult:
     ) -> Any:
         """Wait for the task and return its value; re-raise its exception if it failed."""
         meta = self._cache or self.app.backend.wait_for(self.id, timeout=timeout)
+        return self._outcome(meta, propagate)
+
+    wait = get
+
+    async def aget(self, timeout: Optional[float] = None, propagate: bool = True,
+                   **_: Any) -> Any:
+        """``get()`` for asyncio code: awaits the same notification, never polls."""
+        from multiq import aio
+
+        meta = self._cache or await aio.wait_for(self.app, self.id, timeout)
+        return self._outcome(meta, propagate)
+
+    def _outcome(self, meta: Dict[str, Any], propagate: bool) -> Any:
+        """The value of a ready document (cached): its exception raised with
+        ``propagate``, returned without."""
         self._cache = meta
         status = meta.get("status")
         if status in states.PROPAGATE_STATES and propagate:
@@ -151,8 +166,6 @@ class AsyncResult:
         if status in states.EXCEPTION_STATES:
             return self._exception(meta)
         return meta.get("result")
-
-    wait = get
 
     def _exception(self, meta: Dict[str, Any]) -> BaseException:
         info = meta.get("result")
@@ -262,6 +275,24 @@ class GroupResult:
 
     join = get
     join_native = get
+
+    async def aget(self, timeout: Optional[float] = None, propagate: bool = True,
+                   **kwargs: Any) -> List[Any]:
+        """``get()`` for asyncio code: ready members read in one round trip, the others
+        awaited in turn (``timeout`` bounds the whole wait)."""
+        from multiq import aio
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        plain = [r for r in self.results if not isinstance(r, (EagerResult, GroupResult))
+                 and r._cache is None]
+        for r, meta in zip(plain, await aio.get_many(self.app, [r.id for r in plain])):
+            if meta.get("status") in states.READY_STATES:
+                r._cache = meta
+        values = []
+        for result in self.results:
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+            values.append(await result.aget(timeout=left, propagate=propagate, **kwargs))
+        return values
 
     def revoke(self, terminate: bool = False, signal: str = "SIGTERM", **_: Any) -> None:
         self.app.control.revoke(self.ids(), terminate=terminate, signal=signal)
@@ -395,6 +426,10 @@ class EagerResult(AsyncResult):
         return self._value
 
     wait = get
+
+    async def aget(self, timeout: Optional[float] = None, propagate: bool = True,
+                   **_: Any) -> Any:
+        return self.get(timeout=timeout, propagate=propagate)
 
     def forget(self) -> None:
         pass

@@ -120,6 +120,27 @@ class Task:
                 options[attr] = value
         return app.send_task(self.name, args, kwargs, task_type=self, **options)
 
+    async def adelay(self, *args: Any, **kwargs: Any) -> AsyncResult:
+        """``delay()`` for asyncio code: the write to Redis is awaited."""
+        return await self.aapply_async(args, kwargs)
+
+    async def aapply_async(
+        self, args: Optional[Sequence[Any]] = None, kwargs: Optional[Dict[str, Any]] = None,
+        **options: Any,
+    ) -> AsyncResult:
+        """``apply_async()`` for asyncio code: the write to Redis is awaited."""
+        from multiq import aio
+
+        app = self.app
+        if dict.get(app.conf, "task_always_eager"):
+            return self.apply(args, kwargs, **options)
+        for attr in _SEND_OPTIONS:
+            value = getattr(self, attr)
+            if value is not None and options.get(attr) is None:
+                options[attr] = value
+        return await aio.send(app, self.name, args, kwargs, task_type=self,
+                              **options)
+
     def delay_on_commit(self, *args: Any, **kwargs: Any) -> None:
         """``delay(*args, **kwargs)`` once the current Django database transaction commits
         (``transaction.on_commit``): never if it rolls back, at once outside a transaction.

@@ -1,0 +1,182 @@
+"""The awaitable client: ``await task.adelay()``, ``await result.aget()``.
+
+Messages are made by the same code as ``delay()`` (``send_task``, with its publish
+deferred), then written with ``redis.asyncio``; a result is awaited on the same
+notification ``get()`` waits for (SUBSCRIBE to the result's channel, then read it), never
+by polling. Each app keeps one pair of asyncio clients (broker, results) per event loop.
+On a Redis Cluster, where redis-py has no asyncio pub/sub, the blocking client runs in a
+thread (``asyncio.to_thread``) instead.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import weakref
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+
+from multiq import states
+from multiq.exceptions import TimeoutError
+
+if TYPE_CHECKING:
+    from multiq.app import MultiQ
+
+_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # loop -> {app id: pair}
+
+
+def clients(app: MultiQ) -> Tuple[Any, Any]:
+    """This event loop's (broker, backend) asyncio clients of ``app`` (None on a cluster)."""
+    from multiq.redisconn import connect_async
+
+    loop = asyncio.get_running_loop()
+    per_app: Dict[int, Tuple[Any, Any]] = _clients.setdefault(loop, {})
+    pair = per_app.get(id(app))
+    if pair is None:
+        conf = app.conf
+        broker = connect_async(app.broker.url, conf.broker_transport_options)
+        backend_url = app.backend.url
+        backend = connect_async(backend_url, conf.result_backend_transport_options) \
+            if backend_url != app.broker.url else broker
+        pair = per_app[id(app)] = (broker, backend)
+    return pair
+
+
+async def send(app: MultiQ, name: str, args: Any, kwargs: Any, **options: Any) -> Any:
+    """``send_task`` whose write to Redis is awaited; returns the AsyncResult."""
+    broker_client, _ = clients(app)
+    if broker_client is None:
+        return await asyncio.to_thread(app.send_task, name, args, kwargs, **options)
+    with app.deferred_publishes() as sends:
+        result = app.send_task(name, args, kwargs, **options)
+    await publish(app, broker_client, sends)
+    return result
+
+
+async def publish(app: MultiQ, client: Any, sends: List[Any]) -> None:
+    """Write deferred publishes (queue, data, priority, eta, member) in one round trip."""
+    from multiq.sender import Commands
+
+    if not sends:
+        return
+    commands = Commands()
+    broker = app.broker
+    for queue, data, priority, eta, member in sends:
+        broker.publish(queue, data, priority=priority, eta=eta, member=member, pipe=commands)
+    broker.seal(commands)
+    pipe = client.pipeline(transaction=False)
+    commands.replay(pipe)
+    await pipe.execute()
+
+
+async def wait_for(app: MultiQ, task_id: str, timeout: Optional[float]) -> Dict[str, Any]:
+    """The task's result document once it is ready (TimeoutError after ``timeout``)."""
+    backend = app.backend
+    _, client = clients(app)
+    if client is None:
+        return await asyncio.to_thread(backend.wait_for, task_id, timeout)
+    return await _listener(app, client).wait(task_id, timeout)
+
+
+def _listener(app: MultiQ, client: Any) -> _Listener:
+    loop = asyncio.get_running_loop()
+    per_app = _listeners.setdefault(loop, {})
+    found = per_app.get(id(app))
+    if found is None:
+        found = per_app[id(app)] = _Listener(app.backend, client)
+    return found
+
+
+_listeners: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # loop -> {app id: L}
+
+
+class _Listener:
+    """One subscriber connection per app and loop, shared by every awaited result: a
+    waiter subscribes to its result's channel, then reads the result; one reader task
+    hands each notification to the waiters of its channel."""
+
+    def __init__(self, backend: Any, client: Any) -> None:
+        self.backend, self.client = backend, client
+        self.pubsub = client.pubsub(ignore_subscribe_messages=True)
+        self.waiters: Dict[bytes, List[asyncio.Future]] = {}
+        self.reader: Optional[asyncio.Task] = None
+        self.lock = asyncio.Lock()  # one (un)subscribe at a time: one connection, made once
+
+    async def wait(self, task_id: str, timeout: Optional[float]) -> Dict[str, Any]:
+        key = self.backend.key(task_id)
+        channel = key.encode()
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        first = channel not in self.waiters
+        self.waiters.setdefault(channel, []).append(future)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            if first:
+                async with self.lock:  # before reading: no write slips between
+                    await self.pubsub.subscribe(key)
+            if self.reader is None or self.reader.done():
+                self.reader = asyncio.ensure_future(self._read())
+            while True:
+                doc = self.backend.decode(task_id, await self.client.get(key))
+                if doc["status"] in states.READY_STATES:
+                    return doc
+                left = 1.0 if deadline is None else deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"The operation timed out waiting for task {task_id}")
+                try:  # woken by the notification; read again after a quiet second
+                    doc = await asyncio.wait_for(future, min(left, 1.0))
+                except asyncio.TimeoutError:
+                    doc = None
+                if doc is not None and doc["status"] in states.READY_STATES:
+                    return doc
+                waiting = self.waiters.setdefault(channel, [])  # wait again, on a new one
+                if future in waiting:
+                    waiting.remove(future)
+                future = asyncio.get_running_loop().create_future()
+                waiting.append(future)
+        finally:
+            await self._leave(channel, key, future)
+
+    async def _leave(self, channel: bytes, key: str, future: asyncio.Future) -> None:
+        """This waiter is done; the last of a channel unsubscribes."""
+        waiting = self.waiters.get(channel, [])
+        if future in waiting:
+            waiting.remove(future)
+        if not waiting:
+            self.waiters.pop(channel, None)
+            try:
+                async with self.lock:
+                    await self.pubsub.unsubscribe(key)
+            except Exception:  # the reader sees a broken connection and starts over
+                pass
+
+    async def _read(self) -> None:
+        """Hand notifications to their waiters while anyone waits."""
+        while self.waiters:
+            try:
+                msg = await self.pubsub.get_message(ignore_subscribe_messages=True,
+                                                    timeout=1.0)
+            except Exception:  # a lost connection: waiters re-read their results
+                await asyncio.sleep(0.1)
+                continue
+            if msg is None or msg.get("type") != "message":
+                continue
+            try:
+                doc = json.loads(msg["data"])
+            except ValueError:
+                continue
+            for future in self.waiters.get(msg["channel"], ()):
+                if not future.done():
+                    future.set_result(doc)
+
+
+async def get_many(app: MultiQ, task_ids: List[str]) -> List[Dict[str, Any]]:
+    """The documents of ``task_ids`` in one round trip (per thousand)."""
+    backend = app.backend
+    _, client = clients(app)
+    if client is None:
+        return await asyncio.to_thread(backend.get_many, task_ids)
+    out: List[Dict[str, Any]] = []
+    for start in range(0, len(task_ids), 1000):
+        part = task_ids[start:start + 1000]
+        raw = await client.mget([backend.key(t) for t in part])
+        out += [backend.decode(t, r) for t, r in zip(part, raw)]
+    return out
