@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import sys
+import threading
 import traceback as tb_module
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
@@ -61,6 +63,8 @@ def trace(task: Task, request: Context) -> Outcome:
             task.before_start(task_id, args, kwargs)  # type: ignore[arg-type]
             # through the class's own __call__ only when it has one (Celery's rule)
             retval = task(*args, **kwargs) if task._custom_call else task.run(*args, **kwargs)
+            if inspect.iscoroutine(retval):  # an ``async def`` task: run it to its end
+                retval = run_coroutine(retval)
         except Retry as exc:
             outcome = _on_retry(task, request, exc)
         except Ignore:
@@ -89,6 +93,65 @@ def trace(task: Task, request: Context) -> Outcome:
         signals.task_postrun.send(sender=task, task_id=task_id, task=task, args=args,
                                   kwargs=kwargs, retval=outcome.retval, state=outcome.state)
     return outcome
+
+
+_loops = threading.local()
+
+
+def run_coroutine(coro: Any) -> Any:
+    """Run an ``async def`` task's coroutine on this thread's event loop, kept for the next
+    one (so asyncio clients made by a task are reused); from inside a running loop (an
+    eager call in async code), on a loop of its own in another thread."""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        loop = getattr(_loops, "loop", None)
+        if loop is None or loop.is_closed():
+            loop = _loops.loop = asyncio.new_event_loop()
+        try:
+            return loop.run_until_complete(coro)
+        except BaseException:  # (a time limit may stop the loop mid-way: leave it clean)
+            _settle(loop)
+            raise
+    outcome: Dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = asyncio.run(coro)
+        except BaseException as exc:  # handed to the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name="multiq-eager-coroutine")
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
+def _settle(loop: Any) -> None:
+    """Cancel what a stopped task left running on ``loop``; a loop that cannot be brought
+    to rest is closed (the next task makes a new one)."""
+    import asyncio
+
+    try:
+        left = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for t in left:
+            t.cancel()
+        if left:
+            loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+    except BaseException:
+        _loops.loop = None
+        try:
+            loop.close()
+        except Exception:
+            pass
+
+
+if hasattr(os, "register_at_fork"):  # a forked child makes its own loop
+    os.register_at_fork(after_in_child=lambda: _loops.__dict__.pop("loop", None))
 
 
 def _on_error(task: Task, request: Context, exc: BaseException) -> Outcome:
