@@ -3,9 +3,9 @@ blocking its event loop."""
 from typing import Any, Dict, List
 
 from fastapi import FastAPI, HTTPException
+from tasks import add, app, slow_square
 
 from multiq.exceptions import TimeoutError
-from tasks import add, app, slow_square
 
 api = FastAPI(title="multiq with FastAPI")
 

@@ -26,24 +26,23 @@ def server(redis_url: str, backend_url: str, start_worker: Any,
     env = {"MULTIQ_BROKER_URL": redis_url, "MULTIQ_RESULT_BACKEND": backend_url}
     start_worker("tasks", "-c", "4", cwd=EXAMPLE, pool="threads", env=env)
     port = free_port()
-    log = open(tmp_path / "uvicorn.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "web:api", "--port", str(port), "--log-level",
-         "warning"], cwd=EXAMPLE, env={**os.environ, **env, "PYTHONPATH": os.pathsep.join(
-             [str(EXAMPLE), str(REPO_ROOT)])}, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: _up(base), timeout=30, interval=0.1,
-                   message="uvicorn did not start")
-        yield base
-    finally:
-        proc.terminate()
+    with open(tmp_path / "uvicorn.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "web:api", "--port", str(port), "--log-level",
+             "warning"], cwd=EXAMPLE, env={**os.environ, **env, "PYTHONPATH": os.pathsep.join(
+                 [str(EXAMPLE), str(REPO_ROOT)])}, stdout=log, stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}"
         try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        log.close()
+            wait_until(lambda: _up(base), timeout=30, interval=0.1,
+                       message="uvicorn did not start")
+            yield base
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
 
 
 def _up(base: str) -> bool:
