@@ -83,7 +83,7 @@ _THREADS = Setting("threads4", ("-P", "threads", "-c", "4"))
 _PREFORK = Setting("prefork2", ("-P", "prefork", "-c", "2"))
 _SOLO_FULL = dataclasses.replace(_SOLO, full_only=True)
 # the reference for a pool of two processes: two solo nodes on the same queue
-_TWO_SOLO = Setting("2x-solo", ("-P", "solo", "-n", "solo{i}@%h"), procs=2,
+_TWO_SOLO = Setting("2x-solo", ("-P", "solo", "-n", "solo{i}@%h"), procs=2, full_only=True,
                     note="two solo nodes (reference for prefork2)")
 _BARE = ("--without-gossip", "--without-mingle", "--without-heartbeat")
 

@@ -47,7 +47,8 @@ def test_bench_smoke(tmp_path: Path) -> None:
                 assert r["median"] > 0 and r["min"] > 0 and r["runs"] >= 1, r
                 assert set(r) >= {"unit", "samples", "max", "multiq_over_peer", "n"}
         drains = {setting for (f, s, setting) in rows if f == "drain" and s == system}
-        assert drains == {"solo", "threads4", "prefork2"}
+        pools = {"solo", "threads4", "prefork2"}
+        assert drains == (pools | {"2x-solo"} if system == "multiq" else pools)
     batch = rows[("enqueue", "multiq", "batch")]
     assert batch["median"] is not None or batch["na"]
     if "celery" in systems:
