@@ -28,6 +28,7 @@ from multiq.pools.base import Pool
 from multiq.pools.channel import Channel
 from multiq.pools.child import ChildConfig, Job, child_main
 from multiq.pools.gate import Gate
+from multiq.pools.limits import time_limits
 from multiq.trace import Outcome
 
 if TYPE_CHECKING:
@@ -226,20 +227,8 @@ class PreforkPool(Pool):
                 self.executor.mark(req, batched=True)
 
     def _limits(self, req: Request) -> tuple:
-        """(hard, soft) seconds: the message's, else the task's, else the pool's. A value
-        that is not a number >= 0 is ignored with a warning (it must not stop dispatch)."""
-        task, opts = req.task, req.message.options.get("timelimit") or (None, None)
-        if not isinstance(opts, (list, tuple)) or len(opts) != 2:
-            opts = (opts, None)  # reported below
-        found: List[Any] = [opts[0], task.time_limit, opts[1], task.soft_time_limit]
-        for i, value in enumerate(found):
-            if value is not None and (type(value) not in (int, float)
-                                      or not 0 <= value < float("inf")):
-                logger.warning("Task %s[%s]: ignoring time limit %r (not a number >= 0)",
-                               req.name, req.id, value)
-                found[i] = None
-        return (found[0] or found[1] or self._hard_default,
-                found[2] or found[3] or self._soft_default)
+        """(hard, soft) seconds: see :func:`multiq.pools.limits.time_limits`."""
+        return time_limits(req, self._hard_default, self._soft_default)
 
     def active(self) -> List[Request]:
         return [c.running for c in list(self.children.values()) if c.running is not None]
