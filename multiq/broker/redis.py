@@ -304,6 +304,24 @@ class RedisBroker:
     def mark_started(self, p: Pipeline, d: Delivery, consumer: str) -> None:
         p.hset(self.keys.started(d.queue), d.entry_id, consumer)
 
+    def started_owners(self, deliveries: Sequence[Delivery]) -> Dict[bytes, str]:
+        """Entry id -> the consumer that marked it started, for those of ``deliveries``
+        that carry a start marker."""
+        by_queue: Dict[str, List[bytes]] = {}
+        for d in deliveries:
+            by_queue.setdefault(d.queue, []).append(d.entry_id)
+        if not by_queue:
+            return {}
+        p = self.client.pipeline(transaction=False)
+        for queue, ids in by_queue.items():
+            p.hmget(self.keys.started(queue), ids)
+        out: Dict[bytes, str] = {}
+        for ids, owners in zip(by_queue.values(), p.execute()):
+            for entry_id, owner in zip(ids, owners):
+                if owner is not None:
+                    out[entry_id] = owner.decode() if isinstance(owner, bytes) else owner
+        return out
+
     def ack(self, p: Pipeline, d: Delivery, started: bool = False) -> None:
         stream = self.keys.stream(d.queue, d.band)
         p.xack(stream, GROUP, d.entry_id)
