@@ -31,6 +31,28 @@ class Pool:
     def start(self) -> None:
         """Start the pool's threads or processes."""
 
+    def serve(self, consumer: Any, should_stop: Callable[[], bool]) -> None:
+        """The node's main loop: the consumer fetches and feeds this pool until stopped."""
+        consumer.run(should_stop)
+
+    def forward(self, *command: Any) -> None:
+        """A control command other processes of the pool must apply too: ``("queues",
+        names)``, ``("rate_limit", task, rate)``, ``("time_limit", task, soft, hard)``,
+        ``("events", enabled)``."""
+
+    def busy(self) -> int:
+        """How many requests run now."""
+        return len(self.active())
+
+    def queued(self) -> List[Request]:
+        """Requests inside the pool that have not started."""
+        running = {id(r) for r in self.active()}
+        return [r for r in self.held() if id(r) not in running]
+
+    def totals(self) -> dict:
+        """Tasks run by name in the pool's other processes (added to the node's own)."""
+        return {}
+
     def stop(self, wait: bool = True, timeout: float = 0.0) -> None:
         """Stop; with ``wait`` the running requests finish first."""
 

@@ -1,0 +1,326 @@
+"""Inside a prefork child: a consumer of its own, as a solo node is.
+
+The child fetches its own prefetch under its own consumer name, runs each task inline and
+commits its outcomes in batches that ride on its next fetch: the solo node's consumer,
+executor and committer, built here after the fork. What the node must see without asking
+goes to the child's shared-memory slot (:mod:`multiq.pools.slots`): the entry being
+decoded, the task running, its start and hard deadline, how many messages wait unstarted.
+
+Two small threads besides: one reads the node's pipe (stop, queues, rate and time limits,
+events, hand back what is reserved, report totals), one tops up the prefetch while a long
+task runs and no sibling is idle (so a node holds its prefetch while busy, as a prefork
+node whose main process fetches does).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, List, Optional
+
+from multiq import signals
+from multiq.pools.channel import Channel
+from multiq.pools.child import _soft_timeout, die_with_parent
+from multiq.pools.limits import time_limits
+from multiq.pools.slots import RUNNING, Slot, SlotTable
+from multiq.pools.solo import SoloPool
+from multiq.redisconn import REDIS_ERRORS
+from multiq.trace import Outcome
+from multiq.worker.committer import Committer
+from multiq.worker.components import RevokeSync
+from multiq.worker.consumer import Consumer
+from multiq.worker.execute import Executor
+from multiq.worker.state import WorkerState
+
+if TYPE_CHECKING:
+    from multiq.broker.redis import Delivery
+    from multiq.worker.execute import Request
+
+logger = logging.getLogger("multiq.worker")
+
+TOPUP_AFTER = 0.2  # seconds a task runs before the child fetches more beside it
+TOPUP_EVERY = 0.1
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    """What a child is told at its fork."""
+
+    index: int
+    consumer: str
+    hostname: str
+    queues: List[str]
+    prefetch: int
+    max_tasks: Optional[int]
+    max_memory_kib: Optional[int]
+    hard_default: Optional[float]
+    soft_default: Optional[float]
+    events: bool
+    span: int  # the highest child index at the fork (its siblings, for top-ups)
+    setup: Callable[[int], None]
+
+
+def child_main(app: Any, spec: ChildSpec, table: SlotTable, conn: Channel,
+               parent_pid: int) -> None:
+    """The child's whole life; never returns (``os._exit``)."""
+    code = 0
+    try:
+        die_with_parent()
+        if os.getppid() != parent_pid:
+            os._exit(1)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGALRM, _soft_timeout)
+        spec.setup(spec.index)
+        app._reset_connections()  # never share a connection across fork
+        signals.worker_process_init.send(sender=None, index=spec.index)
+        ChildNode(app, spec, table, conn).run()
+    except (EOFError, OSError, KeyboardInterrupt):
+        code = 0
+    except BaseException:
+        logger.exception("Pool child %d failed", spec.index)
+        code = 1
+    finally:
+        try:
+            signals.worker_process_shutdown.send(sender=None, pid=os.getpid(), exitcode=code)
+            logging.shutdown()
+        finally:
+            os._exit(code)
+
+
+class ChildExecutor(Executor):
+    """The solo executor, telling the slot what runs, under the task's time limits."""
+
+    def __init__(self, node: ChildNode, *args: Any) -> None:
+        super().__init__(*args)
+        self.node = node
+
+    def run(self, req: Request) -> Outcome:
+        node, d = self.node, req.delivery
+        hard, soft = time_limits(req, node.spec.hard_default, node.spec.soft_default)
+        node.slot_running(d, req.id, req.early_ack, hard)
+        if soft:
+            signal.setitimer(signal.ITIMER_REAL, soft)
+        try:
+            return super().run(req)
+        finally:
+            if soft:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            node.finished()
+
+
+class ChildConsumer(Consumer):
+    """The solo consumer; each entry it decodes is named in the slot first (should the
+    decoding kill the child, the node counts that delivery)."""
+
+    def __init__(self, node: ChildNode, *args: Any) -> None:
+        self.node = node
+        super().__init__(*args)
+
+    def _receive(self, deliveries: List[Delivery]) -> None:
+        node = self.node
+        for d in deliveries:
+            node.slot_preparing(d)
+            super()._receive([d])
+        node.slot_idle()
+
+
+class ChildNode:
+    """The parts of one child, built after the fork, and its life."""
+
+    def __init__(self, app: Any, spec: ChildSpec, table: SlotTable, conn: Channel) -> None:
+        self.app, self.spec, self.table, self.conn = app, spec, table, conn
+        self.slot: Slot = table.slot(spec.index)
+        self._slot_lock = threading.Lock()  # the task thread and the top-up thread write
+        self._send_lock = threading.Lock()
+        self._stop = threading.Event()
+        self.done = 0
+        self.state = WorkerState()
+
+    # -- the slot ----------------------------------------------------------------------
+
+    def slot_preparing(self, d: Delivery) -> None:
+        with self._slot_lock:
+            self.slot.preparing(d.entry_id, d.queue, d.band)
+
+    def slot_running(self, d: Delivery, task_id: str, early_ack: bool,
+                     hard: Optional[float]) -> None:
+        with self._slot_lock:
+            self.slot.reserved(len(self.consumer.reserved))
+            self.slot.running(d.entry_id, d.queue, d.band, task_id, early_ack, hard)
+
+    def slot_idle(self) -> None:
+        with self._slot_lock:
+            self.slot.idle(len(self.consumer.reserved))
+
+    def finished(self) -> None:
+        """A task ended: the slot says so; the child retires when its time has come."""
+        self.slot_idle()
+        self.done += 1
+        spec = self.spec
+        if spec.max_tasks:
+            left = spec.max_tasks - self.done
+            self.consumer.prefetch = max(1, min(spec.prefetch, left))
+            if left <= 0:
+                self._stop.set()
+        if spec.max_memory_kib and _rss_kib() > spec.max_memory_kib:
+            self._stop.set()
+
+    # -- life --------------------------------------------------------------------------
+
+    def run(self) -> None:
+        spec, app = self.spec, self.app
+        self.slot.reset(os.getpid())
+        broker = app.broker
+        committer = Committer(app, spec.consumer, spec.hostname)
+        committer.events_enabled = spec.events
+        executor = ChildExecutor(self, app, spec.hostname, spec.consumer, self.state,
+                                 committer)
+        pool = SoloPool(executor.execute)
+        prefetch = min(spec.prefetch, spec.max_tasks) if spec.max_tasks else spec.prefetch
+        self.consumer = consumer = ChildConsumer(self, broker, spec.consumer, spec.queues,
+                                                 prefetch, pool, executor)
+        self.executor, self.committer = executor, committer
+        committer.idle = consumer.holds_only
+        executor.batched_marks = consumer.rides or pool.batched_marks
+        committer.start()
+        revokes = RevokeSync(broker, self.state)
+        revokes.load()  # what was revoked before this child existed is never run
+        revokes.start()
+        helpers = [threading.Thread(target=self._listen, name="pipe", daemon=True),
+                   threading.Thread(target=self._top_up_loop, name="top-up", daemon=True)]
+        for t in helpers:
+            t.start()
+        try:
+            consumer.run(self._stop.is_set)
+        finally:
+            self._leave(revokes)
+
+    def _leave(self, revokes: RevokeSync) -> None:
+        """Hand back what never started, write what finished, leave the groups."""
+        self._stop.set()
+        consumer = self.consumer
+        with consumer._take_lock:
+            pass  # a top-up in progress has put its messages in the reserve
+        try:
+            consumer.handback()
+        finally:
+            self.committer.stop()
+            try:
+                self.app.broker.retire(self.spec.consumer, consumer.queues)
+            except REDIS_ERRORS as exc:
+                logger.warning("Could not leave the consumer groups: %s", exc)
+            self._report()
+            revokes.signal_stop()
+
+    # -- the node's pipe ------------------------------------------------------------------
+
+    def _listen(self) -> None:
+        try:
+            while True:
+                for command in self.conn.receive():
+                    try:
+                        self._apply(command)
+                    except Exception:
+                        logger.exception("Pool child %d: could not apply %r", self.spec.index,
+                                         command[:1])
+        except (EOFError, OSError):
+            self._stop.set()  # the node is gone (or closed the pipe): leave
+
+    def _apply(self, command: tuple) -> None:
+        kind, args = command[0], command[1:]
+        tasks, consumer = self.app.tasks, self.consumer
+        if kind == "stop":
+            self._stop.set()
+        elif kind == "totals":
+            self._report()
+        elif kind == "handback":
+            self._hand_back_reserved()
+        elif kind == "queues":
+            wanted = list(args[0])
+            for queue in wanted:
+                consumer.add_queue(queue)
+            for queue in [q for q in consumer.queues if q not in wanted]:
+                consumer.cancel_queue(queue)
+        elif kind == "rate_limit":
+            name, rate = args
+            task = tasks.get(name)
+            if task is not None:
+                task.rate_limit = rate
+            self.executor.set_rate_limit(name, rate)
+        elif kind == "time_limit":
+            name, soft, hard = args
+            task = tasks.get(name)
+            if task is not None:
+                task.soft_time_limit, task.time_limit = soft, hard
+        elif kind == "events":
+            self.committer.events_enabled = bool(args[0])
+            self.app.conf.worker_send_task_events = bool(args[0])
+
+    def _report(self) -> None:
+        """Send the node this child's totals (tasks run, by name)."""
+        with self._send_lock:
+            try:
+                self.conn.send([("totals", dict(self.state.total))])
+            except OSError:
+                pass
+
+    def _hand_back_reserved(self) -> None:
+        """(Another child is idle while this one runs a long task.) What waits here
+        unstarted goes back to its queue, for the idle one to take."""
+        consumer = self.consumer
+        with consumer._take_lock:
+            pending = list(consumer.reserved)
+            consumer.reserved.clear()
+        if not pending:
+            return
+        try:
+            consumer.broker.handback([r.delivery for r in pending])
+        except REDIS_ERRORS as exc:
+            logger.warning("Could not hand back %d messages (%s); keeping them",
+                           len(pending), exc)
+            with consumer._take_lock:
+                consumer.reserved.extendleft(reversed(pending))
+        with self._slot_lock:
+            self.slot.reserved(len(consumer.reserved))
+
+    # -- topping up beside a long task -----------------------------------------------
+
+    def _top_up_loop(self) -> None:
+        while not self._stop.wait(TOPUP_EVERY):
+            try:
+                self._top_up()
+            except REDIS_ERRORS:
+                pass  # the consumer thread deals with outages
+            except Exception:
+                logger.exception("Pool child %d: top-up failed", self.spec.index)
+
+    def _top_up(self) -> None:
+        view = self.slot.read()
+        if view.state != RUNNING or time.monotonic() - view.since < TOPUP_AFTER:
+            return
+        consumer = self.consumer
+        room = consumer.prefetch - len(consumer.reserved) - 1
+        if room <= 0 or not self.table.others_busy(self.spec.index,
+                                                   list(range(1, self.spec.span + 1))):
+            return
+        with consumer._take_lock:
+            if self._stop.is_set():
+                return
+            got = consumer.broker.fetch(self.spec.consumer, consumer.order.next(), room)
+            for d in got:
+                req = self.executor.prepare(d)
+                if req is not None:
+                    consumer.reserved.append(req)
+        if got:
+            with self._slot_lock:
+                self.slot.reserved(len(consumer.reserved))
+
+
+def _rss_kib() -> int:
+    import psutil
+    return int(psutil.Process().memory_info().rss // 1024)
