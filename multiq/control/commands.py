@@ -71,7 +71,7 @@ def stats(worker: Worker) -> Any:
         "clock": worker.state.clock, "hostname": worker.hostname,
         "pool": {**pool, "max-concurrency": worker.pool.concurrency if worker.pool else 0},
         "prefetch_count": worker.consumer.prefetch if worker.consumer else worker.prefetch,
-        "total": dict(worker.state.total),
+        "total": worker.totals(),
         "broker": {"url": mask_url(broker.url), "transport": "redis",
                    "prefix": broker.keys.prefix},
         "rusage": {"utime": usage.ru_utime, "stime": usage.ru_stime,
@@ -94,10 +94,7 @@ def reserved(worker: Worker) -> Any:
 
 def _reserved(worker: Worker) -> List[Request]:
     """Held and not started: queued in the pool (next to run), then the prefetched rest."""
-    pool, held = worker.pool, []
-    if pool is not None:
-        running = {id(r) for r in pool.active()}
-        held = [r for r in pool.held() if id(r) not in running]
+    held = worker.pool.queued() if worker.pool is not None else []
     if worker.consumer is not None:
         held += list(worker.consumer.reserved)
     return held
@@ -224,6 +221,8 @@ def rate_limit(worker: Worker, task_name: str, rate_limit: Any) -> Any:
         return {"error": str(exc)}
     task.rate_limit = rate_limit or None
     worker.executor.set_rate_limit(task_name, rate_limit or None)
+    if worker.pool is not None:
+        worker.pool.forward("rate_limit", task_name, rate_limit or None)
     if not rate_limit:
         return {"ok": f"rate limit disabled for {task_name}"}
     return {"ok": f"new rate limit set for {task_name}: {rate_limit}"}
@@ -239,6 +238,8 @@ def time_limit(worker: Worker, task_name: str, soft: Optional[float] = None,
     if task is None:
         return {"error": f"unknown task {task_name!r}"}
     task.soft_time_limit, task.time_limit = soft, hard
+    if worker.pool is not None:
+        worker.pool.forward("time_limit", task.name, soft, hard)
     return {"ok": f"time limits set for {task_name}: soft={soft} hard={hard}"}
 
 

@@ -33,7 +33,7 @@ class Autoscaler(Component):
         pool, consumer = self.worker.pool, self.worker.consumer
         if pool is None or consumer is None or not self.worker.ready:
             return self.interval
-        busy = len(pool.active())
+        busy = pool.busy()
         waiting = len(consumer.reserved) + pool.waiting()
         if busy:
             self._idle_since = time.monotonic()

@@ -158,7 +158,7 @@ class Worker:
         if self.on_ready is not None:
             self.on_ready()
         try:
-            self.consumer.run(self.should_stop)
+            self.pool.serve(self.consumer, self.should_stop)
         finally:
             if self._stop_mode == "cold":
                 self._cold_exit()
@@ -217,6 +217,16 @@ class Worker:
         if self.committer is not None:
             self.committer.events_enabled = enabled
         self.app.conf.worker_send_task_events = enabled
+        if self.pool is not None:
+            self.pool.forward("events", enabled)
+
+    def totals(self) -> Dict[str, int]:
+        """Tasks run by name: in this process and in the pool's other processes."""
+        total = dict(self.state.total)
+        if self.pool is not None:
+            for name, n in self.pool.totals().items():
+                total[name] = total.get(name, 0) + n
+        return total
 
     def revoke(self, ids: Iterable[str]) -> None:
         """Flag ``ids`` as revoked; what the pool holds of them, not started, never starts."""
@@ -250,9 +260,9 @@ class Worker:
     def _node_event(self, kind: str) -> Callable[[Dict[str, Any]], None]:
         def send(info: Dict[str, Any]) -> None:
             if self.committer is not None and self.committer.events_enabled:
-                active = len(self.pool.active()) if self.pool else 0
+                active = self.pool.busy() if self.pool else 0
                 self.committer.send_event(kind, freq=self.app.conf.worker_heartbeat_interval,
-                                          active=active, processed=sum(self.state.total.values()),
+                                          active=active, processed=sum(self.totals().values()),
                                           sw_ident="multiq", sw_ver=__version__)
         return send
 
@@ -293,11 +303,11 @@ class Worker:
         if self.pool_kind == "threads":
             from multiq.pools.threads import ThreadPool
             return ThreadPool(executor.execute, self.concurrency)
-        from multiq.pools.prefork import PreforkPool
+        from multiq.pools.selffed import SelfFedPool
         opts, conf = self.options, self.app.conf
-        return PreforkPool(
-            executor, self.concurrency,
-            max_tasks_per_child=opts.get("max_tasks_per_child")
+        return SelfFedPool(
+            executor, self.consumer_name, self.concurrency, self.multiplier,
+            self.current_queues, max_tasks_per_child=opts.get("max_tasks_per_child")
             or conf.worker_max_tasks_per_child,
             max_memory_per_child=opts.get("max_memory_per_child")
             or conf.worker_max_memory_per_child,
@@ -380,7 +390,7 @@ class Worker:
 
     def stats(self) -> Dict[str, Any]:
         return {"pid": os.getpid(), "uptime": int(time.time() - self.started),
-                "total": dict(self.state.total), "prefetch_count": self.prefetch,
+                "total": self.totals(), "prefetch_count": self.prefetch,
                 "pool": self.pool.info() if self.pool else {}}
 
 
