@@ -52,8 +52,9 @@ queues and bands; the pending-entries list records what a node holds without a s
 ``XACK`` + ``XDEL`` acknowledge in one pipeline. A consumer name is ``<node name>|<incarnation>``,
 so entries held by a previous life of the same node are told apart and recovered. A prefork
 child consumes under ``<node name>|<incarnation>/<child>.<generation>``: a name of its own
-(its pending entries are its own, resolved by its node at once when it dies), alive
-exactly while its node's ``node`` key lives (:func:`owner`). Redelivery
+(its pending entries are its own, settled by its node at once when it dies), with a
+``node`` key of its own that its node writes before the child fetches and renews with its
+own heartbeat (the child is alive while its node is; it is not listed in ``nodes``). Redelivery
 follows liveness: a node's entries are handed back only once its ``node`` key has expired —
 never because a message was held for a long time, so a healthy long task runs once.
 
@@ -143,24 +144,12 @@ class Keys:
         return f"{self.prefix}:reply:{ticket}"
 
     def node(self, consumer: str) -> str:
-        """The liveness key of ``consumer``: its node's (a prefork child's is its node's)."""
-        return f"{self.prefix}:node:{owner(consumer)}"
-
-
-CHILD_SEPARATOR = "/"
+        return f"{self.prefix}:node:{consumer}"
 
 
 def child_consumer(node: str, index: int, generation: int) -> str:
     """The consumer name of a prefork child of node consumer ``node``."""
-    return f"{node}{CHILD_SEPARATOR}{index}.{generation}"
-
-
-def owner(consumer: str) -> str:
-    """The node consumer a consumer name belongs to: itself, or a prefork child's node."""
-    head, bar, incarnation = consumer.rpartition("|")
-    if not bar or CHILD_SEPARATOR not in incarnation:
-        return consumer
-    return f"{head}|{incarnation.split(CHILD_SEPARATOR, 1)[0]}"
+    return f"{node}/{index}.{generation}"
 
 
 def result_key(task_id: str, prefix: str = "") -> str:

@@ -398,14 +398,19 @@ class RedisBroker:
         return int(moved), (float(nxt) if nxt else None)
 
     def heartbeat(self, consumer: str, info: Dict[str, Any], ttl: float,
-                  timeout: Optional[float] = None) -> None:
-        """Renew ``consumer``'s liveness key for ``ttl`` seconds. With ``timeout``, on a
-        connection of its own that gives up after that long (a stalled server is an error
-        within about a heartbeat, not a hang)."""
+                  timeout: Optional[float] = None, others: Sequence[str] = ()) -> None:
+        """Renew ``consumer``'s liveness key for ``ttl`` seconds, and those of ``others``
+        (its prefork children's consumer names: alive while it is, not listed as nodes).
+        With ``timeout``, on a connection of its own that gives up after that long (a
+        stalled server is an error within about a heartbeat, not a hang)."""
         client = self.client if timeout is None else self._beats(timeout)
         p = client.pipeline(transaction=False)
-        p.set(self.keys.node(consumer), json.dumps(info), px=int(ttl * 1000))
-        p.zadd(self.keys.nodes, {consumer: time.time()})
+        data, px = json.dumps(info), int(ttl * 1000)
+        p.set(self.keys.node(consumer), data, px=px)
+        for other in others:
+            p.set(self.keys.node(other), data, px=px)
+        if consumer not in others:
+            p.zadd(self.keys.nodes, {consumer: time.time()})
         p.execute()
 
     def _beats(self, timeout: float) -> Any:

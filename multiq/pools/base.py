@@ -49,6 +49,10 @@ class Pool:
         running = {id(r) for r in self.active()}
         return [r for r in self.held() if id(r) not in running]
 
+    def consumers(self) -> List[str]:
+        """Consumer names of the pool's other processes, alive while the node is."""
+        return []
+
     def totals(self) -> dict:
         """Tasks run by name in the pool's other processes (added to the node's own)."""
         return {}

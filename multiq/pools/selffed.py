@@ -72,6 +72,7 @@ class SelfFedPool(Pool):
         max_memory_per_child: Optional[int] = None, time_limit: Optional[float] = None,
         soft_time_limit: Optional[float] = None,
         child_setup: Optional[Callable[[int], None]] = None,
+        announce: Callable[[List[str]], None] = lambda names: None,
     ) -> None:
         super().__init__(executor.execute, concurrency)
         self.executor = executor
@@ -84,6 +85,9 @@ class SelfFedPool(Pool):
         self.time_limit = time_limit
         self.soft_time_limit = soft_time_limit
         self.child_setup = child_setup or (lambda index: None)
+        #: writes the liveness keys of new children's consumer names (before they fetch)
+        self.announce = announce
+        self._serving = False  # children consume (the node has beat once: it is alive)
         conf = self.app.conf
         self._hard_default = time_limit or conf.task_time_limit
         self._soft_default = soft_time_limit or conf.task_soft_time_limit
@@ -118,7 +122,12 @@ class SelfFedPool(Pool):
         self._thread.start()
 
     def serve(self, consumer: Consumer, should_stop: Callable[[], bool]) -> None:
-        """The children consume; the node's main thread waits to be stopped."""
+        """The children consume (the node's first beat made their names alive); the
+        node's main thread waits to be stopped."""
+        with self._lock:
+            self._serving = True
+            for child in self.children.values():
+                self._tell(child, "go")
         while not should_stop():
             self._idle.wait(0.1)
 
@@ -138,6 +147,11 @@ class SelfFedPool(Pool):
                 self.max_tasks, self.max_memory, self._hard_default, self._soft_default,
                 bool(self.executor.committer.events_enabled),
                 max([index, self.concurrency, *self.children]), self.child_setup)
+            if self._serving:
+                try:
+                    self.announce([name])
+                except REDIS_ERRORS as exc:  # the next heartbeat writes it
+                    logger.warning("Could not announce pool child %d (%s)", index, exc)
             parent_end, child_end = socket.socketpair()
             pid = os.fork()
             if pid == 0:  # the child: drop every descriptor that belongs to the parent
@@ -151,6 +165,8 @@ class SelfFedPool(Pool):
             child = Child(index, pid, Channel(parent_end), name, time.monotonic())
             self.children[index] = child
             self._selector.register(child.conn, selectors.EVENT_READ, child)
+            if self._serving:
+                self._tell(child, "go")
         self._wake()
 
     def _wake(self) -> None:
@@ -267,9 +283,16 @@ class SelfFedPool(Pool):
         if self._running and not child.retired:
             self._replace(child, death)
 
+    def consumers(self) -> List[str]:
+        """The consumer names the node's heartbeat keeps alive: its children's, and those
+        of dead children whose messages are not settled yet."""
+        return [c.consumer for c in list(self.children.values())] + \
+            [d.consumer for d in list(self._unresolved)]
+
     def _settle(self, death: Death) -> None:
         try:
             resolve(self.executor, death, list(self._every_queue))
+            self.app.broker.forget_node(death.consumer)
         except REDIS_ERRORS as exc:
             logger.error("Could not settle the messages of pool child %d (%s); trying "
                          "again shortly", death.index, exc)

@@ -138,6 +138,7 @@ class ChildNode:
         self._slot_lock = threading.Lock()  # the task thread and the top-up thread write
         self._send_lock = threading.Lock()
         self._stop = threading.Event()
+        self._go = threading.Event()
         self.done = 0
         self.state = WorkerState()
 
@@ -195,6 +196,7 @@ class ChildNode:
                    threading.Thread(target=self._top_up_loop, name="top-up", daemon=True)]
         for t in helpers:
             t.start()
+        self._go.wait()  # the node has made this child's name alive
         try:
             consumer.run(self._stop.is_set)
         finally:
@@ -230,12 +232,16 @@ class ChildNode:
                                          command[:1])
         except (EOFError, OSError):
             self._stop.set()  # the node is gone (or closed the pipe): leave
+            self._go.set()
 
     def _apply(self, command: tuple) -> None:
         kind, args = command[0], command[1:]
         tasks, consumer = self.app.tasks, self.consumer
-        if kind == "stop":
+        if kind == "go":
+            self._go.set()
+        elif kind == "stop":
             self._stop.set()
+            self._go.set()
         elif kind == "totals":
             self._report()
         elif kind == "handback":

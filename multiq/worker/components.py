@@ -92,9 +92,11 @@ class Heartbeat(Component):
 
     def __init__(self, broker: RedisBroker, consumer: str, info: Callable[[], Dict[str, Any]],
                  interval: float, ttl: float, contact: Contact,
-                 on_beat: Optional[Callable[[Dict[str, Any]], None]] = None) -> None:
+                 on_beat: Optional[Callable[[Dict[str, Any]], None]] = None,
+                 others: Callable[[], List[str]] = list) -> None:
         super().__init__()
         self.broker, self.consumer, self.info = broker, consumer, info
+        self.others = others  # consumer names alive while this node is (prefork children)
         self.interval, self.ttl = interval, ttl
         self.contact = contact
         self.on_beat = on_beat
@@ -116,7 +118,8 @@ class Heartbeat(Component):
     def beat(self) -> None:
         info = self.info()
         try:
-            self.broker.heartbeat(self.consumer, info, self.ttl, timeout=self.timeout)
+            self.broker.heartbeat(self.consumer, info, self.ttl, timeout=self.timeout,
+                                  others=self.others())
         except REDIS_ERRORS:
             self.contact.lost()
             raise
@@ -131,7 +134,8 @@ class Heartbeat(Component):
     def stop(self, timeout: float = 5.0) -> None:
         super().stop(timeout)
         try:
-            self.broker.forget_node(self.consumer)
+            for name in [*self.others(), self.consumer]:
+                self.broker.forget_node(name)
         except REDIS_ERRORS as exc:
             logger.warning("Could not remove node record: %s", exc)
 

@@ -183,7 +183,8 @@ class Worker:
                                     lambda: self.pool.concurrency if self.pool else 0,
                                     self.current_queues, self.started, lambda: self.ready)
         heartbeat = components.Heartbeat(broker, self.consumer_name, info, interval, ttl,
-                                         contact, on_beat=self._node_event("worker-heartbeat"))
+                                         contact, on_beat=self._node_event("worker-heartbeat"),
+                                         others=self.pool.consumers if self.pool else list)
         contact.on_reconnect = heartbeat.wake  # the consumer is back: renew liveness now
         self._node_event("worker-online")({})
         revokes = components.RevokeSync(
@@ -312,8 +313,16 @@ class Worker:
             max_memory_per_child=opts.get("max_memory_per_child")
             or conf.worker_max_memory_per_child,
             time_limit=opts.get("time_limit"), soft_time_limit=opts.get("soft_time_limit"),
-            child_setup=self._child_setup,
+            child_setup=self._child_setup, announce=self._announce,
         )
+
+    def _announce(self, consumers: List[str]) -> None:
+        """Make consumer names alive as this node is (a new prefork child's)."""
+        _, ttl = self._liveness()
+        info = components.node_info(self.hostname, self.consumer_name, self.pool_kind,
+                                    lambda: self.concurrency, self.current_queues,
+                                    self.started, lambda: self.ready)()
+        self.app.broker.heartbeat(self.consumer_name, info, ttl, others=consumers)
 
     def _child_setup(self, index: int) -> None:
         """Runs first in each pool child: its title and, with %i / %I, its own log file."""
