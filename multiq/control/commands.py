@@ -94,7 +94,10 @@ def reserved(worker: Worker) -> Any:
 
 def _reserved(worker: Worker) -> List[Request]:
     """Held and not started: queued in the pool (next to run), then the prefetched rest."""
-    held = worker.pool.queued() if worker.pool is not None else []
+    pool, held = worker.pool, []
+    if pool is not None:
+        running = {id(r) for r in pool.active()}
+        held = [r for r in pool.held() if id(r) not in running]
     if worker.consumer is not None:
         held += list(worker.consumer.reserved)
     return held
@@ -221,8 +224,6 @@ def rate_limit(worker: Worker, task_name: str, rate_limit: Any) -> Any:
         return {"error": str(exc)}
     task.rate_limit = rate_limit or None
     worker.executor.set_rate_limit(task_name, rate_limit or None)
-    if worker.pool is not None:
-        worker.pool.forward("rate_limit", task_name, rate_limit or None)
     if not rate_limit:
         return {"ok": f"rate limit disabled for {task_name}"}
     return {"ok": f"new rate limit set for {task_name}: {rate_limit}"}
@@ -238,8 +239,6 @@ def time_limit(worker: Worker, task_name: str, soft: Optional[float] = None,
     if task is None:
         return {"error": f"unknown task {task_name!r}"}
     task.soft_time_limit, task.time_limit = soft, hard
-    if worker.pool is not None:
-        worker.pool.forward("time_limit", task.name, soft, hard)
     return {"ok": f"time limits set for {task_name}: soft={soft} hard={hard}"}
 
 
@@ -310,6 +309,12 @@ def cancel_consumer(worker: Worker, queue: str, **_: Any) -> Any:
         return {"error": "refusing to cancel the last queue this node consumes"}
     worker.consumer.cancel_queue(queue)
     return {"ok": f"no longer consuming from {queue}"}
+
+
+#: Commands a node's pool processes apply too (prefork children consume for themselves);
+#: the node forwards them, once applied here, with the same arguments.
+FORWARDED = frozenset({"rate_limit", "time_limit", "enable_events", "disable_events",
+                       "add_consumer", "cancel_consumer"})
 
 
 def signum(name: Any) -> int:

@@ -35,10 +35,9 @@ class Pool:
         """The node's main loop: the consumer fetches and feeds this pool until stopped."""
         consumer.run(should_stop)
 
-    def forward(self, *command: Any) -> None:
-        """A control command other processes of the pool must apply too: ``("queues",
-        names)``, ``("rate_limit", task, rate)``, ``("time_limit", task, soft, hard)``,
-        ``("events", enabled)``."""
+    def forward(self, method: str, arguments: dict) -> None:
+        """A control command (see ``multiq.control.commands.FORWARDED``), applied by the
+        node, that the pool's other processes must apply too."""
 
     def busy(self) -> int:
         """How many requests run now."""

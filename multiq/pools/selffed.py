@@ -351,12 +351,12 @@ class SelfFedPool(Pool):
 
     # -- what the node is asked ----------------------------------------------------------
 
-    def forward(self, *command: Any) -> None:
+    def forward(self, method: str, arguments: dict) -> None:
         """A control command the children must apply too (queues, limits, events)."""
-        if command[0] == "queues":
-            self._note_queues(command[1])
+        if method == "add_consumer":
+            self._note_queues([arguments["queue"]])
         for child in list(self.children.values()):
-            self._tell(child, *command)
+            self._tell(child, "control", method, dict(arguments))
 
     def _note_queues(self, queues: List[str]) -> None:
         for queue in queues:
@@ -400,7 +400,8 @@ class SelfFedPool(Pool):
         return out
 
     def held(self) -> List[Request]:
-        return []  # (what the children hold is theirs: see queued)
+        """What the children run and hold unstarted (read from Redis: see queued)."""
+        return self.active() + self.queued()
 
     def queued(self) -> List[Request]:
         """What the children hold and have not started, oldest first per child."""

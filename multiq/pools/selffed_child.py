@@ -19,7 +19,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 from multiq import signals
 from multiq.pools.channel import Channel
@@ -236,7 +236,6 @@ class ChildNode:
 
     def _apply(self, command: tuple) -> None:
         kind, args = command[0], command[1:]
-        tasks, consumer = self.app.tasks, self.consumer
         if kind == "go":
             self._go.set()
         elif kind == "stop":
@@ -246,26 +245,30 @@ class ChildNode:
             self._report()
         elif kind == "handback":
             self._hand_back_reserved()
-        elif kind == "queues":
-            wanted = list(args[0])
-            for queue in wanted:
-                consumer.add_queue(queue)
-            for queue in [q for q in consumer.queues if q not in wanted]:
-                consumer.cancel_queue(queue)
-        elif kind == "rate_limit":
-            name, rate = args
-            task = tasks.get(name)
-            if task is not None:
-                task.rate_limit = rate
-            self.executor.set_rate_limit(name, rate)
-        elif kind == "time_limit":
-            name, soft, hard = args
-            task = tasks.get(name)
-            if task is not None:
-                task.soft_time_limit, task.time_limit = soft, hard
-        elif kind == "events":
-            self.committer.events_enabled = bool(args[0])
-            self.app.conf.worker_send_task_events = bool(args[0])
+        elif kind == "control":
+            self._control(*args)
+
+    def _control(self, method: str, arguments: Dict[str, Any]) -> None:
+        """A control command the node applied (and checked) already."""
+        from multiq.control import arguments as check
+
+        consumer = self.consumer
+        task = self.app.tasks.get(arguments.get("task_name"))
+        if method == "rate_limit" and task is not None:
+            rate = arguments.get("rate_limit") or None
+            task.rate_limit = rate
+            self.executor.set_rate_limit(task.name, rate)
+        elif method == "time_limit" and task is not None:
+            task.soft_time_limit = check.seconds(arguments.get("soft"), "soft")
+            task.time_limit = check.seconds(arguments.get("hard"), "hard")
+        elif method in ("enable_events", "disable_events"):
+            enabled = method == "enable_events"
+            self.committer.events_enabled = enabled
+            self.app.conf.worker_send_task_events = enabled
+        elif method == "add_consumer":
+            consumer.add_queue(arguments["queue"])
+        elif method == "cancel_consumer" and arguments["queue"] in consumer.queues:
+            consumer.cancel_queue(arguments["queue"])
 
     def _report(self) -> None:
         """Send the node this child's totals (tasks run, by name)."""

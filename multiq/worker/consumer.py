@@ -273,13 +273,11 @@ class Consumer:
             self.broker.declare([queue])
             self.queues.append(queue)
             self.order.reset(self.queues)
-            self.pool.forward("queues", list(self.queues))
 
     def cancel_queue(self, queue: str) -> None:
         if queue in self.queues:
             self.queues.remove(queue)
             self.order.reset(self.queues)
-            self.pool.forward("queues", list(self.queues))
 
 
 def _pause(seconds: float, should_stop: Callable[[], bool]) -> None:

@@ -218,8 +218,6 @@ class Worker:
         if self.committer is not None:
             self.committer.events_enabled = enabled
         self.app.conf.worker_send_task_events = enabled
-        if self.pool is not None:
-            self.pool.forward("events", enabled)
 
     def totals(self) -> Dict[str, int]:
         """Tasks run by name: in this process and in the pool's other processes."""
@@ -458,7 +456,11 @@ class ControlMailbox(components.Component):
             return
         w.state.clock += 1
         try:
-            reply = commands.dispatch(w, message["method"], message.get("arguments") or {})
+            method, arguments = message["method"], message.get("arguments") or {}
+            reply = commands.dispatch(w, method, arguments)
+            if method in commands.FORWARDED and w.pool is not None \
+                    and not (isinstance(reply, dict) and "error" in reply):
+                w.pool.forward(method, arguments)  # (what the pool's processes apply too)
             if message.get("reply_to"):
                 send_reply(w.app.broker.client, message["reply_to"], w.hostname, reply)
         except UNAVAILABLE:
