@@ -29,6 +29,7 @@ from multiq.pools.channel import Channel
 from multiq.pools.child import ChildConfig, Job, child_main
 from multiq.pools.gate import Gate
 from multiq.pools.limits import time_limits
+from multiq.pools.selffed_lost import describe_exit as _describe_exit
 from multiq.trace import Outcome
 
 if TYPE_CHECKING:
@@ -557,14 +558,3 @@ def _reap(pid: int, block: bool) -> Optional[int]:
     except ChildProcessError:
         return 0
     return status if done else None
-
-
-def _describe_exit(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        try:
-            name = signal.Signals(sig).name
-        except ValueError:
-            name = str(sig)
-        return f"signal {sig} ({name})"
-    return f"exitcode {os.WEXITSTATUS(status)}"

@@ -4,6 +4,10 @@ Start-up, top to bottom: import task modules → connect and declare queues → 
 executor → pool (prefork forks here, before any other thread exists) → committer thread →
 heartbeat → revoke sync → promoter → recovery → consume ("ready"). Shutdown in reverse.
 
+With the prefork pool the main process does not consume: each child is a consumer of its
+own (see :mod:`multiq.pools.selffed`), held until the node's first beat has made its name
+alive; the main process supervises them, beats for them and answers control commands.
+
 Signals: TERM warm shutdown; INT warm, a second INT cold; QUIT cold; HUP restart in place
 (detached nodes); USR1 dumps every thread's stack to the log. Handlers only set flags; the
 main loop, or for what cannot wait for it the ``SignalWatcher`` thread, acts on them.
@@ -318,8 +322,8 @@ class Worker:
         """Make consumer names alive as this node is (a new prefork child's)."""
         _, ttl = self._liveness()
         info = components.node_info(self.hostname, self.consumer_name, self.pool_kind,
-                                    lambda: self.concurrency, self.current_queues,
-                                    self.started, lambda: self.ready)()
+                                    lambda: self.pool.concurrency if self.pool else 0,
+                                    self.current_queues, self.started, lambda: self.ready)()
         self.app.broker.heartbeat(self.consumer_name, info, ttl, others=consumers)
 
     def _child_setup(self, index: int) -> None:
