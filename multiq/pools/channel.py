@@ -44,12 +44,13 @@ class Channel:
                 raise EOFError("the other end of the pool channel closed")
             self._buffer += chunk
 
-    def poll(self) -> bool:
-        """Whether :meth:`receive` would return without waiting (or raise EOFError)."""
+    def poll(self, timeout: float = 0) -> bool:
+        """Whether :meth:`receive` would return without waiting (or raise EOFError), within
+        ``timeout`` seconds."""
         if self._complete():
             return True
         try:
-            readable, _, _ = select.select([self.sock], [], [], 0)
+            readable, _, _ = select.select([self.sock], [], [], timeout)
         except (OSError, ValueError):
             return False
         return bool(readable)

@@ -16,6 +16,7 @@ a long task, it asks that one to hand them back, for the idle one to take.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import selectors
@@ -153,6 +154,9 @@ class SelfFedPool(Pool):
                 except REDIS_ERRORS as exc:  # the next heartbeat writes it
                     logger.warning("Could not announce pool child %d (%s)", index, exc)
             parent_end, child_end = socket.socketpair()
+            # what exists now is the children's to share: no collection in them touches it
+            # (a collection writes to every object it visits, unsharing its memory page)
+            gc.freeze()
             pid = os.fork()
             if pid == 0:  # the child: drop every descriptor that belongs to the parent
                 parent_end.close()
@@ -350,6 +354,11 @@ class SelfFedPool(Pool):
                 self._tell(child, "handback")
 
     # -- what the node is asked ----------------------------------------------------------
+
+    def revoked(self, ids: Set[str]) -> None:
+        """The children follow revokes through the node (see selffed_child)."""
+        for child in list(self.children.values()):
+            self._tell(child, "revoke", sorted(ids))
 
     def forward(self, method: str, arguments: dict) -> None:
         """A control command the children must apply too (queues, limits, events)."""

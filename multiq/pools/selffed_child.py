@@ -6,10 +6,11 @@ executor and committer, built here after the fork. What the node must see withou
 goes to the child's shared-memory slot (:mod:`multiq.pools.slots`): the entry being
 decoded, the task running, its start and hard deadline, how many messages wait unstarted.
 
-Two small threads besides: one reads the node's pipe (stop, queues, rate and time limits,
-events, hand back what is reserved, report totals), one tops up the prefetch while a long
-task runs and no sibling is idle (so a node holds its prefetch while busy, as a prefork
-node whose main process fetches does).
+One small thread besides reads the node's pipe (go, stop, revoked ids, control commands,
+hand back what is reserved, report totals) and tops up the prefetch while a long task runs
+and no sibling is idle (so a node holds its prefetch while busy, as a prefork node whose
+main process fetches does). Revoked ids come from Redis once, then from the node, which
+follows the revoke channel for its children.
 """
 from __future__ import annotations
 
@@ -30,7 +31,6 @@ from multiq.pools.solo import SoloPool
 from multiq.redisconn import REDIS_ERRORS
 from multiq.trace import Outcome
 from multiq.worker.committer import Committer
-from multiq.worker.components import RevokeSync
 from multiq.worker.consumer import Consumer
 from multiq.worker.execute import Executor
 from multiq.worker.state import WorkerState
@@ -189,20 +189,16 @@ class ChildNode:
         committer.idle = consumer.holds_only
         executor.batched_marks = consumer.rides or pool.batched_marks
         committer.start()
-        revokes = RevokeSync(broker, self.state)
-        revokes.load()  # what was revoked before this child existed is never run
-        revokes.start()
-        helpers = [threading.Thread(target=self._listen, name="pipe", daemon=True),
-                   threading.Thread(target=self._top_up_loop, name="top-up", daemon=True)]
-        for t in helpers:
-            t.start()
-        self._go.wait()  # the node has made this child's name alive
+        threading.Thread(target=self._listen, name="pipe", daemon=True).start()
+        self._go.wait()  # the node has made this child's name alive and follows revokes
         try:
+            # (what the node forwards from now on is added to this)
+            self.state.add_revoked(broker.revoked_ids())
             consumer.run(self._stop.is_set)
         finally:
-            self._leave(revokes)
+            self._leave()
 
-    def _leave(self, revokes: RevokeSync) -> None:
+    def _leave(self) -> None:
         """Hand back what never started, write what finished, leave the groups."""
         self._stop.set()
         consumer = self.consumer
@@ -217,22 +213,28 @@ class ChildNode:
             except REDIS_ERRORS as exc:
                 logger.warning("Could not leave the consumer groups: %s", exc)
             self._report()
-            revokes.signal_stop()
 
     # -- the node's pipe ------------------------------------------------------------------
 
     def _listen(self) -> None:
+        """Apply what the node sends; between its messages, top up beside a long task."""
         try:
             while True:
-                for command in self.conn.receive():
-                    try:
-                        self._apply(command)
-                    except Exception:
-                        logger.exception("Pool child %d: could not apply %r", self.spec.index,
-                                         command[:1])
+                if self.conn.poll(TOPUP_EVERY):
+                    for command in self.conn.receive():
+                        self._apply_safely(command)
+                if self._go.is_set() and not self._stop.is_set():
+                    self._top_up_safely()
         except (EOFError, OSError):
             self._stop.set()  # the node is gone (or closed the pipe): leave
             self._go.set()
+
+    def _apply_safely(self, command: tuple) -> None:
+        try:
+            self._apply(command)
+        except Exception:
+            logger.exception("Pool child %d: could not apply %r", self.spec.index,
+                             command[:1])
 
     def _apply(self, command: tuple) -> None:
         kind, args = command[0], command[1:]
@@ -241,6 +243,8 @@ class ChildNode:
         elif kind == "stop":
             self._stop.set()
             self._go.set()
+        elif kind == "revoke":
+            self.state.add_revoked(args[0])
         elif kind == "totals":
             self._report()
         elif kind == "handback":
@@ -299,14 +303,13 @@ class ChildNode:
 
     # -- topping up beside a long task -----------------------------------------------
 
-    def _top_up_loop(self) -> None:
-        while not self._stop.wait(TOPUP_EVERY):
-            try:
-                self._top_up()
-            except REDIS_ERRORS:
-                pass  # the consumer thread deals with outages
-            except Exception:
-                logger.exception("Pool child %d: top-up failed", self.spec.index)
+    def _top_up_safely(self) -> None:
+        try:
+            self._top_up()
+        except REDIS_ERRORS:
+            pass  # the consumer thread deals with outages
+        except Exception:
+            logger.exception("Pool child %d: top-up failed", self.spec.index)
 
     def _top_up(self) -> None:
         view = self.slot.read()
