@@ -104,6 +104,7 @@ class SelfFedPool(Pool):
         self._retry_due = 0.0
         self._dead_totals: Counter = Counter()
         self._active: Dict[Tuple[int, bytes], Request] = {}
+        self._active_lock = threading.Lock()
         self._wake_r, self._wake_w = socket.socketpair()
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
@@ -116,6 +117,10 @@ class SelfFedPool(Pool):
     def start(self) -> None:
         self._running = True
         self._note_queues(self.queues())
+        # What exists now is the children's to share: no collection in them touches it (a
+        # collection writes to every object it visits, unsharing its page). Once, not at
+        # every respawn: what is frozen is never collected in the node either.
+        gc.freeze()
         for _ in range(self.concurrency):
             self._spawn()
         self._thread = threading.Thread(target=self._watch, name="pool-supervisor",
@@ -154,9 +159,6 @@ class SelfFedPool(Pool):
                 except REDIS_ERRORS as exc:  # the next heartbeat writes it
                     logger.warning("Could not announce pool child %d (%s)", index, exc)
             parent_end, child_end = socket.socketpair()
-            # what exists now is the children's to share: no collection in them touches it
-            # (a collection writes to every object it visits, unsharing its memory page)
-            gc.freeze()
             pid = os.fork()
             if pid == 0:  # the child: drop every descriptor that belongs to the parent
                 parent_end.close()
@@ -389,6 +391,10 @@ class SelfFedPool(Pool):
     def active(self) -> List[Request]:
         """The tasks the children run now, read from their slots (and their messages
         from Redis, once each)."""
+        with self._active_lock:
+            return self._running_requests()
+
+    def _running_requests(self) -> List[Request]:
         out, seen = [], set()
         for child, view in self._views():
             if view.state != RUNNING:
