@@ -151,8 +151,8 @@ class ChildNode:
     def slot_running(self, d: Delivery, task_id: str, early_ack: bool,
                      hard: Optional[float]) -> None:
         with self._slot_lock:
-            self.slot.reserved(len(self.consumer.reserved))
-            self.slot.running(d.entry_id, d.queue, d.band, task_id, early_ack, hard)
+            self.slot.running(d.entry_id, d.queue, d.band, task_id, early_ack, hard,
+                              len(self.consumer.reserved))
 
     def slot_idle(self) -> None:
         with self._slot_lock:

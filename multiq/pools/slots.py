@@ -20,9 +20,12 @@ IDLE, PREPARING, RUNNING = 0, 1, 2
 
 # seq, pid, state, reserved, early_ack, band, since (monotonic), start (wall),
 # deadline (monotonic, 0: none), hard (s), then entry id, queue, task id (length-prefixed)
-_HEAD = struct.Struct("qqqqqqdddd")
+_HEAD = struct.Struct("=qqqqqqdddd")
 _TEXT = (40, 190, 190)
+_ALL = struct.Struct("=qqqqqqddddB39sB189sB189s")  # the head, then each text: length, bytes
+_SEQ = struct.Struct("=q")
 SLOT_SIZE = 512
+STUCK = 0.2  # seconds a write may seem to last before its writer counts as gone
 MAX_CHILDREN = 1024
 
 
@@ -91,7 +94,9 @@ class Slot:
         self._write(PREPARING, band, False, 0, 0.0, 0.0, 0.0, entry, queue, "")
 
     def running(self, entry: bytes, queue: str, band: int, task_id: str, early_ack: bool,
-                hard: Optional[float]) -> None:
+                hard: Optional[float], reserved: Optional[int] = None) -> None:
+        if reserved is not None:
+            self._reserved = reserved
         now = time.monotonic()
         self._write(RUNNING, band, early_ack, now, time.time(), now + hard if hard else 0.0,
                     hard or 0.0, entry, queue, task_id)
@@ -106,33 +111,35 @@ class Slot:
             self._reserved = count
             mem, off = self._mem, self._offset
             self._seq += 1
-            struct.pack_into("q", mem, off, self._seq)
-            struct.pack_into("q", mem, off + 24, count)
+            _SEQ.pack_into(mem, off, self._seq)
+            _SEQ.pack_into(mem, off + 24, count)
             self._seq += 1
-            struct.pack_into("q", mem, off, self._seq)
+            _SEQ.pack_into(mem, off, self._seq)
 
     def _write(self, state: int, band: int, early_ack: bool, since: float, start: float,
                deadline: float, hard: float, entry: bytes, queue: str, task_id: str) -> None:
         mem, off = self._mem, self._offset
         self._seq += 1  # odd: being written
-        struct.pack_into("q", mem, off, self._seq)
-        _HEAD.pack_into(mem, off, self._seq, self._pid, state, self._reserved, early_ack,
-                        band, since, start, deadline, hard)
-        pos = off + _HEAD.size
-        for value, room in zip((entry, queue.encode(), task_id.encode()), _TEXT):
-            value = value[:room - 1]
-            mem[pos] = len(value)
-            mem[pos + 1:pos + 1 + len(value)] = value
-            pos += room
+        _SEQ.pack_into(mem, off, self._seq)
+        entry, name, task = entry[:39], queue.encode()[:189], task_id.encode()[:189]
+        _ALL.pack_into(mem, off, self._seq, self._pid, state, self._reserved, early_ack, band,
+                       since, start, deadline, hard, len(entry), entry, len(name), name,
+                       len(task), task)
         self._seq += 1
-        struct.pack_into("q", mem, off, self._seq)
+        _SEQ.pack_into(mem, off, self._seq)
 
     def read(self) -> SlotView:
         mem, off = self._mem, self._offset
-        for _ in range(10000):  # (a child killed while writing leaves the count odd)
+        since, last = 0.0, -1
+        while True:
             head = _HEAD.unpack_from(mem, off)
             raw = mem[off + _HEAD.size:off + SLOT_SIZE]
-            if head[0] % 2 == 0 and struct.unpack_from("q", mem, off)[0] == head[0]:
+            seq = head[0]
+            if seq % 2 == 0 and _SEQ.unpack_from(mem, off)[0] == seq:
+                break
+            if seq != last:
+                since, last = time.monotonic(), seq
+            elif time.monotonic() - since > STUCK:  # its child was killed while writing
                 break
             time.sleep(0)
         texts, pos = [], 0
