@@ -1,1 +1,35 @@
-"""The worker node."""
+"""The worker node.
+
+A message's way through a node, one direction only::
+
+    Redis stream --fetch--> Consumer --Delivery--> Executor.prepare --Request--> Pool
+        --> Executor.run (trace: the task's own code) --Outcome--> Committer
+        --items (multiq.worker.items)--> Recorder (commands) --> Outbox --> Redis
+
+- ``consumer.py`` fetches (XREADGROUP through one Lua script for all queues and bands),
+  keeps the prefetched requests and hands them to the pool as it has room.
+- ``execute.py`` decodes and checks a delivery into a ``Request`` (refusing, with a
+  dead letter, what cannot run), admits it (revoked, expired, rate limit, start marker)
+  and runs it through ``multiq.trace``; a chord body gets its header's values here.
+- ``committer.py`` gathers what happened (started, done, redelivered, revoked, refused,
+  events) and writes it in batches: results first, then acknowledgements in one
+  transaction; a solo node's batch rides on its next fetch. ``record.py`` plans a
+  batch's commands, ``flow.py`` its chord counts and failed chain steps, ``outbox.py``
+  sends them in as few exchanges as the servers allow.
+- ``components.py``: the node's background threads; ``worker.py`` builds the parts in
+  order, handles signals and shuts down.
+
+Threads and processes, and what each owns:
+
+- solo: the main thread consumes, runs and commits (riding on its fetches);
+- threads: the main thread consumes, ``pool-<i>`` threads run, the ``committer`` thread
+  writes (or the finishing thread, when it finds the writer idle);
+- prefork: the main process does not consume. Each child (``multiq.pools.selffed``) is a
+  consumer of its own, as a solo node, with a ``pipe`` thread for its node's commands; the
+  main process's ``pool-supervisor`` thread watches the children (deaths, hard time
+  limits, terminate, rebalancing) through their pipes and shared-memory slots;
+- every node: ``heartbeat`` (its liveness key, and its children's), ``revokes`` (the
+  revoked set and channel), ``promoter`` (due countdowns and retries into their streams),
+  ``recovery`` (what dead nodes held), ``control`` (remote-control commands),
+  ``watchdog`` and the signal watcher.
+"""
