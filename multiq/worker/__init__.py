@@ -31,5 +31,5 @@ Threads and processes, and what each owns:
 - every node: ``heartbeat`` (its liveness key, and its children's), ``revokes`` (the
   revoked set and channel), ``promoter`` (due countdowns and retries into their streams),
   ``recovery`` (what dead nodes held), ``control`` (remote-control commands),
-  ``watchdog`` and the signal watcher.
+  ``watchdog`` (systemd's, when asked for) and the signal watcher.
 """
