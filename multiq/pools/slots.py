@@ -12,6 +12,7 @@ up its prefetch only while none of its siblings is idle.
 from __future__ import annotations
 
 import mmap
+import os
 import struct
 import time
 from typing import List, NamedTuple, Optional
@@ -25,7 +26,7 @@ _TEXT = (40, 190, 190)
 _ALL = struct.Struct("=qqqqqqddddB39sB189sB189s")  # the head, then each text: length, bytes
 _SEQ = struct.Struct("=q")
 SLOT_SIZE = 512
-STUCK = 0.2  # seconds a write may seem to last before its writer counts as gone
+STUCK = 0.2  # seconds a write may seem to last before asking whether its writer is gone
 MAX_CHILDREN = 1024
 
 
@@ -139,8 +140,8 @@ class Slot:
                 break
             if seq != last:
                 since, last = time.monotonic(), seq
-            elif time.monotonic() - since > STUCK:  # its child was killed while writing
-                break
+            elif time.monotonic() - since > STUCK and _gone(head[1]):
+                break  # its child was killed while writing (a live one only paused)
             time.sleep(0)
         texts, pos = [], 0
         for room in _TEXT:
@@ -151,3 +152,21 @@ class Slot:
         return SlotView(pid, state, reserved, bool(early), band, since, start, deadline, hard,
                         bytes(texts[0]), texts[1].decode(errors="replace"),
                         texts[2].decode(errors="replace"))
+
+
+def _gone(pid: int) -> bool:
+    """Whether the process ``pid`` (a slot's writer) has ended: exited, or a zombie."""
+    if pid <= 0:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
