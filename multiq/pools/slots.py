@@ -23,8 +23,11 @@ IDLE, PREPARING, RUNNING = 0, 1, 2
 # deadline (monotonic, 0: none), hard (s), then entry id, queue, task id (length-prefixed)
 _HEAD = struct.Struct("=qqqqqqdddd")
 _TEXT = (40, 190, 190)
-_ALL = struct.Struct("=qqqqqqddddB39sB189sB189s")  # the head, then each text: length, bytes
-_SEQ = struct.Struct("=q")
+_BODY = struct.Struct("=qqqqqddddB39sB189sB189s")  # the head after seq, then each text
+# The sequence number is stored and loaded as one aligned 8-byte word through a memoryview:
+# ``struct.pack_into`` zero-fills its span before writing, so packing the sequence number
+# would make it 0 (even, "complete") for a moment in every write.
+_SEQ_WORD, _RESERVED_WORD = 0, 3
 SLOT_SIZE = 512
 STUCK = 0.2  # seconds a write may seem to last before asking whether its writer is gone
 MAX_CHILDREN = 1024
@@ -53,11 +56,12 @@ class SlotTable:
     def __init__(self, size: int = MAX_CHILDREN) -> None:
         self.size = size
         self._mem = mmap.mmap(-1, SLOT_SIZE * (size + 1))
+        self._words = memoryview(self._mem).cast("q")
 
     def slot(self, index: int) -> Slot:
         if not 0 < index <= self.size:
             raise ValueError(f"no slot for child {index} (at most {self.size} children)")
-        return Slot(self._mem, index * SLOT_SIZE)
+        return Slot(self._mem, self._words, index * SLOT_SIZE)
 
     def read(self, index: int) -> SlotView:
         return self.slot(index).read()
@@ -75,15 +79,16 @@ class SlotTable:
 class Slot:
     """One child's slot: written by the child, read by anyone."""
 
-    def __init__(self, mem: mmap.mmap, offset: int) -> None:
-        self._mem, self._offset = mem, offset
+    def __init__(self, mem: mmap.mmap, words: memoryview, offset: int) -> None:
+        self._mem, self._words, self._offset = mem, words, offset
+        self._word = offset // 8 + _SEQ_WORD  # the sequence number's index in ``words``
         self._seq = 0
         self._pid = 0
         self._reserved = 0
 
     def reset(self, pid: int) -> None:
         """(The child, first.) A fresh slot for this process."""
-        self._seq = (_HEAD.unpack_from(self._mem, self._offset)[0] + 1) & ~1
+        self._seq = (self._words[self._word] + 1) & ~1
         self._pid = pid
         self._write(IDLE, 0, False, 0, 0.0, 0.0, 0.0, b"", "", "")
 
@@ -110,33 +115,33 @@ class Slot:
         """The number of messages held unstarted (kept with whatever else the slot says)."""
         if count != self._reserved:
             self._reserved = count
-            mem, off = self._mem, self._offset
+            words, at = self._words, self._word
             self._seq += 1
-            _SEQ.pack_into(mem, off, self._seq)
-            _SEQ.pack_into(mem, off + 24, count)
+            words[at] = self._seq
+            words[at + _RESERVED_WORD] = count
             self._seq += 1
-            _SEQ.pack_into(mem, off, self._seq)
+            words[at] = self._seq
 
     def _write(self, state: int, band: int, early_ack: bool, since: float, start: float,
                deadline: float, hard: float, entry: bytes, queue: str, task_id: str) -> None:
-        mem, off = self._mem, self._offset
+        words, at = self._words, self._word
         self._seq += 1  # odd: being written
-        _SEQ.pack_into(mem, off, self._seq)
+        words[at] = self._seq
         entry, name, task = entry[:39], queue.encode()[:189], task_id.encode()[:189]
-        _ALL.pack_into(mem, off, self._seq, self._pid, state, self._reserved, early_ack, band,
-                       since, start, deadline, hard, len(entry), entry, len(name), name,
-                       len(task), task)
+        _BODY.pack_into(self._mem, self._offset + 8, self._pid, state, self._reserved,
+                        early_ack, band, since, start, deadline, hard, len(entry), entry,
+                        len(name), name, len(task), task)
         self._seq += 1
-        _SEQ.pack_into(mem, off, self._seq)
+        words[at] = self._seq
 
     def read(self) -> SlotView:
-        mem, off = self._mem, self._offset
+        mem, off, words, at = self._mem, self._offset, self._words, self._word
         since, last = 0.0, -1
         while True:
+            seq = words[at]
             head = _HEAD.unpack_from(mem, off)
             raw = mem[off + _HEAD.size:off + SLOT_SIZE]
-            seq = head[0]
-            if seq % 2 == 0 and _SEQ.unpack_from(mem, off)[0] == seq:
+            if seq % 2 == 0 and words[at] == seq:
                 break
             if seq != last:
                 since, last = time.monotonic(), seq

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from multiq.pools.slots import IDLE, PREPARING, RUNNING, SlotTable
+from multiq.pools.slots import IDLE, PREPARING, RUNNING, SLOT_SIZE, SlotTable
 
 
 def test_each_state_reads_back_as_written() -> None:
@@ -76,3 +76,29 @@ def test_reads_across_fork_are_never_torn() -> None:
         if done:
             break
     assert seen
+
+
+@pytest.mark.timeout(30)
+def test_the_sequence_number_only_ever_grows_while_a_child_writes() -> None:
+    # A read is accepted when the sequence number is even and unchanged across it; a write
+    # that let the number pass through any earlier value (0 included) would let a read mix
+    # two writes.
+    table = SlotTable(1)
+    slot = table.slot(1)
+    slot.reset(os.getpid())
+    words = memoryview(table._mem).cast("q")
+    pid = os.fork()
+    if pid == 0:
+        try:
+            for i in range(20000):
+                slot.running(f"{i}-0".encode(), "q", i % 10, "t", True, None)
+                slot.reserved(i % 3)
+        finally:
+            os._exit(0)
+    last = samples = 0
+    while not os.waitpid(pid, os.WNOHANG)[0]:
+        seq = words[SLOT_SIZE // 8]  # slot 1's first word
+        assert seq >= last
+        last, samples = seq, samples + 1
+    # reset, then 20,000 writes and 19,999 changes of the reserved count, two steps each
+    assert samples and words[SLOT_SIZE // 8] == 2 + 2 * 20000 + 2 * 19999
