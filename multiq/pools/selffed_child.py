@@ -14,6 +14,7 @@ follows the revoke channel for its children.
 """
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -23,8 +24,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 from multiq import signals
+from multiq.exceptions import SoftTimeLimitExceeded
 from multiq.pools.channel import Channel
-from multiq.pools.child import _soft_timeout, die_with_parent
 from multiq.pools.limits import time_limits
 from multiq.pools.slots import RUNNING, Slot, SlotTable
 from multiq.pools.solo import SoloPool
@@ -40,6 +41,21 @@ if TYPE_CHECKING:
     from multiq.worker.execute import Request
 
 logger = logging.getLogger("multiq.worker")
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (no orphans)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
+
+
+def _soft_timeout(signum: int, frame: Any) -> None:
+    raise SoftTimeLimitExceeded("SoftTimeLimitExceeded()")
+
 
 TOPUP_AFTER = 0.2  # seconds a task runs before the child fetches more beside it
 TOPUP_EVERY = 0.1

@@ -1,11 +1,10 @@
-"""Describing what a task raised never fails: result documents, tracebacks, events, log
-lines and the prefork child's outcome records, for exceptions whose ``__str__``,
-``__repr__`` or ``args`` raise, or whose arguments JSON cannot carry."""
+"""Describing what a task raised never fails: result documents, tracebacks, events and log
+lines, for exceptions whose ``__str__``, ``__repr__`` or ``args`` raise, or whose arguments
+JSON cannot carry."""
 from __future__ import annotations
 
 import json
 import logging
-import pickle
 import types
 
 import pytest
@@ -14,7 +13,6 @@ from multiq.backends.base import exception_from_dict, exception_to_dict
 from multiq.describe import describe, safe_repr, safe_str
 from multiq.events import safe_repr as event_repr
 from multiq.exceptions import Reject, Retry, TaskError
-from multiq.pools.child import _outcome_record, _picklable
 from multiq.trace import ExceptionInfo, Outcome, format_traceback
 
 
@@ -133,37 +131,6 @@ def test_retry_and_reject_read_safely() -> None:
     assert str(Reject("not now", requeue=True)) == "not now"
     assert str(Reject(NoText())) == "<unprintable NoText>"
     assert str(Reject()) == "Reject"
-
-
-def _record(exc: BaseException, state: str = "FAILURE", retval: object = None):
-    return _outcome_record("tid", Outcome(state, retval, exc=exc,
-                                          traceback=format_traceback(exc)))
-
-
-@pytest.mark.timeout(10)
-@pytest.mark.parametrize("exc", [BadArgs("x"), BadBoth(NoText()), ValueError(NoText()),
-                                 KeyboardInterrupt(NoText())])
-def test_the_child_outcome_record_of_any_exception_pickles(exc) -> None:
-    record = _record(_raised(exc))
-    assert _picklable(record) is record
-    back = pickle.loads(pickle.dumps(record))
-    assert back[:3] == ("D", "tid", "FAILURE")
-    assert back[4]["exc_type"] == type(exc).__name__
-    json.dumps(back[4])
-
-
-@pytest.mark.timeout(10)
-def test_an_unpicklable_result_becomes_that_tasks_failure_with_a_safe_message() -> None:
-    class Unpicklable:
-        def __reduce__(self):
-            raise BadBoth("cannot")
-
-    record = _outcome_record("tid", Outcome("SUCCESS", Unpicklable()))
-    replaced = _picklable(record)
-    assert replaced[:3] == ("D", "tid", "FAILURE")
-    assert replaced[4]["exc_type"] == "TypeError"
-    assert "<unprintable BadBoth>" in replaced[4]["exc_message"][0]
-    pickle.dumps(replaced)
 
 
 @pytest.mark.timeout(10)

@@ -1,23 +1,19 @@
 """What one message (or one bug it meets) can break on a worker: only itself.
 
 The last-resort guards of the receive and run paths: ``Executor.prepare`` / ``fail``, the
-consumer's loop, the solo and threads pools and a prefork child's job loop. Stand-ins
-replace the broker and the committer here; the system tests run the real thing.
+consumer's loop, and the solo and threads pools (a prefork child runs the solo pool's loop).
+Stand-ins replace the broker and the committer here; the system tests run the real thing.
 """
 from __future__ import annotations
 
-import socket
-import threading
 from typing import Any, List, Optional
 
 import pytest
 
 from multiq import MultiQ, states
 from multiq.broker.redis import Delivery
-from multiq.exceptions import DecodeError, NotRegistered
+from multiq.exceptions import DecodeError
 from multiq.message import Message, envelope
-from multiq.pools.channel import Channel
-from multiq.pools.child import ChildConfig, Job, _serve
 from multiq.pools.solo import SoloPool
 from multiq.pools.threads import ThreadPool
 from multiq.worker.consumer import Consumer
@@ -177,26 +173,3 @@ def test_consumer_loop_survives_an_unexpected_error() -> None:
     consumer._reclaim = lambda: None  # type: ignore[method-assign]
     consumer.run(lambda: len(steps) >= 3)
     assert steps == [0, 1, 2]
-
-
-@pytest.mark.timeout(20)
-def test_prefork_child_reports_a_job_it_cannot_run_as_that_jobs_failure() -> None:
-    executor = _executor()
-    executor.committer = None  # type: ignore[assignment]  # (as in a child)
-    parent, child = socket.socketpair()
-    ours, theirs = Channel(parent), Channel(child)
-    config = ChildConfig(1, max_tasks=2, max_memory_kib=None, setup=lambda index: None)
-    serving = threading.Thread(target=_serve, args=(theirs, executor, config), daemon=True)
-    serving.start()
-    ours.send([Job(_data("t-unknown", "no.such.task"), 0, None, announce=False),
-               Job(_data("t-ok"), 0, None, announce=False)])
-    records: List[Any] = []
-    while not any(r[0] == "X" for r in records):
-        records += ours.receive()
-    serving.join(5)
-    done = {r[1]: r for r in records if r[0] == "D"}
-    assert done["t-unknown"][2] == states.FAILURE
-    assert done["t-unknown"][4]["exc_type"] == NotRegistered.__qualname__
-    assert done["t-ok"][2] == states.SUCCESS and done["t-ok"][3] == 3
-    ours.close()
-    theirs.close()
