@@ -17,10 +17,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Deque, List, Optional, Sequence, Set
 
 from multiq import events, states
-from multiq.backends.base import exception_to_dict, make_doc
 from multiq.chordstate import send_commands
-from multiq.exceptions import WorkerLostError
-from multiq.message import peek
 from multiq.redisconn import UNAVAILABLE
 from multiq.sender import Commands, Writer
 from multiq.worker.items import Done, Event, Item, Redeliver, Refused, Revoked, Started
@@ -358,25 +355,9 @@ class Committer:
 
         A task whose final outcome is stored already keeps it (its node finished it)."""
         if self.backend is not None:
-            pipe = self.backend.client.pipeline(transaction=False)
-            lost = []  # (task id, options, error) of each, in the pipeline's order
-            for e in entries:
-                try:
-                    env = peek(e.data)
-                except Exception:
-                    continue
-                exc = WorkerLostError(f"Worker exited prematurely: node {node} was lost "
-                                      "while running the task")
-                doc = make_doc(str(env["id"]), states.FAILURE, exception_to_dict(exc))
-                if self.recorder.extended:
-                    doc.update(name=env.get("task"), args=env.get("args"),
-                               kwargs=env.get("kwargs"), worker=node.split("|")[0],
-                               retries=env.get("retries", 0), queue=env.get("queue"))
-                self.backend.store_unless_final(str(env["id"]), doc, pipe)
-                lost.append((str(env["id"]), env.get("options"), exception_to_dict(exc)))
-            self.backend.seal(pipe)
-            wrote = pipe.execute()
-            self._fail_flows([item for item, done in zip(lost, wrote) if done == 1])
+            plan = self.recorder.lost(entries, node)
+            wrote = Writer(self.backend.client).write(plan.results)
+            self._fail_flows([item for item, done in zip(plan.lost, wrote) if done == 1])
         self.broker.ack_lost(entries)
 
     def _fail_flows(self, lost: List[Any]) -> None:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from multiq import events, states
 from multiq.backends.base import exception_to_dict, make_doc
 from multiq.describe import describe, safe_str
-from multiq.exceptions import BackendNotConfigured, EncodeError, TaskRevokedError
+from multiq.exceptions import BackendNotConfigured, EncodeError, TaskRevokedError, WorkerLostError
+from multiq.message import peek
 from multiq.sender import Commands
 from multiq.worker import flow
 from multiq.worker.flow import FINAL
@@ -24,6 +25,7 @@ from multiq.worker.items import FINISHING, Done, Event, Item, Redeliver, Revoked
 
 if TYPE_CHECKING:
     from multiq.app import MultiQ
+    from multiq.broker.redis import LostEntry
     from multiq.trace import Outcome
     from multiq.worker.execute import Request
 
@@ -41,6 +43,14 @@ class Recorded:
     #: chord counts to run after the results, whose replies may add sends to ``acks``
     #: (when they cannot ride in the result write: see multiq.worker.flow)
     chords: Optional[Commands] = None
+
+
+class LostPlan(NamedTuple):
+    """The result writes for a dead node's started tasks (each an atomic "unless final"),
+    and (task id, options, error) of each, in the same order, for their chords and chains."""
+
+    results: Commands
+    lost: List[Tuple[str, Any, Dict[str, Any]]]
 
 
 class Recorder:
@@ -96,6 +106,29 @@ class Recorder:
                 self._acks.append((item.delivery, False))
         self.broker.ack_many(acks, self._acks)
         return Recorded(results, acks, self._marked, self._chords or None)
+
+    def lost(self, entries: Sequence[LostEntry], node: str) -> LostPlan:
+        """WorkerLostError for each started early-ack task of the dead ``node`` (the
+        backend's write keeps a final outcome stored meanwhile); undecodable entries get
+        no result, only their ack."""
+        results, lost = Commands(), []
+        for e in entries:
+            try:
+                env = peek(e.data)
+            except Exception:
+                continue
+            task_id = str(env["id"])
+            exc = WorkerLostError(f"Worker exited prematurely: node {node} was lost while "
+                                  "running the task")
+            doc = make_doc(task_id, states.FAILURE, exception_to_dict(exc))
+            if self.extended:
+                doc.update(name=env.get("task"), args=env.get("args"),
+                           kwargs=env.get("kwargs"), worker=node.split("|")[0],
+                           retries=env.get("retries", 0), queue=env.get("queue"))
+            self.backend.store_unless_final(task_id, doc, results)
+            lost.append((task_id, env.get("options"), exception_to_dict(exc)))
+        self.backend.seal(results)
+        return LostPlan(results, lost)
 
     def _ack(self, req: Request) -> None:
         self._acks.append((req.delivery, req.marked))
