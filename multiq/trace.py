@@ -7,7 +7,6 @@ import os
 import sys
 import threading
 import traceback as tb_module
-from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 from multiq import signals, states
@@ -15,6 +14,7 @@ from multiq.canvas import maybe_signature
 from multiq.describe import safe_str
 from multiq.exceptions import Ignore, Reject, Retry
 from multiq.task import Context, Task
+from multiq.worker.items import Outcome
 
 logger = logging.getLogger("multiq.task")
 
@@ -32,22 +32,6 @@ class ExceptionInfo:
 
     def __str__(self) -> str:
         return self.traceback
-
-
-@dataclass
-class Outcome:
-    """What happened to one call."""
-
-    state: str
-    retval: Any = None
-    exc: Optional[BaseException] = None
-    traceback: Optional[str] = None
-    retry: Optional[Retry] = None
-    requeue: bool = False  # Reject(requeue=True)
-    children: Optional[List[Any]] = None  # result tuples of what the task sent
-    #: messages its callbacks and chain step sent, to write with its ack (see
-    #: MultiQ.deferred_publishes): (queue, data, priority, eta, member)
-    sends: Optional[List[Any]] = None
 
 
 def trace(task: Task, request: Context) -> Outcome:

@@ -17,7 +17,7 @@ from multiq.control import arguments as check
 from multiq.control.arguments import BadArgument
 
 if TYPE_CHECKING:
-    from multiq.worker.execute import Request
+    from multiq.worker.items import Request
     from multiq.worker.worker import Worker
 
 logger = logging.getLogger("multiq.worker")

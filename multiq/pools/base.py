@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, List, Optional, Set
 
 if TYPE_CHECKING:
-    from multiq.worker.execute import Request
+    from multiq.worker.items import Request
 
 Execute = Callable[["Request"], None]
 
@@ -94,7 +94,7 @@ class Pool:
         early-ack requests fail as lost and late-ack ones go back to their queue."""
         from multiq import states
         from multiq.exceptions import WorkerLostError
-        from multiq.trace import Outcome
+        from multiq.worker.items import Outcome
 
         if committer is None:
             return

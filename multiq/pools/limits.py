@@ -5,7 +5,7 @@ import logging
 from typing import TYPE_CHECKING, Any, List, Optional, Tuple
 
 if TYPE_CHECKING:
-    from multiq.worker.execute import Request
+    from multiq.worker.items import Request
 
 logger = logging.getLogger("multiq.worker")
 

@@ -36,7 +36,7 @@ from multiq.pools.selffed_child import ChildSpec, child_main
 from multiq.pools.selffed_lost import Death, describe_exit, resolve
 from multiq.pools.slots import IDLE, RUNNING, SlotTable, SlotView
 from multiq.redisconn import REDIS_ERRORS
-from multiq.worker.execute import Request
+from multiq.worker.items import Request
 
 if TYPE_CHECKING:
     from multiq.worker.consumer import Consumer

@@ -30,15 +30,15 @@ from multiq.pools.limits import time_limits
 from multiq.pools.slots import RUNNING, Slot, SlotTable
 from multiq.pools.solo import SoloPool
 from multiq.redisconn import REDIS_ERRORS
-from multiq.trace import Outcome
 from multiq.worker.committer import Committer
 from multiq.worker.consumer import Consumer
 from multiq.worker.execute import Executor
+from multiq.worker.items import Outcome
 from multiq.worker.state import WorkerState
 
 if TYPE_CHECKING:
     from multiq.broker.redis import Delivery
-    from multiq.worker.execute import Request
+    from multiq.worker.items import Request
 
 logger = logging.getLogger("multiq.worker")
 PR_SET_PDEATHSIG = 1

@@ -22,8 +22,7 @@ from multiq.broker.redis import LostEntry
 from multiq.exceptions import TimeLimitExceeded, WorkerLostError
 from multiq.message import from_envelope, peek
 from multiq.pools.slots import PREPARING, RUNNING, SlotView
-from multiq.trace import Outcome
-from multiq.worker.execute import Request
+from multiq.worker.items import Outcome, Request
 
 if TYPE_CHECKING:
     from multiq.broker.redis import Delivery

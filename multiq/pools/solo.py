@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, List, Optional
 from multiq.pools.base import Execute, Pool
 
 if TYPE_CHECKING:
-    from multiq.worker.execute import Request
+    from multiq.worker.items import Request
 
 
 class SoloPool(Pool):

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional
 from multiq.pools.base import Execute, Pool
 
 if TYPE_CHECKING:
-    from multiq.worker.execute import Request
+    from multiq.worker.items import Request
 
 logger = logging.getLogger("multiq.worker")
 

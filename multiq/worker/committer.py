@@ -28,8 +28,7 @@ from multiq.worker.record import Recorder
 if TYPE_CHECKING:
     from multiq.app import MultiQ
     from multiq.broker.redis import Delivery, LostEntry
-    from multiq.trace import Outcome
-    from multiq.worker.execute import Request
+    from multiq.worker.items import Outcome, Request
 
 logger = logging.getLogger("multiq.worker")
 

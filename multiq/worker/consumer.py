@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from multiq.broker.redis import Delivery, PostedFetch, RedisBroker
     from multiq.pools.base import Pool
     from multiq.worker.contact import Contact
-    from multiq.worker.execute import Executor, Request
+    from multiq.worker.execute import Executor
+    from multiq.worker.items import Request
 
 logger = logging.getLogger("multiq.worker")
 

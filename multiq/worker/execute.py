@@ -6,7 +6,6 @@ import os
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from multiq import chordstate as chord
@@ -15,7 +14,8 @@ from multiq import message as message_mod
 from multiq.describe import describe, safe_repr
 from multiq.exceptions import ChordError, ContentDisallowed, DecodeError, NotRegistered
 from multiq.task import Context, Task
-from multiq.trace import Outcome, format_traceback, send_links, trace
+from multiq.trace import format_traceback, send_links, trace
+from multiq.worker.items import Outcome, Request
 from multiq.worker.ratelimit import TokenBucket
 
 if TYPE_CHECKING:
@@ -25,44 +25,6 @@ if TYPE_CHECKING:
     from multiq.worker.state import WorkerState
 
 logger = logging.getLogger("multiq.worker")
-
-
-@dataclass
-class Request:
-    """A decoded message this node holds, with what it needs to run and commit it."""
-
-    delivery: Delivery
-    message: message_mod.Message
-    task: Task
-    early_ack: bool
-    started: bool = False
-    marked: bool = False  # the start marker was written to Redis
-    marker: int = 0  # its number (see multiq.worker.markers), when written there
-    time_start: Optional[float] = None
-    worker_pid: Optional[int] = None
-    info: Dict[str, Any] = field(default_factory=dict)
-    committed: bool = False  # its outcome went to the committer (see Executor.fail)
-
-    @property
-    def id(self) -> str:
-        return self.message.id
-
-    @property
-    def name(self) -> str:
-        return self.message.task
-
-    def describe(self) -> Dict[str, Any]:
-        """The fields ``inspect active`` / ``reserved`` show."""
-        m = self.message
-        return {
-            "id": m.id, "name": m.task, "args": m.args, "kwargs": m.kwargs,
-            "type": m.task, "hostname": self.info.get("hostname"),
-            "time_start": self.time_start, "acknowledged": self.started and self.early_ack,
-            "delivery_info": {"routing_key": m.queue, "priority": m.priority,
-                              "redelivered": self.delivery.redeliveries > 0},
-            "worker_pid": self.worker_pid, "retries": m.retries, "eta": m.eta,
-            "expires": m.expires,
-        }
 
 
 class Executor:

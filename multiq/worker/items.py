@@ -1,17 +1,76 @@
-"""What a node hands its committer to write: one typed value per kind of write.
+"""The values that travel through a node, one way: fetched, run, committed.
 
-The executor, the pools and the consumer make these; :class:`multiq.worker.record.Recorder`
-turns a batch of them into Redis commands. NamedTuples: cheap to make on the hot path,
-immutable, and told apart by their type.
+A :class:`Request` is a message the node holds (made by the executor from a delivery);
+an :class:`Outcome` is what happened when its task ran (made by :mod:`multiq.trace`); the
+commit items are what the executor, the pools and the consumer hand the committer to write,
+one typed value per kind of write, which :class:`multiq.worker.record.Recorder` turns into
+Redis commands. The commit items are NamedTuples: cheap to make on the hot path, immutable,
+and told apart by their type. Nothing here imports the rest of multiq.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, NamedTuple, Optional, Union
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Dict, List, NamedTuple, Optional, Union
 
 if TYPE_CHECKING:
     from multiq.broker.redis import Delivery
-    from multiq.trace import Outcome
-    from multiq.worker.execute import Request
+    from multiq.exceptions import Retry
+    from multiq.message import Message
+    from multiq.task import Task
+
+
+@dataclass
+class Request:
+    """A decoded message this node holds, with what it needs to run and commit it."""
+
+    delivery: Delivery
+    message: Message
+    task: Task
+    early_ack: bool
+    started: bool = False
+    marked: bool = False  # the start marker was written to Redis
+    marker: int = 0  # its number (see multiq.worker.markers), when written there
+    time_start: Optional[float] = None
+    worker_pid: Optional[int] = None
+    info: Dict[str, Any] = field(default_factory=dict)
+    committed: bool = False  # its outcome went to the committer (see Executor.fail)
+
+    @property
+    def id(self) -> str:
+        return self.message.id
+
+    @property
+    def name(self) -> str:
+        return self.message.task
+
+    def describe(self) -> Dict[str, Any]:
+        """The fields ``inspect active`` / ``reserved`` show."""
+        m = self.message
+        return {
+            "id": m.id, "name": m.task, "args": m.args, "kwargs": m.kwargs,
+            "type": m.task, "hostname": self.info.get("hostname"),
+            "time_start": self.time_start, "acknowledged": self.started and self.early_ack,
+            "delivery_info": {"routing_key": m.queue, "priority": m.priority,
+                              "redelivered": self.delivery.redeliveries > 0},
+            "worker_pid": self.worker_pid, "retries": m.retries, "eta": m.eta,
+            "expires": m.expires,
+        }
+
+
+@dataclass
+class Outcome:
+    """What happened to one call."""
+
+    state: str
+    retval: Any = None
+    exc: Optional[BaseException] = None
+    traceback: Optional[str] = None
+    retry: Optional[Retry] = None
+    requeue: bool = False  # Reject(requeue=True)
+    children: Optional[List[Any]] = None  # result tuples of what the task sent
+    #: messages its callbacks and chain step sent, to write with its ack (see
+    #: MultiQ.deferred_publishes): (queue, data, priority, eta, member)
+    sends: Optional[List[Any]] = None
 
 
 class Started(NamedTuple):

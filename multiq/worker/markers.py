@@ -28,7 +28,7 @@ from multiq.sender import Commands, Sender
 
 if TYPE_CHECKING:
     from multiq.broker.redis import RedisBroker
-    from multiq.worker.execute import Request
+    from multiq.worker.items import Request
 
 logger = logging.getLogger("multiq.worker")
 

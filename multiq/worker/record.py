@@ -26,8 +26,7 @@ from multiq.worker.items import FINISHING, Done, Event, Item, Redeliver, Revoked
 if TYPE_CHECKING:
     from multiq.app import MultiQ
     from multiq.broker.redis import LostEntry
-    from multiq.trace import Outcome
-    from multiq.worker.execute import Request
+    from multiq.worker.items import Outcome, Request
 
 logger = logging.getLogger("multiq.worker")
 
