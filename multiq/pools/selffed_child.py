@@ -33,7 +33,6 @@ from multiq.redisconn import REDIS_ERRORS
 from multiq.worker.committer import Committer
 from multiq.worker.consumer import Consumer
 from multiq.worker.execute import Executor
-from multiq.worker.items import Outcome
 from multiq.worker.state import WorkerState
 
 if TYPE_CHECKING:
@@ -114,19 +113,20 @@ class ChildExecutor(Executor):
     def __init__(self, node: ChildNode, *args: Any) -> None:
         super().__init__(*args)
         self.node = node
+        self._soft: Optional[float] = None  # the running task's soft time limit
 
-    def run(self, req: Request) -> Outcome:
-        node, d = self.node, req.delivery
+    def _starting(self, req: Request) -> None:
+        node = self.node
         hard, soft = time_limits(req, node.spec.hard_default, node.spec.soft_default)
-        node.slot_running(d, req.id, req.early_ack, hard)
+        node.slot_running(req.delivery, req.id, req.early_ack, hard)
+        self._soft = soft
         if soft:
             signal.setitimer(signal.ITIMER_REAL, soft)
-        try:
-            return super().run(req)
-        finally:
-            if soft:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-            node.finished()
+
+    def _ended(self) -> None:
+        if self._soft:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        self.node.finished()
 
 
 class ChildConsumer(Consumer):

@@ -166,28 +166,27 @@ class Consumer:
                     return
                 req = self.reserved.popleft()
             ahead = self._fetch_ahead(req) if self.rides and not self.reserved else None
-            if ahead is None:
-                self._apply(req)
-                continue
             try:
-                self._apply(req)
+                try:
+                    self.pool.apply(req)  # (solo: the task runs here)
+                except Exception as exc:  # ``req`` alone fails
+                    self._not_applied(req, exc)
             except BaseException:
-                ahead.posted.abandon()
-                if ahead.batch:
-                    self.executor.committer.taken(ahead.batch, None)
+                if ahead is not None:
+                    ahead.posted.abandon()
+                    if ahead.batch:
+                        self.executor.committer.taken(ahead.batch, None)
                 raise
-            self._collect(ahead)
+            if ahead is not None:
+                self._collect(ahead)
 
-    def _apply(self, req: Request) -> None:
-        """Hand ``req`` to the pool; should that raise, ``req`` alone fails (unless the
-        pool holds it: then its outcome comes from there)."""
-        try:
-            self.pool.apply(req)
-        except Exception as exc:
-            if any(r is req for r in self.pool.held()):
-                logger.exception("Error while dispatching %s[%s]", req.name, req.id)
-            else:
-                self._failed(req, exc)
+    def _not_applied(self, req: Request, exc: Exception) -> None:
+        """Handing ``req`` to the pool raised: it fails alone (unless the pool holds it:
+        then its outcome comes from there)."""
+        if any(r is req for r in self.pool.held()):
+            logger.exception("Error while dispatching %s[%s]", req.name, req.id)
+        else:
+            self._failed(req, exc)
 
     def _failed(self, req: Request, exc: BaseException) -> None:
         """(The pool's) ``req`` raised outside its task's code: it fails alone."""

@@ -152,11 +152,6 @@ class Executor:
         if req.early_ack or self.track_started or self.committer.events_enabled:
             self.committer.mark_started(req, batched)
 
-    def execute(self, req: Request) -> None:
-        """Run one request in this thread and pass its outcome to the committer."""
-        if self.admit(req):
-            self.committer.complete(req, self.run(req))
-
     def fail(self, req: Request, exc: BaseException) -> None:
         """What running ``req`` raised outside its task's own code (whose errors are
         outcomes already): log it and commit the request as FAILURE, unless its outcome
@@ -170,7 +165,43 @@ class Executor:
         except Exception:
             logger.exception("Could not record the failure of %s[%s]", req.name, req.id)
 
-    def run(self, req: Request) -> Outcome:
+    def execute(self, req: Request) -> None:
+        """Run one request in this thread and pass its outcome to the committer."""
+        if not self.admit(req):
+            return
+        m = req.message
+        opts = m.options
+        request = self._context(req)
+        started = time.monotonic()
+        self._starting(req)
+        try:
+            outcome = self._chord_values(req, request) if opts.get("chord_of") else None
+            if outcome is None:
+                outcome = trace(req.task, request)
+            self.state.count(m.task)
+            self._log(req, outcome, time.monotonic() - started)
+            if outcome.state in (states.SUCCESS, states.FAILURE):
+                if opts and (opts.get("link") or opts.get("link_error") or opts.get("chain")):
+                    # what they send goes out with this task's ack, in one transaction
+                    with self.app.deferred_publishes() as sends:
+                        send_links(req.task, request, outcome)
+                    outcome.sends = sends or None
+                else:
+                    send_links(req.task, request, outcome)
+        finally:
+            self._ended()
+        self.committer.complete(req, outcome)
+
+    def _starting(self, req: Request) -> None:
+        """Called as ``req``'s task is about to be called (a prefork child starts its time
+        limits here)."""
+
+    def _ended(self) -> None:
+        """Called once the call that :meth:`_starting` announced, and its callbacks, have
+        returned or raised; its outcome is handed in next."""
+
+    def _context(self, req: Request) -> Context:
+        """The task's ``request``, as Celery fills it."""
         m = req.message
         opts = m.options
         request = Context(
@@ -190,22 +221,7 @@ class Executor:
                 chain=opts.get("chain"), group=opts.get("group_id"),
                 group_index=opts.get("group_index"), chord=opts.get("chord"),
                 replaced_task_nesting=opts.get("replaced_task_nesting") or 0)
-        started = time.monotonic()
-        outcome = self._chord_values(req, request) if opts.get("chord_of") else None
-        if outcome is None:
-            outcome = trace(req.task, request)
-        runtime = time.monotonic() - started
-        self.state.count(m.task)
-        self._log(req, outcome, runtime)
-        if outcome.state in (states.SUCCESS, states.FAILURE):
-            if opts and (opts.get("link") or opts.get("link_error") or opts.get("chain")):
-                # what they send goes out with this task's ack, in one transaction
-                with self.app.deferred_publishes() as sends:
-                    send_links(req.task, request, outcome)
-                outcome.sends = sends or None
-            else:
-                send_links(req.task, request, outcome)
-        return outcome
+        return request
 
     def _chord_values(self, req: Request, request: Context) -> Optional[Outcome]:
         """Prepend the header's values to a chord body's arguments; its FAILURE outcome
