@@ -79,6 +79,12 @@ class Pool:
         """These task ids were just revoked: requests of them queued inside the pool, not
         started, must not start (where the pool could not check them itself)."""
 
+    def terminate(self, ids: Set[str], signum: int) -> List[str]:
+        """Send ``signum`` to the processes running these task ids (``revoke
+        --terminate``); returns the ids signalled. A pool whose requests run in the
+        node's own process signals none."""
+        return []
+
     def waiting(self) -> int:
         """Requests inside the pool that have not started yet."""
         return 0

@@ -239,12 +239,12 @@ class Worker:
             self.pool.revoked(revoked)
 
     def terminate(self, ids: List[str], signame: Union[str, int] = "SIGTERM") -> List[str]:
-        """Kill the pool processes running these tasks (prefork only)."""
+        """Kill the pool processes running these tasks (none where tasks run in this one)."""
         from multiq.control.commands import signum
 
-        if self.pool is None or self.pool.kind != "prefork":
+        if self.pool is None:
             return []
-        return self.pool.terminate(set(ids), signum(signame))  # type: ignore[attr-defined]
+        return self.pool.terminate(set(ids), signum(signame))
 
     def set_autoscale(self, max_concurrency: int, min_concurrency: int) -> Any:
         from multiq.worker.autoscale import Autoscaler
