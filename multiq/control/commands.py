@@ -1,4 +1,5 @@
-"""What a node does for each remote-control command. Each handler returns a JSON-able reply.
+"""What a node does for each remote-control command. Each handler takes the node, through
+its small interface (:class:`multiq.control.node.Node`), and returns a JSON-able reply.
 
 Inspect commands read; control commands change the node and say what changed
 (``{"ok": ...}`` or ``{"error": ...}``, as Celery replies).
@@ -17,8 +18,7 @@ from multiq.control import arguments as check
 from multiq.control.arguments import BadArgument
 
 if TYPE_CHECKING:
-    from multiq.worker.items import Request
-    from multiq.worker.worker import Worker
+    from multiq.control.node import Node
 
 logger = logging.getLogger("multiq.worker")
 Handler = Callable[..., Any]
@@ -32,14 +32,15 @@ def command(fun: Handler) -> Handler:
     return fun
 
 
-def dispatch(worker: Worker, method: str, arguments: Dict[str, Any]) -> Any:
+def dispatch(node: Node, method: str, arguments: Dict[str, Any]) -> Any:
+    """Run ``method`` against ``node``; any failure is an ``{"error": ...}`` reply."""
     handler = COMMANDS.get(method)
     if handler is None:
         return {"error": f"unknown command {method!r}"}
     if not isinstance(arguments or {}, dict):
         return {"error": f"bad arguments for {method}: not a mapping: {arguments!r}"}
     try:
-        return handler(worker, **(arguments or {}))
+        return handler(node, **(arguments or {}))
     except (BadArgument, TypeError) as exc:  # a wrong value, or a wrong argument name
         return {"error": f"bad arguments for {method}: {exc}"}
     except Exception as exc:
@@ -50,66 +51,54 @@ def dispatch(worker: Worker, method: str, arguments: Dict[str, Any]) -> Any:
 
 
 @command
-def ping(worker: Worker) -> Any:
+def ping(node: Node) -> Any:
     return {"ok": "pong"}
 
 
 @command
-def clock(worker: Worker) -> Any:
-    return {"clock": worker.state.clock}
+def clock(node: Node) -> Any:
+    return {"clock": node.clock}
 
 
 @command
-def stats(worker: Worker) -> Any:
+def stats(node: Node) -> Any:
     from multiq.config import mask_url
 
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    broker = worker.app.broker
-    pool = worker.pool.info() if worker.pool else {}
+    broker = node.app.broker
     return {
-        "pid": os.getpid(), "uptime": int(time.time() - worker.started),
-        "clock": worker.state.clock, "hostname": worker.hostname,
-        "pool": {**pool, "max-concurrency": worker.pool.concurrency if worker.pool else 0},
-        "prefetch_count": worker.consumer.prefetch if worker.consumer else worker.prefetch,
-        "total": worker.totals(),
+        "pid": os.getpid(), "uptime": int(time.time() - node.started),
+        "clock": node.clock, "hostname": node.hostname,
+        "pool": node.pool_info(),
+        "prefetch_count": node.prefetch(),
+        "total": node.totals(),
         "broker": {"url": mask_url(broker.url), "transport": "redis",
                    "prefix": broker.keys.prefix},
         "rusage": {"utime": usage.ru_utime, "stime": usage.ru_stime,
                    "maxrss": usage.ru_maxrss, "minflt": usage.ru_minflt,
                    "majflt": usage.ru_majflt, "nvcsw": usage.ru_nvcsw,
                    "nivcsw": usage.ru_nivcsw},
-        "queues": worker.current_queues(),
+        "queues": node.current_queues(),
     }
 
 
 @command
-def active(worker: Worker, safe: bool = False) -> Any:
-    return [req.describe() for req in (worker.pool.active() if worker.pool else [])]
+def active(node: Node, safe: bool = False) -> Any:
+    return [req.describe() for req in node.running()]
 
 
 @command
-def reserved(worker: Worker) -> Any:
-    return [req.describe() for req in _reserved(worker)]
-
-
-def _reserved(worker: Worker) -> List[Request]:
-    """Held and not started: queued in the pool (next to run), then the prefetched rest."""
-    pool, held = worker.pool, []
-    if pool is not None:
-        running = {id(r) for r in pool.active()}
-        held = [r for r in pool.held() if id(r) not in running]
-    if worker.consumer is not None:
-        held += list(worker.consumer.reserved)
-    return held
+def reserved(node: Node) -> Any:
+    return [req.describe() for req in node.reserved()]
 
 
 @command
-def scheduled(worker: Worker, limit: int = 100) -> Any:
+def scheduled(node: Node, limit: int = 100) -> Any:
     """Countdown / eta messages waiting in Redis for this node's queues (durable delays
     are held by Redis, not by a node's memory)."""
     limit = check.count(limit, "limit")
-    broker, out = worker.app.broker, []
-    for queue in worker.current_queues():
+    broker, out = node.app.broker, []
+    for queue in node.current_queues():
         key = broker.keys.delayed_bodies(queue)
         rows = broker.client.zrange(broker.keys.delayed(queue), 0, limit - 1, withscores=True)
         bodies = broker.client.hmget(key, [m for m, _ in rows]) if rows else []
@@ -144,10 +133,10 @@ def _delayed_item(body: bytes, due: float, queue: str) -> Optional[Dict[str, Any
 
 
 @command
-def registered(worker: Worker, taskinfoitems: Optional[List[str]] = None) -> Any:
+def registered(node: Node, taskinfoitems: Optional[List[str]] = None) -> Any:
     items = check.texts(taskinfoitems, "taskinfoitems")
     out = []
-    for name, task in sorted(worker.app.tasks.regular().items()):
+    for name, task in sorted(node.app.tasks.regular().items()):
         fields = [f"{attr}={getattr(task, attr, None)}" for attr in items
                   if getattr(task, attr, None) is not None]
         out.append(" ".join([name, *[f"[{f}]" for f in fields]]) if fields else name)
@@ -155,15 +144,15 @@ def registered(worker: Worker, taskinfoitems: Optional[List[str]] = None) -> Any
 
 
 @command
-def revoked(worker: Worker) -> Any:
-    return sorted(worker.state.revoked)
+def revoked(node: Node) -> Any:
+    return sorted(node.revoked())
 
 
 @command
-def conf(worker: Worker, with_defaults: bool = False) -> Any:
+def conf(node: Node, with_defaults: bool = False) -> Any:
     from multiq.serialization import json_dumps
 
-    table = worker.app.conf.table(with_defaults=with_defaults, censored=True)
+    table = node.app.conf.table(with_defaults=with_defaults, censored=True)
     safe = {}
     for key, value in table.items():
         try:
@@ -175,139 +164,132 @@ def conf(worker: Worker, with_defaults: bool = False) -> Any:
 
 
 @command
-def query_task(worker: Worker, ids: Optional[List[str]] = None) -> Any:
+def query_task(node: Node, ids: Optional[List[str]] = None) -> Any:
     wanted = set(check.texts(ids, "ids"))
     out: Dict[str, Any] = {}
-    for req in (worker.pool.active() if worker.pool else []):
+    for req in node.running():
         if req.id in wanted:
             out[req.id] = ["active", req.describe()]
-    for req in _reserved(worker):
+    for req in node.reserved():
         if req.id in wanted:
             out[req.id] = ["reserved", req.describe()]
     return out
 
 
 @command
-def active_queues(worker: Worker) -> Any:
-    return [{"name": q, "routing_key": q, "priorities": "0-9"} for q in worker.current_queues()]
+def active_queues(node: Node) -> Any:
+    return [{"name": q, "routing_key": q, "priorities": "0-9"} for q in node.current_queues()]
 
 
 @command
-def report(worker: Worker) -> Any:
+def report(node: Node) -> Any:
     return {"ok": f"multiq {__version__} (Python {platform.python_version()}, "
-                  f"{platform.platform()}) node {worker.hostname}"}
+                  f"{platform.platform()}) node {node.hostname}"}
 
 
 # -- control ---------------------------------------------------------------------------
 
 
 @command
-def enable_events(worker: Worker) -> Any:
-    worker.set_events(True)
+def enable_events(node: Node) -> Any:
+    node.set_events(True)
     return {"ok": "task events enabled"}
 
 
 @command
-def disable_events(worker: Worker) -> Any:
-    worker.set_events(False)
+def disable_events(node: Node) -> Any:
+    node.set_events(False)
     return {"ok": "task events disabled"}
 
 
 @command
-def rate_limit(worker: Worker, task_name: str, rate_limit: Any) -> Any:
-    task = worker.app.tasks.get(check.text(task_name, "task_name"))
-    if task is None:
+def rate_limit(node: Node, task_name: str, rate_limit: Any) -> Any:
+    if node.app.tasks.get(check.text(task_name, "task_name")) is None:
         return {"error": f"unknown task {task_name!r}"}
     try:
         check.rate(rate_limit)
     except BadArgument as exc:
         return {"error": str(exc)}
-    task.rate_limit = rate_limit or None
-    worker.executor.set_rate_limit(task_name, rate_limit or None)
+    node.set_rate_limit(task_name, rate_limit or None)
     if not rate_limit:
         return {"ok": f"rate limit disabled for {task_name}"}
     return {"ok": f"new rate limit set for {task_name}: {rate_limit}"}
 
 
 @command
-def time_limit(worker: Worker, task_name: str, soft: Optional[float] = None,
+def time_limit(node: Node, task_name: str, soft: Optional[float] = None,
                hard: Optional[float] = None) -> Any:
     soft, hard = check.seconds(soft, "soft"), check.seconds(hard, "hard")
     if soft and hard and soft > hard:  # 0 is no limit
         raise BadArgument(f"the soft limit ({soft:g}s) is above the hard one ({hard:g}s)")
-    task = worker.app.tasks.get(check.text(task_name, "task_name"))
-    if task is None:
+    if node.app.tasks.get(check.text(task_name, "task_name")) is None:
         return {"error": f"unknown task {task_name!r}"}
-    task.soft_time_limit, task.time_limit = soft, hard
+    node.set_time_limit(task_name, soft, hard)
     return {"ok": f"time limits set for {task_name}: soft={soft} hard={hard}"}
 
 
 @command
-def revoke(worker: Worker, task_id: Any, terminate: bool = False,
+def revoke(node: Node, task_id: Any, terminate: bool = False,
            signal: str = "SIGTERM") -> Any:
     ids = check.task_ids(task_id)
     terminate = check.flag(terminate, "terminate")
     signo = check.signal_number(signal)
-    worker.revoke(ids)
-    killed = worker.terminate(ids, signo) if terminate else []
+    killed = node.revoke(ids, terminate, signo)
     suffix = f"; terminated {killed}" if killed else ""
     return {"ok": f"tasks {ids} flagged as revoked{suffix}"}
 
 
 @command
-def shutdown(worker: Worker) -> Any:
-    worker.request_stop("warm")
+def shutdown(node: Node) -> Any:
+    node.request_stop("warm")
     return {"ok": "shutting down (warm)"}
 
 
 @command
-def pool_grow(worker: Worker, n: int = 1) -> Any:
-    if worker.options.get("autoscale"):
+def pool_grow(node: Node, n: int = 1) -> Any:
+    if node.autoscaling():
         return {"error": "pool_grow is not allowed with autoscale; use autoscale MAX MIN"}
-    n = check.count(n, "n")
-    size = worker.pool.grow(n) if worker.pool else 0
-    worker.resize(size)
+    size = node.grow(check.count(n, "n"))
     return {"ok": f"pool will grow to {size}"}
 
 
 @command
-def pool_shrink(worker: Worker, n: int = 1) -> Any:
-    if worker.options.get("autoscale"):
+def pool_shrink(node: Node, n: int = 1) -> Any:
+    if node.autoscaling():
         return {"error": "pool_shrink is not allowed with autoscale; use autoscale MAX MIN"}
-    n = check.count(n, "n")
-    size = worker.pool.shrink(n) if worker.pool else 0
-    worker.resize(size)
+    size = node.shrink(check.count(n, "n"))
     return {"ok": f"pool will shrink to {size}"}
 
 
 @command
-def autoscale(worker: Worker, max: int, min: int) -> Any:  # noqa: A002 - Celery's names
+def autoscale(node: Node, max: int, min: int) -> Any:  # noqa: A002 - Celery's names
     high, low = check.count(max, "max", 0), check.count(min, "min", 0)
     if high < low:
         raise BadArgument(f"max ({high}) must not be below min ({low})")
-    scaler = worker.set_autoscale(high, low)
-    return {"ok": f"autoscale now max={scaler.max} min={scaler.min}"}
+    high, low = node.set_autoscale(high, low)
+    return {"ok": f"autoscale now max={high} min={low}"}
 
 
 @command
-def add_consumer(worker: Worker, queue: str, **_: Any) -> Any:
+def add_consumer(node: Node, queue: str, **_: Any) -> Any:
     queue = check.text(queue, "queue")
-    if worker.consumer is None:
+    if not node.consuming():
         return {"error": "not consuming"}
-    if queue in worker.consumer.queues:
+    if queue in node.current_queues():
         return {"ok": f"already consuming from {queue!r}"}
-    worker.consumer.add_queue(queue)
+    node.add_queue(queue)
     return {"ok": f"add consumer {queue}"}
 
 
 @command
-def cancel_consumer(worker: Worker, queue: str, **_: Any) -> Any:
+def cancel_consumer(node: Node, queue: str, **_: Any) -> Any:
     queue = check.text(queue, "queue")
-    if worker.consumer is None or queue not in worker.consumer.queues:
+    queues = node.current_queues() if node.consuming() else []
+    if queue not in queues:
         return {"error": f"not consuming from {queue!r}"}
-    if len(worker.consumer.queues) == 1:
+    if len(queues) == 1:
         return {"error": "refusing to cancel the last queue this node consumes"}
-    worker.consumer.cancel_queue(queue)
+    node.cancel_queue(queue)
     return {"ok": f"no longer consuming from {queue}"}
 
 
@@ -315,8 +297,3 @@ def cancel_consumer(worker: Worker, queue: str, **_: Any) -> Any:
 #: the node forwards them, once applied here, with the same arguments.
 FORWARDED = frozenset({"rate_limit", "time_limit", "enable_events", "disable_events",
                        "add_consumer", "cancel_consumer"})
-
-
-def signum(name: Any) -> int:
-    """``"SIGTERM"``, ``"TERM"`` or ``15`` → 15 (BadArgument for an unknown signal)."""
-    return check.signal_number(name)

@@ -17,7 +17,8 @@ A message's way through a node, one direction only::
   batch's commands, ``flow.py`` its chord counts and failed chain steps, ``outbox.py``
   sends them in as few exchanges as the servers allow.
 - ``components.py``: the node's background threads; ``worker.py`` builds the parts in
-  order, handles signals and shuts down.
+  order, handles signals and shuts down; ``node.py`` is the node as remote-control
+  commands see it (:class:`multiq.control.node.Node`).
 
 Threads and processes, and what each owns:
 

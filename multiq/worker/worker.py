@@ -22,7 +22,7 @@ import threading
 import time
 import traceback
 import uuid
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from multiq import __version__, signals
 from multiq.exceptions import ImproperlyConfigured
@@ -35,6 +35,7 @@ from multiq.worker.committer import Committer
 from multiq.worker.consumer import Consumer
 from multiq.worker.contact import Contact
 from multiq.worker.execute import Executor
+from multiq.worker.node import NodeControl
 from multiq.worker.state import WorkerState
 
 logger = logging.getLogger("multiq.worker")
@@ -216,12 +217,7 @@ class Worker:
         for part in self.components:
             part.start()
 
-    # -- remote control ------------------------------------------------------------------
-
-    def set_events(self, enabled: bool) -> None:
-        if self.committer is not None:
-            self.committer.events_enabled = enabled
-        self.app.conf.worker_send_task_events = enabled
+    # -- remote control (through multiq.worker.node) ---------------------------------------
 
     def totals(self) -> Dict[str, int]:
         """Tasks run by name: in this process and in the pool's other processes."""
@@ -237,28 +233,6 @@ class Worker:
         self.state.add_revoked(revoked)
         if self.pool is not None:
             self.pool.revoked(revoked)
-
-    def terminate(self, ids: List[str], signame: Union[str, int] = "SIGTERM") -> List[str]:
-        """Kill the pool processes running these tasks (none where tasks run in this one)."""
-        from multiq.control.commands import signum
-
-        if self.pool is None:
-            return []
-        return self.pool.terminate(set(ids), signum(signame))
-
-    def set_autoscale(self, max_concurrency: int, min_concurrency: int) -> Any:
-        from multiq.worker.autoscale import Autoscaler
-
-        for part in self.components:
-            if isinstance(part, Autoscaler):
-                part.max = max(max_concurrency, min_concurrency)
-                part.min = min(max_concurrency, min_concurrency)
-                return part
-        scaler = Autoscaler(self, max_concurrency, min_concurrency)
-        self.options["autoscale"] = (scaler.max, scaler.min)
-        self.components.append(scaler)
-        scaler.start()
-        return scaler
 
     def _node_event(self, kind: str) -> Callable[[Dict[str, Any]], None]:
         def send(info: Dict[str, Any]) -> None:
@@ -427,6 +401,7 @@ class ControlMailbox(components.Component):
     def __init__(self, worker: Worker) -> None:
         super().__init__()
         self.worker = worker
+        self.node = NodeControl(worker)
 
     def tick(self) -> float:
         broker = self.worker.app.broker
@@ -461,7 +436,7 @@ class ControlMailbox(components.Component):
         w.state.clock += 1
         try:
             method, arguments = message["method"], message.get("arguments") or {}
-            reply = commands.dispatch(w, method, arguments)
+            reply = commands.dispatch(self.node, method, arguments)
             if method in commands.FORWARDED and w.pool is not None \
                     and not (isinstance(reply, dict) and "error" in reply):
                 w.pool.forward(method, arguments)  # (what the pool's processes apply too)

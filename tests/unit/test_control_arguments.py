@@ -1,8 +1,8 @@
 """Remote-control arguments are checked before a node changes anything: a bad one gets an
 ``{"error": ...}`` reply saying what is wrong, and the node is left as it was.
 
-``commands.dispatch`` runs against a small stand-in for the worker that records every
-change asked of it.
+``commands.dispatch`` runs against a small stand-in node that records every change asked
+of it.
 """
 from __future__ import annotations
 
@@ -24,44 +24,88 @@ class FakeTask:
 
 
 class FakeWorker:
-    """What the command handlers use of a worker; ``changes`` lists what they did."""
+    """A stand-in node (``multiq.control.node.Node``); ``changes`` lists what the handlers
+    asked of it."""
+
+    hostname = "fake@h"
+    started = 0.0
+    clock = 0
 
     def __init__(self) -> None:
         self.changes: List[Any] = []
         self.task = FakeTask()
         tasks = {"proj.add": self.task}
+        self.tasks = tasks
         self.app = SimpleNamespace(
             tasks=SimpleNamespace(get=tasks.get, regular=lambda: dict(tasks)),
             broker=SimpleNamespace(),  # no Redis: a handler that gets this far fails
         )
-        self.options: Dict[str, Any] = {}
-        self.executor = SimpleNamespace(
-            set_rate_limit=lambda *a: self.changes.append(("rate", a)))
-        self.pool = SimpleNamespace(
-            grow=lambda n: self.changes.append(("grow", n)) or 2,
-            shrink=lambda n: self.changes.append(("shrink", n)) or 1,
-            active=lambda: [], held=lambda: [])
-        self.consumer = SimpleNamespace(
-            queues=["a", "b"], reserved=[],
-            add_queue=lambda q: self.changes.append(("add", q)),
-            cancel_queue=lambda q: self.changes.append(("cancel", q)))
+        self.queues = ["a", "b"]
 
-    def resize(self, size: int) -> None:
-        self.changes.append(("resize", size))
+    def pool_info(self) -> Dict[str, Any]:
+        return {"max-concurrency": 1}
+
+    def prefetch(self) -> int:
+        return 1
+
+    def totals(self) -> Dict[str, int]:
+        return {}
+
+    def current_queues(self) -> List[str]:
+        return list(self.queues)
+
+    def consuming(self) -> bool:
+        return True
+
+    def running(self) -> List[Any]:
+        return []
+
+    def reserved(self) -> List[Any]:
+        return []
+
+    def revoked(self) -> List[str]:
+        return []
+
+    def autoscaling(self) -> bool:
+        return False
+
+    def set_events(self, enabled: bool) -> None:
+        self.changes.append(("events", enabled))
+
+    def set_rate_limit(self, task_name: str, rate: Any) -> None:
+        self.tasks[task_name].rate_limit = rate
+        self.changes.append(("rate", (task_name, rate)))
+
+    def set_time_limit(self, task_name: str, soft: Any, hard: Any) -> None:
+        task = self.tasks[task_name]
+        task.soft_time_limit, task.time_limit = soft, hard
+
+    def revoke(self, ids: Any, terminate: bool, signo: int) -> List[str]:
+        self.changes.append(("revoke", ids))
+        if terminate:
+            self.changes.append(("terminate", ids, signo))
+        return []
+
+    def request_stop(self, mode: str) -> None:
+        self.changes.append(("stop", mode))
+
+    def grow(self, n: int) -> int:
+        self.changes.append(("grow", n))
+        return 2
+
+    def shrink(self, n: int) -> int:
+        self.changes.append(("shrink", n))
+        return 1
 
     def set_autoscale(self, high: int, low: int) -> Any:
         self.changes.append(("autoscale", high, low))
-        return SimpleNamespace(max=high, min=low)
+        return high, low
 
-    def revoke(self, ids: Any) -> None:
-        self.changes.append(("revoke", ids))
+    def add_queue(self, queue: str) -> None:
+        self.changes.append(("add", queue))
 
-    def terminate(self, ids: Any, signo: Any) -> List[str]:
-        self.changes.append(("terminate", ids, signo))
-        return []
-
-    def current_queues(self) -> List[str]:
-        return list(self.consumer.queues)
+    def cancel_queue(self, queue: str) -> None:
+        self.changes.append(("cancel", queue))
 
 
 BAD = [
