@@ -54,7 +54,7 @@ async def send(app: MultiQ, name: str, args: Any, kwargs: Any, **options: Any) -
 
 async def publish(app: MultiQ, client: Any, sends: List[Any]) -> None:
     """Write deferred publishes (queue, data, priority, eta, member) in one round trip."""
-    from multiq.sender import Commands
+    from multiq.broker.wire import Commands
 
     if not sends:
         return

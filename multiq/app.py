@@ -452,11 +452,11 @@ class MultiQ:
 
     def _get_sender(self) -> Any:
         """The fast sender for the current broker (None when it has none): see
-        :mod:`multiq.sender`."""
+        :mod:`multiq.broker.wire`."""
         broker = self.broker
         sender = self._sender
         if sender is None or sender[0] is not broker:
-            from multiq.sender import Sender
+            from multiq.broker.wire import Sender
             with self._lock:
                 sender = self._sender
                 if sender is None or sender[0] is not broker:
@@ -699,7 +699,7 @@ def _async_result() -> Any:
 
 
 def _commands() -> Any:
-    from multiq.sender import Commands
+    from multiq.broker.wire import Commands
     return Commands()
 
 

@@ -111,7 +111,7 @@ Message = Tuple[str, bytes, str]  # (stream key, envelope, queue name)
 def state_commands(pipe: Any, chord_id: str, size: int, messages: Sequence[Message],
                    expires: Optional[int], prefix: str = "") -> None:
     """Record the writes that create a chord's state on ``pipe`` (a pipeline or
-    :class:`multiq.sender.Commands` of the result backend)."""
+    :class:`multiq.broker.wire.Commands` of the result backend)."""
     key, results = meta_key(chord_id, prefix), results_key(chord_id, prefix)
     fields: List[Any] = ["n", size, "k", len(messages)]
     for i, (stream, data, queue) in enumerate(messages, 1):

@@ -11,10 +11,10 @@ import redis
 
 from multiq.broker import order, scripts
 from multiq.broker.waiters import SlotWaiters
+from multiq.broker.wire import Command, Exchange, Sender
 from multiq.exceptions import ImproperlyConfigured
 from multiq.keys import GROUP, Keys, band_of
 from multiq.redisconn import connect, is_cluster
-from multiq.sender import Command, Exchange, Sender
 
 Pipeline = Any
 logger = logging.getLogger("multiq.broker")

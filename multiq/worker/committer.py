@@ -17,9 +17,9 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Deque, List, Optional, Sequence, Set
 
 from multiq import events, states
+from multiq.broker.wire import Commands, Writer
 from multiq.chordstate import send_commands
 from multiq.redisconn import UNAVAILABLE
-from multiq.sender import Commands, Writer
 from multiq.worker.items import Done, Event, Item, Redeliver, Refused, Revoked, Started
 from multiq.worker.markers import Markers
 from multiq.worker.outbox import Outbox

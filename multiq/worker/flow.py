@@ -76,7 +76,7 @@ class Flow:
         self.broker = app.broker
         self.inline_db: Optional[int] = None
         if self.backend is not None:
-            from multiq.sender import Sender
+            from multiq.broker.wire import Sender
 
             sender = Sender.of(self.broker)
             if sender is not None and sender.same_server(self.backend.client):

@@ -22,9 +22,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Optional
 
-from multiq.link import Link
+from multiq.broker.wire import Commands, Link, Sender
 from multiq.redisconn import REDIS_ERRORS
-from multiq.sender import Commands, Sender
 
 if TYPE_CHECKING:
     from multiq.broker.redis import RedisBroker
@@ -33,7 +32,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("multiq.worker")
 
 class Markers:
-    """Writes start markers on a :class:`~multiq.link.Link` of their own."""
+    """Writes start markers on a :class:`~multiq.broker.wire.Link` of their own."""
 
     def __init__(self, broker: RedisBroker, consumer: str, sender: Sender) -> None:
         self.broker = broker

@@ -1,7 +1,7 @@
 """How one commit reaches Redis: result writes first, then the acks, in as few exchanges
 as the servers allow.
 
-The committer records a batch's commands (:class:`multiq.sender.Commands`) and hands them
+The committer records a batch's commands (:class:`multiq.broker.wire.Commands`) and hands them
 here. When the result backend and the broker are databases of one server, both go out in a
 single exchange on one connection: ``SELECT`` the results' database, the result writes
 (and ``WAIT`` with ``wait_replicas``), ``SELECT`` back, then the acks in ``MULTI``/``EXEC``.
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, List, Optional
 
-from multiq.sender import Command, Commands, Writer
+from multiq.broker.wire import Command, Commands, Writer
 
 
 class Outbox:

@@ -3,7 +3,7 @@
 For each item a worker hands in (a task started or finished, a message to redeliver,
 revoke or refuse, an event), the :class:`Recorder` records the result document writes and
 the broker writes — acks, requeues, dead letters, events — on two
-:class:`~multiq.sender.Commands`. Whoever sends them (the committer thread, or a prefork
+:class:`~multiq.broker.wire.Commands`. Whoever sends them (the committer thread, or a prefork
 child for its own tasks) writes the results first, then the broker side.
 """
 from __future__ import annotations
@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any, Dict, List, NamedTuple, Optional, Sequenc
 
 from multiq import events, states
 from multiq.backends.base import exception_to_dict, make_doc
+from multiq.broker.wire import Commands
 from multiq.describe import describe, safe_str
 from multiq.exceptions import BackendNotConfigured, EncodeError, TaskRevokedError, WorkerLostError
 from multiq.message import peek
-from multiq.sender import Commands
 from multiq.worker import flow
 from multiq.worker.flow import FINAL
 from multiq.worker.items import FINISHING, Done, Event, Item, Redeliver, Revoked, Started

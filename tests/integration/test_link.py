@@ -6,8 +6,7 @@ from typing import Any
 import pytest
 import redis
 
-from multiq.link import Link
-from multiq.sender import Sender
+from multiq.broker.wire import Link, Sender
 
 
 def test_writes_land_in_order_and_replies_are_read_later(redis_client: Any) -> None:

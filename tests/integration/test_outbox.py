@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import redis
 
-from multiq.sender import Commands, Sender, Writer
+from multiq.broker.wire import Commands, Sender, Writer
 from multiq.worker.outbox import Outbox
 
 

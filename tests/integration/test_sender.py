@@ -10,9 +10,9 @@ import pytest
 import redis
 
 from multiq import group
+from multiq.broker.wire import Sender
 from multiq.keys import Keys
 from multiq.message import decode
-from multiq.sender import Sender
 
 KEYS = Keys()
 

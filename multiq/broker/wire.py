@@ -1,4 +1,5 @@
-"""Sending commands to Redis without redis-py's per-command overhead.
+"""The hand-written Redis protocol path: commands written on kept connections, without
+redis-py's per-command overhead.
 
 For one small message, redis-py's client path (a pool checkout that polls the socket for
 stale data, retry wrappers, metrics, response callbacks) costs more CPU than the round trip
@@ -16,18 +17,30 @@ now); a forked child starts with an empty list.
 A :class:`Writer` is what the worker's hot path writes through: a :class:`Sender` where one
 can be used, else (a Redis Cluster routes each command to its own shard) a redis-py pipeline
 that replays the recorded commands.
+
+A :class:`Link` is one connection written without waiting: Redis answers a connection's
+commands in order, so a writer sends and goes on, and reads the replies in bulk when it must
+know they landed (:meth:`Link.confirm`). Worker threads use it for start markers, which
+nobody waits for. Writes whose replies were not read when the connection failed are given
+up (a marker that is missing only means its task may run again should the node die: at
+least once).
 """
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+import threading
+from collections import deque
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 import redis
 import redis.utils
 from redis.commands.core import CoreCommands
 
+from multiq.redisconn import REDIS_ERRORS, is_cluster
+
 Command = Tuple[Any, ...]
 CHUNK = 128  # commands per write
+UNREAD_LIMIT = 256  # writes a Link leaves unconfirmed before a writer reads their replies itself
 
 
 def _hiredis_packer() -> Optional[Callable[[Command], bytes]]:
@@ -87,8 +100,6 @@ class Writer:
     there a transaction, which must stay in one slot, becomes a plain pipeline)."""
 
     def __init__(self, client: Any) -> None:
-        from multiq.redisconn import is_cluster
-
         self.client = client
         self.sender = Sender.for_client(client)
         self._transactions = not is_cluster(client)
@@ -239,3 +250,80 @@ class Exchange:
         conn, self._conn = self._conn, None
         if conn is not None:
             self.sender._drop(conn)
+
+
+class Link:
+    """One connection out of a sender's pool, written by any thread, read in order."""
+
+    def __init__(self, sender: Sender) -> None:
+        self.sender = sender
+        self._lock = threading.Lock()
+        self._conn: Any = None
+        self._unread: Deque[Tuple[int, int]] = deque()  # (write number, its replies)
+        self.posted = 0  # writes so far
+        self.confirmed = 0  # writes whose replies have all been read (or given up)
+
+    def post(self, commands: Sequence[Command]) -> int:
+        """Send ``commands`` (one write) and return its number, without reading replies;
+        raises the connection's error when it could not be sent."""
+        with self._lock:
+            try:
+                if self._conn is None:
+                    self._conn = self.sender.pool.get_connection()
+                self._conn.send_packed_command(self.sender.pack(self._conn, commands))
+            except REDIS_ERRORS:
+                self._lost()
+                raise
+            self.posted += 1
+            self._unread.append((self.posted, len(commands)))
+            if len(self._unread) > UNREAD_LIMIT:
+                self._read_to(self.posted - UNREAD_LIMIT // 2)
+            return self.posted
+
+    def confirm(self, number: int = 0) -> List[Exception]:
+        """Read replies until write ``number`` (every write when 0) is answered; returns the
+        error replies met on the way."""
+        if number and number <= self.confirmed:
+            return []
+        with self._lock:
+            return self._read_to(number or self.posted)
+
+    def _read_to(self, number: int) -> List[Exception]:
+        errors: List[Exception] = []
+        if self._conn is None:  # nothing unread can still arrive
+            self._lost()
+            return errors
+        while self._unread and self._unread[0][0] <= number:
+            head, replies = self._unread[0]
+            try:
+                for _ in range(replies):
+                    try:
+                        reply = self._conn.read_response()
+                    except redis.ResponseError as exc:
+                        errors.append(exc)
+                        continue
+                    if isinstance(reply, list):
+                        errors += [r for r in reply if isinstance(r, redis.ResponseError)]
+            except REDIS_ERRORS:
+                self._lost()  # what it carried was applied, or never will be
+                return errors
+            self._unread.popleft()
+            self.confirmed = head
+        return errors
+
+    def _lost(self) -> None:
+        conn, self._conn = self._conn, None
+        self._unread.clear()
+        self.confirmed = self.posted
+        if conn is not None:
+            conn.disconnect()
+            self.sender.pool.release(conn)
+
+    def close(self) -> None:
+        """Read what is left, then give the connection back."""
+        with self._lock:
+            if self._conn is not None and self._unread:
+                self._read_to(self.posted)
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                self.sender.pool.release(conn)
