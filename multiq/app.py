@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from typing import (
+    TYPE_CHECKING,
     Any,
     Callable,
     Dict,
@@ -32,6 +33,9 @@ from multiq import task as task_mod  # in MultiQ's body, "Task" is the property
 from multiq.exceptions import BackendNotConfigured, ImproperlyConfigured, OperationalError
 from multiq.message import Message, envelope
 from multiq.task import Task
+
+if TYPE_CHECKING:
+    from multiq.broker.base import Broker
 
 logger = logging.getLogger("multiq.app")
 
@@ -77,7 +81,7 @@ class MultiQ:
         self.django_fixup: Any = None
         self._include = list(include or ())
         self._autodiscover: List[Any] = []
-        self._broker: Any = None
+        self._broker: Optional[Broker] = None
         self._backend: Any = None
         self._control: Any = None
         self._sender: Optional[Tuple[Any, Any]] = None  # (broker, its Sender or None)
@@ -288,7 +292,7 @@ class MultiQ:
     # -- connections -------------------------------------------------------------------
 
     @property
-    def broker(self) -> Any:
+    def broker(self) -> Broker:
         """The broker connection, made on first use."""
         if self._broker is None:
             with self._lock:

@@ -146,7 +146,7 @@ def send_commands(pipe: Any, broker: Any, reply: Any) -> int:
         stream, data, queue = reply[i], reply[i + 1], reply[i + 2]
         if isinstance(queue, bytes):
             queue = queue.decode()
-        broker._note_queue(pipe, queue)
+        broker.note_queue(pipe, queue)
         pipe.xadd(stream, {"m": data, "n": 0})
     return len(reply) // 3
 

@@ -89,7 +89,7 @@ class RedisBroker:
         p: Any = self.client.pipeline(transaction=False) if own else pipe
         band = band_of(priority)
         if queue not in self._known_queues:
-            self._note_queue(p, queue)
+            self.note_queue(p, queue)
         if eta is not None and eta > time.time():
             self.add_delayed(p, queue, band, member, data, eta)
         else:
@@ -98,7 +98,7 @@ class RedisBroker:
             self.seal(p)
             p.execute()
 
-    def _note_queue(self, p: Any, queue: str) -> None:
+    def note_queue(self, p: Any, queue: str) -> None:
         """Add ``queue`` to the set of queue names (once per process)."""
         if queue not in self._known_queues:
             # on a cluster the set has its own slot, outside the queue's transaction

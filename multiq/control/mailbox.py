@@ -11,7 +11,10 @@ import json
 import logging
 import time
 import uuid
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+
+if TYPE_CHECKING:
+    from multiq.broker.base import Broker
 
 REPLY_TTL = 10
 logger = logging.getLogger("multiq.control")
@@ -20,7 +23,7 @@ logger = logging.getLogger("multiq.control")
 class Mailbox:
     """The caller's side."""
 
-    def __init__(self, broker: Any) -> None:
+    def __init__(self, broker: Broker) -> None:
         self.broker = broker
 
     def live_nodes(self, destination: Optional[Sequence[str]] = None) -> List[str]:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 from multiq.redisconn import REDIS_ERRORS, UNAVAILABLE
 
 if TYPE_CHECKING:
-    from multiq.broker.redis import RedisBroker
+    from multiq.broker.base import Broker
     from multiq.worker.committer import Committer
     from multiq.worker.contact import Contact
     from multiq.worker.state import WorkerState
@@ -90,7 +90,7 @@ class Heartbeat(Component):
 
     name = "heartbeat"
 
-    def __init__(self, broker: RedisBroker, consumer: str, info: Callable[[], Dict[str, Any]],
+    def __init__(self, broker: Broker, consumer: str, info: Callable[[], Dict[str, Any]],
                  interval: float, ttl: float, contact: Contact,
                  on_beat: Optional[Callable[[Dict[str, Any]], None]] = None,
                  others: Callable[[], List[str]] = list) -> None:
@@ -153,7 +153,7 @@ class Promoter(Component):
     max_wait = 1.0
     first_wait = 0.1
 
-    def __init__(self, broker: RedisBroker, queues: Callable[[], List[str]]) -> None:
+    def __init__(self, broker: Broker, queues: Callable[[], List[str]]) -> None:
         super().__init__()
         self.broker, self.queues = broker, queues
 
@@ -182,7 +182,7 @@ class Recovery(Component):
     name = "recovery"
     first_wait = 0.1
 
-    def __init__(self, broker: RedisBroker, consumer: str, queues: Callable[[], List[str]],
+    def __init__(self, broker: Broker, consumer: str, queues: Callable[[], List[str]],
                  committer: Committer, interval: float, contact: Contact) -> None:
         super().__init__()
         self.broker, self.consumer, self.queues = broker, consumer, queues
@@ -246,7 +246,7 @@ class RevokeSync(Component):
     name = "revokes"
     resync = 10.0
 
-    def __init__(self, broker: RedisBroker, state: WorkerState,
+    def __init__(self, broker: Broker, state: WorkerState,
                  on_revoke: Optional[Callable[[Dict[str, Any]], None]] = None) -> None:
         super().__init__()
         self.broker, self.state, self.on_revoke = broker, state, on_revoke

@@ -12,7 +12,8 @@ from multiq.redisconn import REDIS_ERRORS, UNAVAILABLE
 from multiq.worker.items import Started
 
 if TYPE_CHECKING:
-    from multiq.broker.redis import Delivery, PostedFetch, RedisBroker
+    from multiq.broker.base import Broker
+    from multiq.broker.redis import Delivery, PostedFetch
     from multiq.pools.base import Pool
     from multiq.worker.contact import Contact
     from multiq.worker.execute import Executor
@@ -34,7 +35,7 @@ class Consumer:
     """Fetches from the node's queues, highest priority first within each, the queues in
     rotation (``queue_order_strategy``), and dispatches to the pool."""
 
-    def __init__(self, broker: RedisBroker, consumer: str, queues: List[str], prefetch: int,
+    def __init__(self, broker: Broker, consumer: str, queues: List[str], prefetch: int,
                  pool: Pool, executor: Executor, contact: Optional[Contact] = None) -> None:
         self.broker = broker
         self.contact = contact  # told of outages; a reconnect asks it for a beat

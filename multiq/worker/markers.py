@@ -26,7 +26,7 @@ from multiq.broker.wire import Commands, Link, Sender
 from multiq.redisconn import REDIS_ERRORS
 
 if TYPE_CHECKING:
-    from multiq.broker.redis import RedisBroker
+    from multiq.broker.base import Broker
     from multiq.worker.items import Request
 
 logger = logging.getLogger("multiq.worker")
@@ -34,13 +34,13 @@ logger = logging.getLogger("multiq.worker")
 class Markers:
     """Writes start markers on a :class:`~multiq.broker.wire.Link` of their own."""
 
-    def __init__(self, broker: RedisBroker, consumer: str, sender: Sender) -> None:
+    def __init__(self, broker: Broker, consumer: str, sender: Sender) -> None:
         self.broker = broker
         self.consumer = consumer
         self.link = Link(sender)
 
     @classmethod
-    def of(cls, broker: RedisBroker, consumer: str) -> Optional[Markers]:
+    def of(cls, broker: Broker, consumer: str) -> Optional[Markers]:
         """Markers for a broker on one server (or Sentinel); None on a cluster, where the
         committer writes them with its batches instead."""
         if broker.cluster:

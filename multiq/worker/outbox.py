@@ -11,15 +11,18 @@ written on its own, results first.
 """
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import TYPE_CHECKING, Any, List, Optional
 
 from multiq.broker.wire import Command, Commands, Writer
+
+if TYPE_CHECKING:
+    from multiq.broker.base import Broker
 
 
 class Outbox:
     """Writes a commit's recorded result commands and acks."""
 
-    def __init__(self, broker: Any, backend: Any) -> None:
+    def __init__(self, broker: Broker, backend: Any) -> None:
         """``backend`` is None when no result backend is configured."""
         self.broker, self.backend = broker, backend
         self.acks = Writer(broker.client)

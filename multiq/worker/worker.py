@@ -22,7 +22,7 @@ import threading
 import time
 import traceback
 import uuid
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from multiq import __version__, signals
 from multiq.exceptions import ImproperlyConfigured
@@ -37,6 +37,9 @@ from multiq.worker.contact import Contact
 from multiq.worker.execute import Executor
 from multiq.worker.node import NodeControl
 from multiq.worker.state import WorkerState
+
+if TYPE_CHECKING:
+    from multiq.broker.base import Broker
 
 logger = logging.getLogger("multiq.worker")
 
@@ -181,7 +184,7 @@ class Worker:
         # a beat later than a wait and a beat's timeout means a stall
         return Contact(ttl, max_gap=interval + components.beat_timeout(interval, ttl))
 
-    def _start_components(self, broker: Any, committer: Committer) -> None:
+    def _start_components(self, broker: Broker, committer: Committer) -> None:
         interval, ttl = self._liveness()
         contact = self.contact
         info = components.node_info(self.hostname, self.consumer_name, self.pool_kind,
