@@ -201,9 +201,7 @@ def connect(url: str, options: Optional[Dict[str, Any]] = None,
     call fails after ``timeout`` seconds, without retrying: for what must notice a stalled
     server within about that long (the heartbeat), never for blocking reads.
     """
-    options = dict(options or {})
-    target = parse_url(url, options)
-    kwargs = _client_kwargs(target, options, timeout)
+    target, kwargs, options = _setup(url, options, timeout)
     if target.kind == "cluster":
         from redis.cluster import ClusterNode, RedisCluster
 
@@ -213,18 +211,8 @@ def connect(url: str, options: Optional[Dict[str, Any]] = None,
     if target.kind == "sentinel":
         from redis.sentinel import Sentinel
 
-        sentinel_kwargs = dict(options.get("sentinel_kwargs") or {})
-        password = target.query.get("sentinel_password")
-        if password:
-            sentinel_kwargs.setdefault("password", password)
-        for k, v in kwargs.items():  # sentinels share the socket and TLS settings
-            if k.startswith(("socket_", "ssl")):
-                sentinel_kwargs.setdefault(k, v)
-        sentinel = Sentinel(target.hosts, sentinel_kwargs=sentinel_kwargs)
-        return sentinel.master_for(str(target.master), db=target.db, **kwargs)
-    if url.split("://", 1)[0].lower().startswith("valkey"):
-        url = "redis" + url[len("valkey"):]
-    return redis.Redis.from_url(url, **kwargs)
+        return _master(Sentinel, target, options, kwargs)
+    return redis.Redis.from_url(_redis_scheme(url), **kwargs)
 
 
 def connect_async(url: str, options: Optional[Dict[str, Any]] = None) -> Any:
@@ -232,29 +220,48 @@ def connect_async(url: str, options: Optional[Dict[str, Any]] = None) -> Any:
     a cluster, where the caller runs the blocking client in a thread instead."""
     import redis.asyncio as aioredis
 
-    options = dict(options or {})
-    target = parse_url(url, options)
-    kwargs = _client_kwargs(target, options)
+    target, kwargs, options = _setup(url, options)
     if target.kind == "cluster":
         return None
     if target.kind == "sentinel":
         from redis.asyncio.sentinel import Sentinel
 
-        sentinel_kwargs = dict(options.get("sentinel_kwargs") or {})
-        password = target.query.get("sentinel_password")
-        if password:
-            sentinel_kwargs.setdefault("password", password)
-        for k, v in kwargs.items():
-            if k.startswith(("socket_", "ssl")):
-                sentinel_kwargs.setdefault(k, v)
-        sentinel = Sentinel(target.hosts, sentinel_kwargs=sentinel_kwargs)
-        return sentinel.master_for(str(target.master), db=target.db, **kwargs)
-    if url.split("://", 1)[0].lower().startswith("valkey"):
-        url = "redis" + url[len("valkey"):]
+        return _master(Sentinel, target, options, kwargs)
     # many coroutines share the pool: past its size they wait for a connection, not fail
     kwargs.setdefault("max_connections", int(options.get("max_connections") or 64))
-    pool = aioredis.BlockingConnectionPool.from_url(url, timeout=None, **kwargs)
+    pool = aioredis.BlockingConnectionPool.from_url(_redis_scheme(url), timeout=None, **kwargs)
     return aioredis.Redis(connection_pool=pool)
+
+
+def _setup(url: str, options: Optional[Dict[str, Any]],
+           timeout: Optional[float] = None) -> Tuple[Target, Dict[str, Any], Dict[str, Any]]:
+    """What ``url`` names, the client's keyword arguments, and (a copy of) ``options``."""
+    options = dict(options or {})
+    target = parse_url(url, options)
+    return target, _client_kwargs(target, options, timeout), options
+
+
+def _master(sentinel_class: Any, target: Target, options: Dict[str, Any],
+            kwargs: Dict[str, Any]) -> Any:
+    """The client of the master the sentinels name, from ``sentinel_class`` (blocking or
+    asyncio). The sentinels' own connections take ``sentinel_kwargs``, the URL's
+    ``sentinel_password``, and the client's socket and TLS settings."""
+    sentinel_kwargs = dict(options.get("sentinel_kwargs") or {})
+    password = target.query.get("sentinel_password")
+    if password:
+        sentinel_kwargs.setdefault("password", password)
+    for k, v in kwargs.items():
+        if k.startswith(("socket_", "ssl")):
+            sentinel_kwargs.setdefault(k, v)
+    sentinel = sentinel_class(target.hosts, sentinel_kwargs=sentinel_kwargs)
+    return sentinel.master_for(str(target.master), db=target.db, **kwargs)
+
+
+def _redis_scheme(url: str) -> str:
+    """``url`` with a ``valkey`` scheme spelled ``redis`` (what redis-py reads)."""
+    if url.split("://", 1)[0].lower().startswith("valkey"):
+        return "redis" + url[len("valkey"):]
+    return url
 
 
 def is_cluster(client: Any) -> bool:
