@@ -1,4 +1,4 @@
-"""Writes without waiting (``multiq.link``): order, bulk replies, lost connections."""
+"""Writes without waiting (``multiq.broker.wire``: Link): order, bulk replies, lost connections."""
 from __future__ import annotations
 
 from typing import Any

@@ -1,5 +1,5 @@
-"""The fast send path (``multiq.sender``) against the session's Redis: what ``delay`` and
-``group`` write, error replies, lost connections, forks and threads."""
+"""The fast send path (``multiq.broker.wire``: Sender, Writer) against the session's Redis:
+what ``delay`` and ``group`` write, error replies, lost connections, forks and threads."""
 from __future__ import annotations
 
 import os
