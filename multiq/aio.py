@@ -1,7 +1,8 @@
 """The awaitable client: ``await task.adelay()``, ``await result.aget()``.
 
 Messages are made by the same code as ``delay()`` (``send_task``, with its publish
-deferred), then written with ``redis.asyncio``; a result is awaited on the same
+deferred), then written on a ``redis.asyncio`` connection in one go (see
+:class:`multiq.broker.wire.AsyncSender`); a result is awaited on the same
 notification ``get()`` waits for (SUBSCRIBE to the result's channel, then read it), never
 by polling. Each app keeps one pair of asyncio clients (broker, results) per event loop.
 On a Redis Cluster, where redis-py has no asyncio pub/sub, the blocking client runs in a
@@ -13,7 +14,7 @@ import asyncio
 import json
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, NamedTuple, Optional, Tuple
 
 from multiq import states
 from multiq.exceptions import TimeoutError
@@ -24,35 +25,51 @@ if TYPE_CHECKING:
 _clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # loop -> {app id: pair}
 
 
+class _Clients(NamedTuple):
+    """One event loop's asyncio clients of an app, and the senders on their pools."""
+
+    broker: Any
+    backend: Any
+    broker_sender: Any
+    backend_sender: Any
+
+
 def clients(app: MultiQ) -> Tuple[Any, Any]:
     """This event loop's (broker, backend) asyncio clients of ``app`` (None on a cluster)."""
+    found = _loop_clients(app)
+    return found.broker, found.backend
+
+
+def _loop_clients(app: MultiQ) -> _Clients:
+    from multiq.broker.wire import AsyncSender
     from multiq.redisconn import connect_async
 
     loop = asyncio.get_running_loop()
-    per_app: Dict[int, Tuple[Any, Any]] = _clients.setdefault(loop, {})
-    pair = per_app.get(id(app))
-    if pair is None:
+    per_app: Dict[int, _Clients] = _clients.setdefault(loop, {})
+    found = per_app.get(id(app))
+    if found is None:
         conf = app.conf
         broker = connect_async(app.broker.url, conf.broker_transport_options)
         backend_url = app.backend.url
         backend = connect_async(backend_url, conf.result_backend_transport_options) \
             if backend_url != app.broker.url else broker
-        pair = per_app[id(app)] = (broker, backend)
-    return pair
+        senders = [AsyncSender(c) if c is not None else None for c in (broker, backend)]
+        found = per_app[id(app)] = _Clients(broker, backend, *senders)
+    return found
 
 
 async def send(app: MultiQ, name: str, args: Any, kwargs: Any, **options: Any) -> Any:
     """``send_task`` whose write to Redis is awaited; returns the AsyncResult."""
-    broker_client, _ = clients(app)
-    if broker_client is None:
+    found = _loop_clients(app)
+    if found.broker is None:
         return await asyncio.to_thread(app.send_task, name, args, kwargs, **options)
     with app.deferred_publishes() as sends:
         result = app.send_task(name, args, kwargs, **options)
-    await publish(app, broker_client, sends)
+    await publish(app, found.broker_sender, sends)
     return result
 
 
-async def publish(app: MultiQ, client: Any, sends: List[Any]) -> None:
+async def publish(app: MultiQ, sender: Any, sends: List[Any]) -> None:
     """Write deferred publishes (queue, data, priority, eta, member) in one round trip."""
     from multiq.broker.wire import Commands
 
@@ -63,27 +80,26 @@ async def publish(app: MultiQ, client: Any, sends: List[Any]) -> None:
     for queue, data, priority, eta, member in sends:
         broker.publish(queue, data, priority=priority, eta=eta, member=member, pipe=commands)
     broker.seal(commands)
-    pipe = client.pipeline(transaction=False)
-    commands.replay(pipe)
-    await pipe.execute()
+    await sender.execute(commands.stack)
 
 
 async def wait_for(app: MultiQ, task_id: str, timeout: Optional[float]) -> Dict[str, Any]:
     """The task's result document once it is ready (TimeoutError after ``timeout``)."""
     backend = app.backend
-    _, client = clients(app)
-    if client is None:
+    found = _loop_clients(app)
+    if found.backend is None:
         return await asyncio.to_thread(backend.wait_for, task_id, timeout)
-    return await _listener(app, client).wait(task_id, timeout)
+    return await _listener(app, found).wait(task_id, timeout)
 
 
-def _listener(app: MultiQ, client: Any) -> _Listener:
+def _listener(app: MultiQ, found: _Clients) -> _Listener:
     loop = asyncio.get_running_loop()
     per_app = _listeners.setdefault(loop, {})
-    found = per_app.get(id(app))
-    if found is None:
-        found = per_app[id(app)] = _Listener(app.backend, client)
-    return found
+    listener = per_app.get(id(app))
+    if listener is None:
+        listener = per_app[id(app)] = _Listener(app.backend, found.backend,
+                                                found.backend_sender)
+    return listener
 
 
 _listeners: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # loop -> {app id: L}
@@ -94,8 +110,8 @@ class _Listener:
     waiter subscribes to its result's channel, then reads the result; one reader task
     hands each notification to the waiters of its channel."""
 
-    def __init__(self, backend: Any, client: Any) -> None:
-        self.backend, self.client = backend, client
+    def __init__(self, backend: Any, client: Any, sender: Any) -> None:
+        self.backend, self.client, self.sender = backend, client, sender
         self.pubsub = client.pubsub(ignore_subscribe_messages=True)
         self.waiters: Dict[bytes, List[asyncio.Future]] = {}
         self.reader: Optional[asyncio.Task] = None
@@ -115,16 +131,15 @@ class _Listener:
             if self.reader is None or self.reader.done():
                 self.reader = asyncio.ensure_future(self._read())
             while True:
-                doc = self.backend.decode(task_id, await self.client.get(key))
+                [raw] = await self.sender.execute([("GET", key)])
+                doc = self.backend.decode(task_id, raw)
                 if doc["status"] in states.READY_STATES:
                     return doc
                 left = 1.0 if deadline is None else deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError(f"The operation timed out waiting for task {task_id}")
-                try:  # woken by the notification; read again after a quiet second
-                    doc = await asyncio.wait_for(future, min(left, 1.0))
-                except asyncio.TimeoutError:
-                    doc = None
+                # woken by the notification; read again after a quiet second
+                doc = await _within(future, min(left, 1.0))
                 if doc is not None and doc["status"] in states.READY_STATES:
                     return doc
                 waiting = self.waiters.setdefault(channel, [])  # wait again, on a new one
@@ -149,23 +164,39 @@ class _Listener:
                 pass
 
     async def _read(self) -> None:
-        """Hand notifications to their waiters while anyone waits."""
+        """Hand notifications to their waiters while anyone waits. A read blocks until the
+        next reply: a notification, or the confirmation of a waiter's (un)subscribe, after
+        which the last waiter's leaving ends the reader."""
         while self.waiters:
             try:
-                msg = await self.pubsub.get_message(ignore_subscribe_messages=True,
-                                                    timeout=1.0)
+                reply = await self.pubsub.parse_response(block=True)
             except Exception:  # a lost connection: waiters re-read their results
                 await asyncio.sleep(0.1)
                 continue
-            if msg is None or msg.get("type") != "message":
+            if not isinstance(reply, list) or len(reply) != 3 or reply[0] != b"message":
                 continue
             try:
-                doc = json.loads(msg["data"])
+                doc = json.loads(reply[2])
             except ValueError:
                 continue
-            for future in self.waiters.get(msg["channel"], ()):
+            for future in self.waiters.get(reply[1], ()):
                 if not future.done():
                     future.set_result(doc)
+
+
+async def _within(future: asyncio.Future, timeout: float) -> Any:
+    """``future``'s result, or None once ``timeout`` passed (cheaper than ``wait_for``,
+    which makes a task of it)."""
+    timer = asyncio.get_running_loop().call_later(timeout, _expire, future)
+    try:
+        return await future
+    finally:
+        timer.cancel()
+
+
+def _expire(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 async def get_many(app: MultiQ, task_ids: List[str]) -> List[Dict[str, Any]]:

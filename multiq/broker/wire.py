@@ -327,3 +327,93 @@ class Link:
             conn, self._conn = self._conn, None
             if conn is not None:
                 self.sender.pool.release(conn)
+
+
+class AsyncSender:
+    """:class:`Sender` for a ``redis.asyncio`` client, on one event loop: recorded commands
+    written in one go on a connection of the client's pool kept checked out, and exactly
+    as many replies read (redis.asyncio's client and pipeline cost more than the round trip
+    for one small write). At most ``size`` connections are kept out of the pool (which
+    others share, its pub/sub among them); past that, a coroutine waits for one of them.
+    A connection that failed goes back to the pool closed. Error replies are raised once
+    every reply is read."""
+
+    def __init__(self, client: Any, size: int = 16) -> None:
+        self.client = client
+        self.pool = client.connection_pool
+        self.size = size
+        self._idle: List[Any] = []
+        self._out = 0  # connections taken from the pool and not given back
+        self._waiting: Deque[Any] = deque()  # futures of coroutines waiting for one
+
+    async def execute(self, commands: Sequence[Command]) -> List[Any]:
+        conn = await self._take()
+        try:
+            packed = _pack_command
+            if packed is not None and not any(" " in c[0] for c in commands):
+                await conn.send_packed_command([b"".join([packed(c) for c in commands])])
+            else:
+                await conn.send_packed_command(conn.pack_commands(commands))
+            replies: List[Any] = []
+            error: Optional[redis.ResponseError] = None
+            for _ in commands:
+                try:
+                    replies.append(await conn.read_response())
+                except redis.ResponseError as exc:
+                    error = error or exc
+                    replies.append(exc)
+        except BaseException:  # (a cancelled read too: the connection may hold a reply)
+            await self._drop(conn)
+            raise
+        self._give(conn)
+        if error is not None:
+            raise error
+        return replies
+
+    async def _take(self) -> Any:
+        import asyncio
+
+        while True:
+            if self._idle:
+                return self._idle.pop()
+            if self._out < self.size:
+                self._out += 1
+                try:
+                    return await self.pool.get_connection()
+                except BaseException:
+                    self._out -= 1
+                    self._wake()
+                    raise
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiting.append(waiter)
+            try:
+                await waiter
+            except BaseException:  # cancelled: a wake-up it was given goes to the next
+                if waiter.done() and not waiter.cancelled():
+                    self._wake()
+                raise
+
+    def _give(self, conn: Any) -> None:
+        self._idle.append(conn)
+        self._wake()
+
+    async def _drop(self, conn: Any) -> None:
+        self._out -= 1
+        self._wake()
+        await conn.disconnect()
+        await self.pool.release(conn)
+
+    def _wake(self) -> None:
+        """Let the first coroutine still waiting for a connection try again."""
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():  # (one cancelled meanwhile is skipped)
+                waiter.set_result(None)
+                return
+
+    async def close(self) -> None:
+        """Give the idle connections back to the pool."""
+        idle, self._idle = self._idle, []
+        self._out -= len(idle)
+        for conn in idle:
+            await self.pool.release(conn)
