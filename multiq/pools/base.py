@@ -7,6 +7,7 @@ if TYPE_CHECKING:
     from multiq.worker.items import Request
 
 Execute = Callable[["Request"], None]
+Fail = Callable[["Request", BaseException], None]
 
 
 class Pool:
@@ -20,13 +21,12 @@ class Pool:
     #: ``Committer.mark_started``): where nothing holds the writer back for long.
     batched_marks = False
 
-    def __init__(self, execute: Execute, concurrency: int) -> None:
+    def __init__(self, execute: Execute, concurrency: int, *,
+                 fail: Optional[Fail] = None) -> None:
         self.execute = execute
         self.concurrency = max(1, int(concurrency))
-        #: Set by the consumer: hands out the next request that can start at once.
-        self.feeder: Optional[Callable[[], Optional[Request]]] = None
-        #: Set by the consumer: records a request that ``execute`` raised for as failed.
-        self.fail: Optional[Callable[[Request, BaseException], None]] = None
+        #: Records a request that ``execute`` raised for (not its task: a bug) as failed.
+        self.fail = fail
 
     def start(self) -> None:
         """Start the pool's threads or processes."""

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tupl
 
 from multiq.keys import child_consumer
 from multiq.message import from_envelope, peek
-from multiq.pools.base import Pool
+from multiq.pools.base import Fail, Pool
 from multiq.pools.channel import Channel
 from multiq.pools.selffed_child import ChildSpec, child_main
 from multiq.pools.selffed_lost import Death, describe_exit, resolve
@@ -74,8 +74,9 @@ class SelfFedPool(Pool):
         soft_time_limit: Optional[float] = None,
         child_setup: Optional[Callable[[int], None]] = None,
         announce: Callable[[List[str]], None] = lambda names: None,
+        fail: Optional[Fail] = None,
     ) -> None:
-        super().__init__(executor.execute, concurrency)
+        super().__init__(executor.execute, concurrency, fail=fail)
         self.executor = executor
         self.app = executor.app
         self.node_consumer = consumer

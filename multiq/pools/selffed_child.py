@@ -31,7 +31,7 @@ from multiq.pools.slots import RUNNING, Slot, SlotTable
 from multiq.pools.solo import SoloPool
 from multiq.redisconn import REDIS_ERRORS
 from multiq.worker.committer import Committer
-from multiq.worker.consumer import Consumer
+from multiq.worker.consumer import Consumer, rides
 from multiq.worker.execute import Executor
 from multiq.worker.state import WorkerState
 
@@ -110,8 +110,8 @@ def child_main(app: Any, spec: ChildSpec, table: SlotTable, conn: Channel,
 class ChildExecutor(Executor):
     """The solo executor, telling the slot what runs, under the task's time limits."""
 
-    def __init__(self, node: ChildNode, *args: Any) -> None:
-        super().__init__(*args)
+    def __init__(self, node: ChildNode, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.node = node
         self._soft: Optional[float] = None  # the running task's soft time limit
 
@@ -195,16 +195,17 @@ class ChildNode:
         broker = app.broker
         committer = Committer(app, spec.consumer, spec.hostname)
         committer.events_enabled = spec.events
+        riding = rides(SoloPool, broker, committer)
         executor = ChildExecutor(self, app, spec.hostname, spec.consumer, self.state,
-                                 committer)
-        pool = SoloPool(executor.execute)
+                                 committer, batched_marks=riding or SoloPool.batched_marks)
+        pool = SoloPool(executor.execute, fail=executor.fail)
         prefetch = min(spec.prefetch, spec.max_tasks) if spec.max_tasks else spec.prefetch
         self.consumer = consumer = ChildConsumer(self, broker, spec.consumer, spec.queues,
                                                  prefetch, pool, executor)
         self.executor, self.committer = executor, committer
-        committer.idle = consumer.holds_only
-        executor.batched_marks = consumer.rides or pool.batched_marks
-        committer.start()
+        # the consumer runs in this thread: the outcomes of its tasks ride on its fetches
+        committer.start(idle=consumer.holds_only,
+                        rider=threading.get_ident() if riding else None)
         threading.Thread(target=self._listen, name="pipe", daemon=True).start()
         self._go.wait()  # the node has made this child's name alive and follows revokes
         try:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, List, Optional
 
-from multiq.pools.base import Execute, Pool
+from multiq.pools.base import Execute, Fail, Pool
 
 if TYPE_CHECKING:
     from multiq.worker.items import Request
@@ -13,8 +13,9 @@ class SoloPool(Pool):
     kind = "solo"
     runs_inline = True
 
-    def __init__(self, execute: Execute, concurrency: int = 1) -> None:
-        super().__init__(execute, 1)
+    def __init__(self, execute: Execute, concurrency: int = 1, *,
+                 fail: Optional[Fail] = None) -> None:
+        super().__init__(execute, 1, fail=fail)
         self.current: Optional[Request] = None
 
     def free_slots(self) -> int:

@@ -6,7 +6,7 @@ import queue
 import threading
 from typing import TYPE_CHECKING, Dict, List, Optional
 
-from multiq.pools.base import Execute, Pool
+from multiq.pools.base import Execute, Fail, Pool
 
 if TYPE_CHECKING:
     from multiq.worker.items import Request
@@ -18,8 +18,9 @@ class ThreadPool(Pool):
     kind = "threads"
     batched_marks = True
 
-    def __init__(self, execute: Execute, concurrency: int) -> None:
-        super().__init__(execute, concurrency)
+    def __init__(self, execute: Execute, concurrency: int, *,
+                 fail: Optional[Fail] = None) -> None:
+        super().__init__(execute, concurrency, fail=fail)
         self._inbox: queue.SimpleQueue[Optional[Request]] = queue.SimpleQueue()
         self._threads: List[threading.Thread] = []
         self._running: Dict[int, Request] = {}

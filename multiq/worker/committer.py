@@ -50,7 +50,7 @@ class Committer:
         self.track_started = self.recorder.track_started
         self.outbox = Outbox(self.broker, self.backend)
         self.markers = Markers.of(self.broker, consumer)
-        #: Set by the worker: whether the node has nothing on hand but this request.
+        #: Whether the node has nothing on hand but this request (see :meth:`start`).
         self.idle: Callable[[Request], bool] = lambda req: True
         #: The thread whose finished tasks ride on its own next fetch (the solo pool's
         #: consumer; see take()), or None.
@@ -74,7 +74,16 @@ class Committer:
 
     # -- producers (any thread) --------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, idle: Optional[Callable[[Request], bool]] = None,
+              rider: Optional[int] = None) -> None:
+        """Start writing, for the node whose consumer is built: ``idle`` tells whether a
+        request is all it has on hand (the consumer's ``holds_only``: the consumer is made
+        after this committer, from parts that need it), ``rider`` is the thread whose
+        fetches carry the outcomes of the tasks it runs, if any."""
+        if idle is not None:
+            self.idle = idle
+        if rider is not None:
+            self.rider = rider
         self._thread.start()
 
     def mark_started(self, req: Request, batched: bool = False) -> None:

@@ -26,6 +26,14 @@ BLOCK_MS = 250
 TOPUP_EVERY = 0.25  # seconds: the longest a partly empty prefetch waits to be topped up
 
 
+def rides(pool: Any, broker: Any, committer: Any) -> bool:
+    """Whether the outcomes of the tasks a consumer runs in its own thread (a pool, or
+    pool class, that ``runs_inline``) ride on its next fetch: where one exchange can carry
+    both (see :attr:`multiq.worker.outbox.Outbox.single`)."""
+    return bool(getattr(pool, "runs_inline", False) and broker.wire is not None
+                and committer.outbox.single)
+
+
 class _Ahead(NamedTuple):
     posted: PostedFetch
     batch: Optional[List[Any]]  # the outcomes riding on it
@@ -51,17 +59,12 @@ class Consumer:
         self._take_lock = threading.Lock()
         self._last_fetch = 0.0
         self._busy_queue = False  # the last fetch got all it asked for: more may wait
-        pool.feeder = self.take_unlimited
-        pool.fail = self._failed
-        committer = executor.committer
-        #: Outcomes of tasks run in this thread ride on its next fetch (see _fetch).
-        self.rides = getattr(pool, "runs_inline", False) and broker.wire is not None \
-            and committer.outbox.single
+        #: Outcomes of tasks run in this thread ride on its next fetch (see _fetch); its
+        #: committer is started with this thread as its rider.
+        self.rides = rides(pool, broker, executor.committer)
 
     def run(self, should_stop: Callable[[], bool]) -> None:
         """Loop until ``should_stop()``; Redis outages are waited out with backoff."""
-        if self.rides:
-            self.executor.committer.rider = threading.get_ident()
         failures = errors = 0
         while not should_stop():
             try:
@@ -242,14 +245,6 @@ class Consumer:
         except Exception:
             logger.exception("Could not refuse message %s; it stays pending",
                              d.entry_id.decode())
-
-    def take_unlimited(self) -> Optional[Request]:
-        """The next reserved request, unless it must wait for a rate limit (another thread
-        — the prefork pool's reader — feeds children with it without waiting)."""
-        with self._take_lock:
-            if self.reserved and not self.executor.rate_limited(self.reserved[0].task):
-                return self.reserved.popleft()
-        return None
 
     def holds_only(self, req: Request) -> bool:
         """Whether ``req`` is all this node has on hand: nothing reserved, nothing else in

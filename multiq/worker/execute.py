@@ -31,7 +31,7 @@ class Executor:
     """Turns deliveries into requests and requests into outcomes for the committer."""
 
     def __init__(self, app: MultiQ, hostname: str, consumer: str, state: WorkerState,
-                 committer: Committer) -> None:
+                 committer: Committer, batched_marks: bool = False) -> None:
         self.app = app
         self.hostname = hostname
         self.consumer = consumer
@@ -48,7 +48,7 @@ class Executor:
         #: Start markers wait for the committer's next batch (see Committer.mark_started):
         #: set where nothing holds the writer back for long (threads; solo, whose fetches
         #: carry its batches).
-        self.batched_marks = False
+        self.batched_marks = batched_marks
 
     # -- receiving ---------------------------------------------------------------------
 

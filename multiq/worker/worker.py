@@ -22,7 +22,7 @@ import threading
 import time
 import traceback
 import uuid
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple, Type
 
 from multiq import __version__, signals
 from multiq.exceptions import ImproperlyConfigured
@@ -32,7 +32,7 @@ from multiq.redisconn import REDIS_ERRORS, UNAVAILABLE
 from multiq.supervisor.notify import Notifier
 from multiq.worker import components
 from multiq.worker.committer import Committer
-from multiq.worker.consumer import Consumer
+from multiq.worker.consumer import Consumer, rides
 from multiq.worker.contact import Contact
 from multiq.worker.execute import Executor
 from multiq.worker.node import NodeControl
@@ -147,18 +147,22 @@ class Worker:
         broker = self._connect()
         if broker is None:
             return 1
-        committer = Committer(app, self.consumer_name, self.hostname)
-        executor = Executor(app, self.hostname, self.consumer_name, self.state, committer)
+        name, host = self.consumer_name, self.hostname
+        kind = self._pool_class()
+        committer = Committer(app, name, host)
+        riding = rides(kind, broker, committer)
+        # (prefork marks its children's starts batched itself, in each child)
+        executor = Executor(app, host, name, self.state, committer,
+                            batched_marks=riding or kind.batched_marks)
         self.executor, self.committer = executor, committer
-        self.pool = self._make_pool(executor)
+        self.pool = self._make_pool(kind, executor)
         self.contact = self._contact()
-        self.consumer = Consumer(broker, self.consumer_name, self.queues, self.prefetch,
-                                 self.pool, executor, contact=self.contact)
-        committer.idle = self.consumer.holds_only
-        # (prefork marks its children's starts batched itself)
-        executor.batched_marks = self.consumer.rides or self.pool.batched_marks
+        self.consumer = Consumer(broker, name, self.queues, self.prefetch, self.pool, executor,
+                                 contact=self.contact)
         self.pool.start()  # fork before any other thread exists
-        committer.start()
+        # the consumer runs in this thread: a solo node's outcomes ride on its fetches
+        committer.start(idle=self.consumer.holds_only,
+                        rider=threading.get_ident() if riding else None)
         self._start_components(broker, committer)
         logger.info("%s ready.", self.hostname)
         signals.worker_ready.send(sender=self)
@@ -276,13 +280,20 @@ class Worker:
                 delay = min(delay * 2, 5.0)
         return None
 
-    def _make_pool(self, executor: Executor) -> Pool:
+    def _pool_class(self) -> Type[Pool]:
         if self.pool_kind == "solo":
             from multiq.pools.solo import SoloPool
-            return SoloPool(executor.execute)
+            return SoloPool
         if self.pool_kind == "threads":
             from multiq.pools.threads import ThreadPool
-            return ThreadPool(executor.execute, self.concurrency)
+            return ThreadPool
+        from multiq.pools.selffed import SelfFedPool
+        return SelfFedPool
+
+    def _make_pool(self, kind: Type[Pool], executor: Executor) -> Pool:
+        fail = executor.fail  # a request ``execute`` raised for (not its task: a bug)
+        if self.pool_kind != "prefork":
+            return kind(executor.execute, self.concurrency, fail=fail)
         from multiq.pools.selffed import SelfFedPool
         opts, conf = self.options, self.app.conf
         return SelfFedPool(
@@ -292,7 +303,7 @@ class Worker:
             max_memory_per_child=opts.get("max_memory_per_child")
             or conf.worker_max_memory_per_child,
             time_limit=opts.get("time_limit"), soft_time_limit=opts.get("soft_time_limit"),
-            child_setup=self._child_setup, announce=self._announce,
+            child_setup=self._child_setup, announce=self._announce, fail=fail,
         )
 
     def _announce(self, consumers: List[str]) -> None:
