@@ -16,9 +16,10 @@ A message's way through a node, one direction only::
   transaction; a solo node's batch rides on its next fetch. ``record.py`` plans a
   batch's commands, ``flow.py`` its chord counts and failed chain steps, ``outbox.py``
   sends them in as few exchanges as the servers allow.
-- ``components.py``: the node's background threads; ``worker.py`` builds the parts in
-  order, handles signals and shuts down; ``node.py`` is the node as remote-control
-  commands see it (:class:`multiq.control.node.Node`).
+- ``components.py``: the node's background threads; ``config.py`` the node's settings,
+  one frozen ``NodeConfig``; ``worker.py`` builds the parts in order, each given what it
+  needs when it is made, handles signals and shuts down; ``node.py`` is the node as
+  remote-control commands see it (:class:`multiq.control.node.Node`).
 
 Threads and processes, and what each owns:
 

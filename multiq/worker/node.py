@@ -72,7 +72,7 @@ class NodeControl:
         return self.worker.state.revoked
 
     def autoscaling(self) -> bool:
-        return bool(self.worker.options.get("autoscale"))
+        return bool(self.worker.autoscale)
 
     # -- changes ---------------------------------------------------------------------
 
@@ -122,7 +122,7 @@ class NodeControl:
                 part.max, part.min = max(high, low), min(high, low)
                 return part.max, part.min
         scaler = Autoscaler(w, high, low)
-        w.options["autoscale"] = (scaler.max, scaler.min)
+        w.autoscale = (scaler.max, scaler.min)
         w.components.append(scaler)
         scaler.start()
         return scaler.max, scaler.min

@@ -21,17 +21,28 @@ import sys
 import threading
 import time
 import traceback
-import uuid
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple, Type
+from types import MappingProxyType
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Tuple,
+    Type,
+)
 
 from multiq import __version__, signals
 from multiq.exceptions import ImproperlyConfigured
-from multiq.naming import nodename
 from multiq.pools.base import Pool
 from multiq.redisconn import REDIS_ERRORS, UNAVAILABLE
 from multiq.supervisor.notify import Notifier
 from multiq.worker import components
 from multiq.worker.committer import Committer
+from multiq.worker.config import OPTIONS, NodeConfig
 from multiq.worker.consumer import Consumer, rides
 from multiq.worker.contact import Contact
 from multiq.worker.execute import Executor
@@ -42,8 +53,6 @@ if TYPE_CHECKING:
     from multiq.broker.base import Broker
 
 logger = logging.getLogger("multiq.worker")
-
-POOLS = ("prefork", "solo", "threads")
 
 
 class Worker:
@@ -57,27 +66,16 @@ class Worker:
         on_ready: Optional[Callable[[], None]] = None,
         on_exit: Optional[Callable[[], None]] = None, **options: Any,
     ) -> None:
-        conf = app.conf
+        """``options`` are :data:`multiq.worker.config.OPTIONS`; others are kept, unused, in
+        :attr:`extra` (as they always were accepted)."""
+        known = {k: options.pop(k) for k in OPTIONS if k in options}
         self.app = app
-        self.hostname = nodename(hostname or conf.worker_hostname)
-        self.consumer_name = f"{self.hostname}|{uuid.uuid4().hex[:12]}"
-        self.pool_kind = (pool or conf.worker_pool or "prefork").lower()
-        if self.pool_kind == "processes":
-            self.pool_kind = "prefork"
-        if self.pool_kind not in POOLS:
-            raise ImproperlyConfigured(f"Unknown pool {pool!r}; choose prefork, solo or threads")
-        self.concurrency = int(concurrency or conf.worker_concurrency or os.cpu_count() or 2)
-        if self.pool_kind == "solo":
-            self.concurrency = 1
-        wanted = queues or [conf.task_default_queue]
-        self.queues = [q for q in wanted if q not in set(exclude_queues or ())]
-        if not self.queues:
-            raise ImproperlyConfigured("No queues left to consume from after --exclude-queues")
-        multiplier = conf.worker_prefetch_multiplier if prefetch_multiplier is None \
-            else prefetch_multiplier
-        self.multiplier = max(1, int(multiplier or 1))
-        self.prefetch = self.concurrency * self.multiplier
-        self.options = options
+        self.config = NodeConfig.resolve(
+            app, hostname=hostname, concurrency=concurrency, pool=pool, queues=queues,
+            exclude_queues=exclude_queues, prefetch_multiplier=prefetch_multiplier, **known)
+        self.extra: Mapping[str, Any] = MappingProxyType(options)
+        #: (max, min) while autoscaling: from the config, then as remote control sets it
+        self.autoscale: Optional[Tuple[int, int]] = self.config.autoscale
         self.notifier = Notifier.from_environ(unset=True)  # systemd Type=notify, if any
         self.on_ready = on_ready
         self.on_exit = on_exit
@@ -97,6 +95,38 @@ class Worker:
         self.consumer: Optional[Consumer] = None
         self.committer: Optional[Committer] = None
         self.components: List[components.Component] = []
+
+    # -- settings (see NodeConfig) ---------------------------------------------------------
+
+    @property
+    def hostname(self) -> str:
+        return self.config.hostname
+
+    @property
+    def consumer_name(self) -> str:
+        return self.config.consumer_name
+
+    @property
+    def pool_kind(self) -> str:
+        return self.config.pool
+
+    @property
+    def concurrency(self) -> int:
+        """The pool's size at start (``pool.concurrency`` is its size now)."""
+        return self.config.concurrency
+
+    @property
+    def queues(self) -> List[str]:
+        """The queues at start (:meth:`current_queues`: those consumed now)."""
+        return list(self.config.queues)
+
+    @property
+    def multiplier(self) -> int:
+        return self.config.prefetch_multiplier
+
+    @property
+    def prefetch(self) -> int:
+        return self.config.prefetch
 
     # -- signals -------------------------------------------------------------------------
 
@@ -138,12 +168,12 @@ class Worker:
         app = self.app
         # The node's threads hand work to each other constantly; a short GIL switch
         # interval keeps one from waiting 5 ms for another that is busy.
-        sys.setswitchinterval(float(self.options.get("switch_interval") or 0.0005))
+        sys.setswitchinterval(self.config.switch_interval)
         set_title(f"multiq worker: {self.hostname} main")
         app.import_default_modules()
         app.finalize()
         signals.worker_init.send(sender=self)
-        self.install_signal_handlers(self.options.get("detached", False))
+        self.install_signal_handlers(self.config.detached)
         broker = self._connect()
         if broker is None:
             return 1
@@ -179,9 +209,7 @@ class Worker:
 
     def _liveness(self) -> Tuple[float, float]:
         """The heartbeat interval and the liveness key's time to live."""
-        conf = self.app.conf
-        interval = float(conf.worker_heartbeat_interval)
-        return interval, max(float(conf.worker_lost_timeout), interval * 2)
+        return self.config.liveness
 
     def _contact(self) -> Contact:
         interval, ttl = self._liveness()
@@ -214,10 +242,10 @@ class Worker:
         ]
         if self.notifier.watchdog_interval:
             self.components.append(Watchdog(self.notifier))
-        if self.options.get("beat"):
+        if self.config.beat:
             from multiq.beat.scheduler import EmbeddedBeat
             self.components.append(EmbeddedBeat(self.app))  # type: ignore[arg-type]
-        autoscale = self.options.get("autoscale")
+        autoscale = self.autoscale
         if autoscale and self.pool is not None:
             from multiq.worker.autoscale import Autoscaler
             self.components.append(Autoscaler(self, *autoscale))
@@ -245,7 +273,7 @@ class Worker:
         def send(info: Dict[str, Any]) -> None:
             if self.committer is not None and self.committer.events_enabled:
                 active = self.pool.busy() if self.pool else 0
-                self.committer.send_event(kind, freq=self.app.conf.worker_heartbeat_interval,
+                self.committer.send_event(kind, freq=self.config.heartbeat_interval,
                                           active=active, processed=sum(self.totals().values()),
                                           sw_ident="multiq", sw_ver=__version__)
         return send
@@ -291,19 +319,16 @@ class Worker:
         return SelfFedPool
 
     def _make_pool(self, kind: Type[Pool], executor: Executor) -> Pool:
-        fail = executor.fail  # a request ``execute`` raised for (not its task: a bug)
+        config, fail = self.config, executor.fail  # (fail: a request ``execute`` raised for)
         if self.pool_kind != "prefork":
-            return kind(executor.execute, self.concurrency, fail=fail)
+            return kind(executor.execute, config.concurrency, fail=fail)
         from multiq.pools.selffed import SelfFedPool
-        opts, conf = self.options, self.app.conf
         return SelfFedPool(
-            executor, self.consumer_name, self.concurrency, self.multiplier,
-            self.current_queues, max_tasks_per_child=opts.get("max_tasks_per_child")
-            or conf.worker_max_tasks_per_child,
-            max_memory_per_child=opts.get("max_memory_per_child")
-            or conf.worker_max_memory_per_child,
-            time_limit=opts.get("time_limit"), soft_time_limit=opts.get("soft_time_limit"),
-            child_setup=self._child_setup, announce=self._announce, fail=fail,
+            executor, config.consumer_name, config.concurrency, config.prefetch_multiplier,
+            self.current_queues, max_tasks_per_child=config.max_tasks_per_child,
+            max_memory_per_child=config.max_memory_per_child, time_limit=config.time_limit,
+            soft_time_limit=config.soft_time_limit, child_setup=self._child_setup,
+            announce=self._announce, fail=fail,
         )
 
     def _announce(self, consumers: List[str]) -> None:
@@ -321,7 +346,7 @@ class Worker:
         multiprocessing.current_process().name = f"ForkPoolWorker-{index}"
         set_title(f"multiq worker: {self.hostname} child {index}")
         signal.signal(signal.SIGUSR1, lambda *_: dump_stacks(f"{self.hostname} child {index}"))
-        setup_logging = self.options.get("setup_child_logging")
+        setup_logging = self.config.setup_child_logging
         if setup_logging is not None:
             setup_logging(index)
 
@@ -341,8 +366,7 @@ class Worker:
             n = self.consumer.handback()
             if n:
                 logger.info("Handed back %d unstarted messages", n)
-        bound = float(self.options.get("soft_shutdown_timeout")
-                      or self.app.conf.worker_soft_shutdown_timeout or 0)
+        bound = self.config.soft_shutdown_timeout
         if bound > 0:
             timer = threading.Timer(bound, self.request_stop, args=("cold",))
             timer.daemon = True
