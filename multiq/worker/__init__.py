@@ -3,8 +3,13 @@
 A message's way through a node, one direction only::
 
     Redis stream --fetch--> Consumer --Delivery--> Executor.prepare --Request--> Pool
-        --> Executor.run (trace: the task's own code) --Outcome--> Committer
+        --> Executor.execute (trace: the task's own code) --Outcome--> Committer
         --items (multiq.worker.items)--> Recorder (commands) --> Outbox --> Redis
+
+The values that travel (``Request``, ``Outcome``, the commit items) are in ``items.py``, a
+leaf module. From the consumer's dispatch to the task's function there are four calls in
+four modules on every pool: ``Consumer._dispatch`` → ``Pool.apply`` → ``Executor.execute``
+→ ``trace`` → the function (the threads pool's own threads start at ``Executor.execute``).
 
 - ``consumer.py`` fetches (XREADGROUP through one Lua script for all queues and bands),
   keeps the prefetched requests and hands them to the pool as it has room.
