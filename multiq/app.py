@@ -24,6 +24,7 @@ from typing import (
     Tuple,
     Type,
     Union,
+    overload,
 )
 
 from multiq import _state as state
@@ -35,7 +36,11 @@ from multiq.message import Message, envelope
 from multiq.task import Task
 
 if TYPE_CHECKING:
+    from typing import Coroutine, Literal
+
+    from multiq._typing import BoundTaskDecorator, P, R, TaskDecorator
     from multiq.broker.base import Broker
+    from multiq.task import AsyncTask
 
 logger = logging.getLogger("multiq.app")
 
@@ -237,8 +242,21 @@ class MultiQ:
 
     # -- tasks -------------------------------------------------------------------------
 
+    @overload
+    def task(self, fun: Callable[P, Coroutine[Any, Any, R]], /) -> AsyncTask[P, R]: ...
+    @overload
+    def task(self, fun: Callable[P, R], /) -> task_mod.Task[P, R]: ...
+    @overload
+    def task(self, *, bind: Literal[True], **options: Any) -> BoundTaskDecorator: ...
+    @overload
+    def task(self, *, bind: Literal[False] = ..., **options: Any) -> TaskDecorator: ...
+
     def task(self, *args: Any, **options: Any) -> Any:
-        """Decorator making a function a task: ``@app.task`` or ``@app.task(name=..., ...)``."""
+        """Decorator making a function a task: ``@app.task`` or ``@app.task(name=..., ...)``.
+
+        Typed: a function taking ``P`` and returning ``R`` (or an ``async def`` returning
+        ``R``) becomes a ``Task[P, R]``; with ``bind=True`` its first parameter, the task, is
+        not part of ``P``."""
         if len(args) == 1 and callable(args[0]) and not options:
             return self._create_task(args[0])
         if args:
@@ -749,8 +767,19 @@ def _django_configured() -> bool:
     return bool(conf is not None and getattr(conf.settings, "configured", False))
 
 
+@overload
+def shared_task(fun: Callable[P, Coroutine[Any, Any, R]], /) -> AsyncTask[P, R]: ...
+@overload
+def shared_task(fun: Callable[P, R], /) -> Task[P, R]: ...
+@overload
+def shared_task(*, bind: Literal[True], **options: Any) -> BoundTaskDecorator: ...
+@overload
+def shared_task(*, bind: Literal[False] = ..., **options: Any) -> TaskDecorator: ...
+
+
 def shared_task(*args: Any, **options: Any) -> Any:
-    """Like ``@app.task`` but for every app, present and future (reusable libraries)."""
+    """Like ``@app.task`` but for every app, present and future (reusable libraries); typed
+    like ``@app.task`` (it returns a proxy that acts as the current app's task)."""
     def create(fun: Callable[..., Any]) -> Any:
         def make(app: MultiQ) -> Task:
             return app._create_task(fun, **options)

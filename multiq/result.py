@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Generic, Iterator, List, Optional, Sequence, Tuple
 
 from multiq import _state, states
+from multiq._typing import R_co
 from multiq.backends.base import exception_from_dict, parse_date
 from multiq.exceptions import IncompleteStream, TaskRevokedError
 
@@ -13,8 +14,12 @@ if TYPE_CHECKING:
     from multiq.app import MultiQ
 
 
-class AsyncResult:
-    """The state and result of one task, read from the result backend."""
+class AsyncResult(Generic[R_co]):
+    """The state and result of one task, read from the result backend.
+
+    Generic for type checkers: the result of a ``Task[P, R]`` is an ``AsyncResult[R]``,
+    whose ``get()`` returns ``R``; a bare ``AsyncResult`` is ``AsyncResult[Any]``.
+    """
 
     def __init__(self, id: str, app: Optional[MultiQ] = None, task_name: Optional[str] = None,
                  parent: Any = None):
@@ -141,7 +146,7 @@ class AsyncResult:
         interval: float = 0.5,
         disable_sync_subtasks: bool = True,
         **_: Any,
-    ) -> Any:
+    ) -> R_co:
         """Wait for the task and return its value; re-raise its exception if it failed."""
         meta = self._cache or self.app.backend.wait_for(self.id, timeout=timeout)
         return self._outcome(meta, propagate)
@@ -149,7 +154,7 @@ class AsyncResult:
     wait = get
 
     async def aget(self, timeout: Optional[float] = None, propagate: bool = True,
-                   **_: Any) -> Any:
+                   **_: Any) -> R_co:
         """``get()`` for asyncio code: awaits the same notification, never polls."""
         from multiq import aio
 
@@ -394,7 +399,7 @@ class DependencyGraph:
         fh.write("}\n")
 
 
-class EagerResult(AsyncResult):
+class EagerResult(AsyncResult[R_co]):
     """The result of a task run locally with ``apply()`` or ``task_always_eager``."""
 
     def __init__(self, id: str, value: Any, status: str, traceback: Optional[str] = None,
@@ -420,7 +425,7 @@ class EagerResult(AsyncResult):
     info = result
 
     def get(self, timeout: Optional[float] = None, propagate: bool = True,
-            interval: float = 0.5, disable_sync_subtasks: bool = True, **_: Any) -> Any:
+            interval: float = 0.5, disable_sync_subtasks: bool = True, **_: Any) -> R_co:
         if self._status in states.PROPAGATE_STATES and propagate:
             raise self._value
         return self._value
@@ -428,7 +433,7 @@ class EagerResult(AsyncResult):
     wait = get
 
     async def aget(self, timeout: Optional[float] = None, propagate: bool = True,
-                   **_: Any) -> Any:
+                   **_: Any) -> R_co:
         return self.get(timeout=timeout, propagate=propagate)
 
     def forget(self) -> None:

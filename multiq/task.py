@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import random
 import uuid
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Generic, List, Optional, Sequence, Tuple
 
 from multiq import _state, states
+from multiq._typing import P, R
 from multiq.canvas import Signature
 from multiq.exceptions import MaxRetriesExceededError, Retry
 
 if TYPE_CHECKING:
+    from typing import Coroutine
+
     from multiq.app import MultiQ
     from multiq.result import AsyncResult
 
@@ -56,8 +59,12 @@ class Context:
         return f"<Context: {self.__dict__!r}>"
 
 
-class Task:
-    """Base class of tasks; subclass it and pass ``base=`` to add hooks."""
+class Task(Generic[P, R]):
+    """Base class of tasks; subclass it and pass ``base=`` to add hooks.
+
+    Generic for type checkers: ``@app.task`` makes a ``Task[P, R]`` of a function taking
+    ``P`` and returning ``R``, whose ``delay()`` takes ``P`` and returns ``AsyncResult[R]``.
+    """
 
     name: str = ""
     app: MultiQ = None  # type: ignore[assignment]
@@ -96,20 +103,20 @@ class Task:
 
     # -- calling -----------------------------------------------------------------------
 
-    def run(self, *args: Any, **kwargs: Any) -> Any:  # replaced by the decorated function
+    def run(self, *args: P.args, **kwargs: P.kwargs) -> R:  # replaced by the decorated function
         raise NotImplementedError("Tasks must define the run method.")
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.run(*args, **kwargs)
 
-    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
         """Send the task with these arguments: ``apply_async(args, kwargs)``."""
         return self.apply_async(args, kwargs)
 
     def apply_async(
         self, args: Optional[Sequence[Any]] = None, kwargs: Optional[Dict[str, Any]] = None,
         **options: Any,
-    ) -> AsyncResult:
+    ) -> AsyncResult[R]:
         """Send the task to a worker; see SPEC for the options."""
         app = self.app
         if dict.get(app.conf, "task_always_eager"):
@@ -120,14 +127,14 @@ class Task:
                 options[attr] = value
         return app.send_task(self.name, args, kwargs, task_type=self, **options)
 
-    async def adelay(self, *args: Any, **kwargs: Any) -> AsyncResult:
+    async def adelay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
         """``delay()`` for asyncio code: the write to Redis is awaited."""
         return await self.aapply_async(args, kwargs)
 
     async def aapply_async(
         self, args: Optional[Sequence[Any]] = None, kwargs: Optional[Dict[str, Any]] = None,
         **options: Any,
-    ) -> AsyncResult:
+    ) -> AsyncResult[R]:
         """``apply_async()`` for asyncio code: the write to Redis is awaited."""
         from multiq import aio
 
@@ -141,7 +148,7 @@ class Task:
         return await aio.send(app, self.name, args, kwargs, task_type=self,
                               **options)
 
-    def delay_on_commit(self, *args: Any, **kwargs: Any) -> None:
+    def delay_on_commit(self, *args: P.args, **kwargs: P.kwargs) -> None:
         """``delay(*args, **kwargs)`` once the current Django database transaction commits
         (``transaction.on_commit``): never if it rolls back, at once outside a transaction.
         Returns None: there may be nothing sent yet."""
@@ -159,7 +166,7 @@ class Task:
         self, args: Optional[Sequence[Any]] = None, kwargs: Optional[Dict[str, Any]] = None,
         task_id: Optional[str] = None, retries: int = 0, throw: Optional[bool] = None,
         **options: Any,
-    ) -> AsyncResult:
+    ) -> AsyncResult[R]:
         """Run the task here and now; returns an EagerResult."""
         from multiq.result import EagerResult
         from multiq.trace import run_eager
@@ -315,12 +322,28 @@ class Task:
             sig.apply_async()
         raise Ignore("Replaced by new task")
 
-    def AsyncResult(self, task_id: str) -> AsyncResult:  # noqa: N802 - Celery's name
+    def AsyncResult(self, task_id: str) -> AsyncResult[R]:  # noqa: N802 - Celery's name
         from multiq.result import AsyncResult
         return AsyncResult(task_id, app=self.app, task_name=self.name)
 
     def __repr__(self) -> str:
         return f"<@task: {self.name} of {self.app.main if self.app else None}>"
+
+
+if TYPE_CHECKING:
+    class AsyncTask(Task[P, R]):
+        """What ``@app.task`` makes of an ``async def`` returning ``R``: its results are ``R``;
+        called directly, it returns the coroutine."""
+
+        def run(  # type: ignore[override]
+            self, *args: P.args, **kwargs: P.kwargs
+        ) -> Coroutine[Any, Any, R]: ...
+
+        def __call__(  # type: ignore[override]
+            self, *args: P.args, **kwargs: P.kwargs
+        ) -> Coroutine[Any, Any, R]: ...
+else:
+    AsyncTask = Task  # one class at run time: only type checkers tell them apart
 
 
 def _overrides_call(cls: type) -> bool:
