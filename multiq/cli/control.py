@@ -24,6 +24,43 @@ CONTROL_COMMANDS = ("enable_events", "disable_events", "revoke", "rate_limit", "
                     "autoscale", "terminate")
 
 
+def _action(obj: CLIContext, action: str, kind: str, builtin: Sequence[str]) -> Any:
+    """None for a built-in command; the description of one the app added (its modules are
+    imported by then); else a usage error listing both."""
+    if action in builtin:
+        return None
+    obj.app.import_default_modules()
+    from multiq.control.commands import CUSTOM
+
+    custom = CUSTOM.get(action)
+    if custom is not None and custom.kind == kind:
+        return custom
+    known = [*builtin, *sorted(k for k, c in CUSTOM.items() if c.kind == kind)]
+    raise click.UsageError(f"Invalid value for 'ACTION': {action!r} is not one of "
+                           f"{', '.join(map(repr, known))}.")
+
+
+def _custom_arguments(action: str, custom: Any, arguments: Sequence[str]) -> Dict[str, Any]:
+    """The positional arguments of a command the app added, named and converted as its
+    ``args`` and ``variadic`` say."""
+    out: Dict[str, Any] = {}
+    rest = list(arguments)
+    for name, convert in custom.args:
+        if not rest:
+            break
+        text = rest.pop(0)
+        try:
+            out[name] = convert(text)
+        except (TypeError, ValueError) as exc:
+            raise click.UsageError(f"{action}: bad {name} {text!r}: {exc}") from exc
+    if custom.variadic:
+        out[custom.variadic] = rest
+    elif rest:
+        usage = f"multiq {custom.kind} {action} {custom.signature}".rstrip()
+        raise click.UsageError(f"too many arguments; usage: {usage}")
+    return out
+
+
 def _destination(value: Optional[str]) -> Optional[List[str]]:
     if not value:
         return None
@@ -90,7 +127,7 @@ def _indent(value: Any) -> str:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("action", type=click.Choice(INSPECT_COMMANDS))
+@click.argument("action", metavar=f"[{'|'.join(INSPECT_COMMANDS)}|<app's own>]")
 @click.argument("arguments", nargs=-1)
 @click.option("--include", "include", multiple=True,
               help="registered: task attributes to show (e.g. rate_limit).")
@@ -98,10 +135,14 @@ def _indent(value: Any) -> str:
 @click.pass_context
 def inspect(ctx: click.Context, action: str, arguments: Sequence[str], include: Sequence[str],
             destination: Optional[str], timeout: float, as_json: bool, **kwargs: Any) -> None:
-    """Ask the live nodes: stats, active, registered, reserved, scheduled, revoked, ping..."""
+    """Ask the live nodes: stats, active, registered, reserved, scheduled, revoked, ping...
+    and the app's own (``@inspect_command``)."""
     obj = merge_globals(ctx, kwargs)
+    custom = _action(obj, action, "inspect", INSPECT_COMMANDS)
     inspector = obj.app.control.inspect(destination=_destination(destination), timeout=timeout)
-    if action == "query_task":
+    if custom is not None:
+        result = inspector._request(action, **_custom_arguments(action, custom, arguments))
+    elif action == "query_task":
         if not arguments:
             raise click.UsageError("query_task needs at least one task id")
         result = inspector.query_task(*arguments)
@@ -147,7 +188,7 @@ def _control_arguments(action: str, arguments: Sequence[str], terminate: bool,
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("action", type=click.Choice(CONTROL_COMMANDS))
+@click.argument("action", metavar=f"[{'|'.join(CONTROL_COMMANDS)}|<app's own>]")
 @click.argument("arguments", nargs=-1)
 @click.option("--terminate", is_flag=True, default=False,
               help="revoke: also kill the running task.")
@@ -158,12 +199,15 @@ def control(ctx: click.Context, action: str, arguments: Sequence[str], terminate
             signal_name: Optional[str], destination: Optional[str], timeout: float,
             as_json: bool, **kwargs: Any) -> None:
     """Change the live nodes: revoke, rate_limit, time_limit, pool_grow, add_consumer...
+    and the app's own (``@control_command``).
 
     Exits 1 when a node replied with an error."""
     from multiq.control.arguments import BadArgument
 
     obj = merge_globals(ctx, kwargs)
-    args = _control_arguments(action, arguments, terminate, signal_name)
+    custom = _action(obj, action, "control", CONTROL_COMMANDS)
+    args = _custom_arguments(action, custom, arguments) if custom is not None \
+        else _control_arguments(action, arguments, terminate, signal_name)
     dest = _destination(destination)
     control_api = obj.app.control
     if action in ("revoke", "terminate"):

@@ -6,12 +6,13 @@ Inspect commands read; control commands change the node and say what changed
 """
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import platform
 import resource
 import time
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from multiq import __version__
 from multiq.control import arguments as check
@@ -27,9 +28,45 @@ INSPECT = ("ping", "stats", "active", "reserved", "scheduled", "registered", "re
            "conf", "query_task", "active_queues", "clock", "report")
 
 
+class Custom(NamedTuple):
+    """What the command line needs to know of a command an application added."""
+
+    kind: str  # "control" or "inspect"
+    #: positional arguments on the command line: (name, converter from text), in order
+    args: Tuple[Tuple[str, Callable[[str], Any]], ...]
+    variadic: Optional[str]  # the name the remaining positional arguments go to, as a list
+    signature: str
+    help: str
+
+
+CUSTOM: Dict[str, Custom] = {}  # by name (and alias)
+
+
 def command(fun: Handler) -> Handler:
     COMMANDS[fun.__name__] = fun
     return fun
+
+
+def register(kind: str, name: Optional[str] = None, alias: Optional[str] = None,
+             args: Optional[Sequence[Tuple[str, Callable[[str], Any]]]] = None,
+             variadic: Optional[str] = None, signature: Optional[str] = None,
+             help: Optional[str] = None, **_: Any) -> Callable[[Handler], Handler]:  # noqa: A002
+    """The decorator behind ``@control_command`` / ``@inspect_command``: the handler is
+    called on each addressed node as ``handler(node, **arguments)`` and its return value
+    (JSON-able) is that node's reply. Celery's ``visible`` and ``default_timeout`` are
+    accepted and change nothing."""
+    if kind not in ("control", "inspect"):
+        raise ValueError(f"kind must be 'control' or 'inspect', not {kind!r}")
+
+    def decorate(fun: Handler) -> Handler:
+        command_name = name or fun.__name__
+        about = Custom(kind, tuple(args or ()), variadic, signature or "",
+                       help or (fun.__doc__ or "").strip().split("\n")[0])
+        for key in filter(None, (command_name, alias)):
+            COMMANDS[key] = fun
+            CUSTOM[key] = about
+        return fun
+    return decorate
 
 
 def dispatch(node: Node, method: str, arguments: Dict[str, Any]) -> Any:
@@ -105,17 +142,21 @@ def scheduled(node: Node, limit: int = 100) -> Any:
         for (member, due), body in zip(rows, bodies):
             if body is None:
                 continue
-            item = _delayed_item(body, due, queue)
+            item = _delayed_item(body, due, queue, getattr(node, "hostname", None))
             if item is None:
                 logger.warning("inspect scheduled: skipping malformed delayed message %r "
                                "in %s", member, key)
             else:
                 out.append(item)
-    return sorted(out, key=lambda item: item["eta"])
+    out.sort(key=lambda item: item.pop("due"))
+    return out
 
 
-def _delayed_item(body: bytes, due: float, queue: str) -> Optional[Dict[str, Any]]:
-    """One delayed body (``<band>,<n>|<envelope>``) as ``inspect scheduled`` shows it."""
+def _delayed_item(body: bytes, due: float, queue: str,
+                  hostname: Optional[str]) -> Optional[Dict[str, Any]]:
+    """One delayed body (``<band>,<n>|<envelope>``) as ``inspect scheduled`` shows it, in
+    Celery's shape: ``eta`` as ISO 8601 text (UTC), ``priority``, and the request as
+    ``inspect active`` describes one."""
     from multiq.exceptions import DecodeError
     from multiq.message import peek
 
@@ -127,9 +168,15 @@ def _delayed_item(body: bytes, due: float, queue: str) -> Optional[Dict[str, Any
         env = peek(data)
     except DecodeError:
         return None
-    return {"eta": due, "priority": int(band),
-            "request": {"id": env["id"], "name": env["task"], "args": env.get("args"),
-                        "kwargs": env.get("kwargs"), "queue": queue}}
+    eta = datetime.datetime.fromtimestamp(due, datetime.timezone.utc).isoformat()
+    return {"eta": eta, "priority": int(band), "due": due, "request": {
+        "id": env["id"], "name": env["task"], "args": env.get("args"),
+        "kwargs": env.get("kwargs"), "type": env["task"], "hostname": hostname,
+        "time_start": None, "acknowledged": False,
+        "delivery_info": {"routing_key": queue, "priority": int(band),
+                          "redelivered": int(n) > 0},
+        "worker_pid": None, "retries": env.get("retries", 0), "eta": eta,
+        "expires": env.get("expires")}}
 
 
 @command
@@ -178,7 +225,20 @@ def query_task(node: Node, ids: Optional[List[str]] = None) -> Any:
 
 @command
 def active_queues(node: Node) -> Any:
-    return [{"name": q, "routing_key": q, "priorities": "0-9"} for q in node.current_queues()]
+    """The queues consumed, each as Celery (kombu) describes a queue declaration."""
+    return [_queue_declaration(q) for q in node.current_queues()]
+
+
+def _queue_declaration(queue: str) -> Dict[str, Any]:
+    exchange = {"name": queue, "type": "direct", "arguments": None, "durable": True,
+                "passive": False, "auto_delete": False, "delivery_mode": None,
+                "no_declare": False}
+    return {"name": queue, "exchange": exchange, "routing_key": queue,
+            "queue_arguments": None, "binding_arguments": None, "consumer_arguments": None,
+            "durable": True, "exclusive": False, "auto_delete": False, "no_ack": False,
+            "alias": None, "bindings": [], "no_declare": None, "expires": None,
+            "message_ttl": None, "max_length": None, "max_length_bytes": None,
+            "max_priority": 9}
 
 
 @command

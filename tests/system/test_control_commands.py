@@ -11,6 +11,7 @@ start and uses no per-test fixture that would flush it again.
 """
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -57,6 +58,8 @@ FLEET = {  # node -> pool and arguments; one test uses each node
     "cx": ("solo", "-Q", "cx"),
     "sd1": ("solo", "-Q", "sd1"),
     "sd2": ("solo", "-Q", "sd2"),
+    "cu": ("solo", "-Q", "cu"),
+    "cup": ("prefork", "-c", "1", "-Q", "cup"),
 }
 
 
@@ -415,3 +418,40 @@ def test_shutdown_cli_stops_only_the_addressed_node(nodes, client, env):
     replies = client.control.shutdown(destination=[node("sd2")], reply=True)
     assert list(flat(replies)) == [node("sd2")]
     assert b.wait(timeout=15) == 0
+
+
+# -- commands of the app's own (@control_command / @inspect_command) ----------------------
+
+
+@pytest.mark.parametrize("short", ["cu", "cup"])
+def test_an_apps_own_commands_run_on_the_node_from_the_cli_and_the_api(short, env, client,
+                                                                     nodes):
+    nodes(short)
+    name = node(short)
+    _ok(cli(env, "control", "add_tokens", "3", "-d", name), name, f"3 tokens at {name}")
+    _ok(cli(env, "control", "add_tokens", "-d", name), name, f"4 tokens at {name}")
+    replies = client.control.broadcast("add_tokens", {"n": 2}, destination=[name], reply=True)
+    assert replies == [{name: {"ok": f"6 tokens at {name}"}}]
+    run = cli(env, "inspect", "tokens", "a", "b", "-d", name, "-j")
+    assert run.code == 0, run
+    assert json.loads(run.out) == {name: {"tokens": 6, "names": ["a", "b"],
+                                          "queues": [short]}}
+    run = cli(env, "inspect", "token_count", "-d", name, "-j")  # its alias
+    assert run.code == 0 and json.loads(run.out)[name]["tokens"] == 6, run
+
+
+def test_an_apps_own_command_checks_its_arguments_and_reports_its_errors(env, nodes):
+    nodes("cu")
+    name = node("cu")
+    bad = cli(env, "control", "add_tokens", "many", "-d", name)
+    assert bad.code == 2 and "bad n 'many'" in bad.err, bad
+    extra = cli(env, "control", "add_tokens", "1", "2", "-d", name)
+    assert extra.code == 2 and "usage: multiq control add_tokens [N=1]" in extra.err, extra
+    unknown = cli(env, "control", "nonsense", "-d", name)
+    assert unknown.code == 2 and "'add_tokens'" in unknown.err and "'revoke'" in unknown.err
+    assert "'tokens'" not in unknown.err, unknown  # an inspect command is not a control one
+    boom = cli(env, "control", "explode", "-d", name)
+    assert boom.code == 1, boom
+    assert f"->  {name}: ERROR" in boom.out and "RuntimeError: boom from a custom command" \
+        in boom.out, boom
+    assert nodes("cu").alive

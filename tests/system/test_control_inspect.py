@@ -422,6 +422,28 @@ def test_inspect_conf_shows_settings_and_masks_secrets(cluster):
     assert "hunter2" not in human.out
 
 
+def test_scheduled_and_active_queues_replies_are_shaped_like_celerys(cluster):
+    """Tools written for Celery's replies (Flower, scripts) read these fields."""
+    r = cluster.app.send_task(TASK("record"), args=["shape"], queue="w2q", countdown=90,
+                              priority=3)
+    scheduled = cluster.app.control.inspect(destination=[W2]).scheduled()[W2]
+    [entry] = [e for e in scheduled if e["request"]["id"] == r.id]
+    assert set(entry) == {"eta", "priority", "request"}
+    eta = dt.datetime.fromisoformat(entry["eta"])
+    assert eta.utcoffset() == dt.timedelta(0)
+    request = entry["request"]
+    assert {"id", "name", "args", "kwargs", "type", "hostname", "time_start", "acknowledged",
+            "delivery_info", "worker_pid"} <= set(request), request
+    assert (request["id"], request["hostname"], request["acknowledged"]) == (r.id, W2, False)
+    assert request["delivery_info"]["routing_key"] == "w2q"
+    [queue] = cluster.app.control.inspect(destination=[W2]).active_queues()[W2]
+    assert {"name", "exchange", "routing_key", "durable", "exclusive", "auto_delete",
+            "no_ack", "alias", "bindings", "queue_arguments", "max_priority"} <= set(queue)
+    assert (queue["name"], queue["routing_key"], queue["exchange"]["name"],
+            queue["exchange"]["type"]) == ("w2q", "w2q", "w2q", "direct")
+    cluster.app.control.revoke(r.id)
+
+
 def test_inspect_active_queues(cluster):
     body = _json(cli(cluster.env, "inspect", "active_queues", "-j"))
     for short in ("w1", "w2", "w3", "busy"):

@@ -106,3 +106,28 @@ class SysqControlBoom(Exception):
 @app.task
 def boom(message):
     raise SysqControlBoom(message)
+
+
+# -- remote-control commands of the app's own (test_control_commands.py) -----------------
+
+from multiq.worker.control import control_command, inspect_command  # noqa: E402
+
+TOKENS = {"n": 0}
+
+
+@control_command(args=[("n", int)], signature="[N=1]")
+def add_tokens(node, n=1):
+    """Add N tokens to this node's bucket."""
+    TOKENS["n"] += n
+    return {"ok": f"{TOKENS['n']} tokens at {node.hostname}"}
+
+
+@inspect_command(variadic="names", alias="token_count")
+def tokens(node, names=()):
+    """How many tokens this node holds."""
+    return {"tokens": TOKENS["n"], "names": list(names), "queues": node.current_queues()}
+
+
+@control_command()
+def explode(node):
+    raise RuntimeError("boom from a custom command")
