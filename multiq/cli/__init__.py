@@ -45,6 +45,9 @@ def cli(ctx: click.Context, **kwargs: Any) -> None:
 
 
 def main() -> None:
+    from multiq.patching import maybe_patch_concurrency
+
+    maybe_patch_concurrency()  # (done already when started by ``multiq.__main__``)
     try:
         cli(prog_name="multiq")
     except Exception as exc:
