@@ -33,6 +33,14 @@ class TimeLimitExceeded(MultiQError):
     """A task ran past its hard time limit and was killed."""
 
 
+class CallKilled(BaseException):
+    """Thrown into a task's call by a pool that runs it in the node's own process (gevent),
+    to end it now: its hard time limit, ``revoke --terminate``. It passes through the
+    task's hooks untouched and the pool records the outcome, as prefork's node does for a
+    child it killed. Outside the tree on purpose (as ``GreenletExit`` is): a task's
+    ``except Exception`` must not stop it."""
+
+
 class WorkerLostError(MultiQError):
     """The process running a task died before the task finished."""
 

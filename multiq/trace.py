@@ -7,12 +7,12 @@ import os
 import sys
 import threading
 import traceback as tb_module
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from multiq import signals, states
 from multiq.canvas import maybe_signature
 from multiq.describe import safe_str
-from multiq.exceptions import Ignore, Reject, Retry
+from multiq.exceptions import CallKilled, Ignore, Reject, Retry
 from multiq.task import Context, Task
 from multiq.worker.items import Outcome
 
@@ -56,6 +56,8 @@ def trace(task: Task, request: Context) -> Outcome:
         except Reject as exc:
             outcome = Outcome(states.REJECTED, exc=exc, traceback=format_traceback(exc),
                               requeue=exc.requeue)
+        except CallKilled:
+            raise
         except BaseException as exc:  # KeyboardInterrupt, GeneratorExit... fail the call too
             outcome = _on_error(task, request, exc)
         else:
@@ -69,6 +71,8 @@ def trace(task: Task, request: Context) -> Outcome:
                               task_id, args, kwargs, einfo)  # type: ignore[arg-type]
         except BaseException:
             logger.exception("after_return of %s[%s] raised", task.name, task_id)
+    except CallKilled:  # its pool ends the call and records its outcome
+        raise
     except BaseException as exc:  # a hook raised: the call fails, the worker goes on
         outcome = _failure(task, request, exc)
     finally:
@@ -80,6 +84,16 @@ def trace(task: Task, request: Context) -> Outcome:
 
 
 _loops = threading.local()
+#: Where a pool whose threads are not the process's threads (gevent's greenlets share
+#: one) runs coroutines instead (see :func:`set_coroutine_runner`).
+_runner: Optional[Callable[[Any], Any]] = None
+
+
+def set_coroutine_runner(runner: Optional[Callable[[Any], Any]]) -> None:
+    """Have ``runner(coro)`` run every ``async def`` task's coroutine to its end (None: each
+    thread's own loop again)."""
+    global _runner
+    _runner = runner
 
 
 def run_coroutine(coro: Any) -> Any:
@@ -91,6 +105,8 @@ def run_coroutine(coro: Any) -> Any:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
+        if _runner is not None:
+            return _runner(coro)
         loop = getattr(_loops, "loop", None)
         if loop is None or loop.is_closed():
             loop = _loops.loop = asyncio.new_event_loop()

@@ -98,21 +98,29 @@ class Pool:
     def cold_stop(self, committer: Any) -> None:
         """Stop now (a cold shutdown): what runs in this process cannot be interrupted, so
         early-ack requests fail as lost and late-ack ones go back to their queue."""
-        from multiq import states
-        from multiq.exceptions import WorkerLostError
-        from multiq.worker.items import Outcome
-
-        if committer is None:
-            return
-        for req in self.active():
-            if req.early_ack:
-                exc = WorkerLostError("Worker exited prematurely: cold shutdown")
-                committer.complete(req, Outcome(states.FAILURE, exc=exc))
-            else:
-                committer.redeliver(req, count=False)
+        settle_cold(committer, self.active())
 
     def dump_stacks(self) -> None:
         """Ask the pool's other processes, if any, to log their threads' stacks (USR1)."""
 
     def info(self) -> dict:
         return {"implementation": self.kind, "max-concurrency": self.concurrency}
+
+
+def settle_cold(committer: Any, running: List[Request]) -> None:
+    """At a cold shutdown, the requests that were running and will not finish: early-ack
+    ones fail as lost, late-ack ones go back to their queue."""
+    from multiq import states
+    from multiq.exceptions import WorkerLostError
+    from multiq.worker.items import Outcome
+
+    if committer is None:
+        return
+    for req in running:
+        if req.committed:
+            continue
+        if req.early_ack:
+            exc = WorkerLostError("Worker exited prematurely: cold shutdown")
+            committer.complete(req, Outcome(states.FAILURE, exc=exc))
+        else:
+            committer.redeliver(req, count=False)

@@ -49,6 +49,9 @@ class Executor:
         #: set where nothing holds the writer back for long (threads; solo, whose fetches
         #: carry its batches).
         self.batched_marks = batched_marks
+        #: A pool that runs calls in this process and must see each start and end (the
+        #: gevent pool's time limits and ``terminate``): ``starting(req)``, ``ended()``.
+        self.watcher: Optional[Any] = None
 
     # -- receiving ---------------------------------------------------------------------
 
@@ -194,11 +197,15 @@ class Executor:
 
     def _starting(self, req: Request) -> None:
         """Called as ``req``'s task is about to be called (a prefork child starts its time
-        limits here)."""
+        limits here; the ``watcher``, if any, is told)."""
+        if self.watcher is not None:
+            self.watcher.starting(req)
 
     def _ended(self) -> None:
         """Called once the call that :meth:`_starting` announced, and its callbacks, have
-        returned or raised; its outcome is handed in next."""
+        returned or raised; its outcome is handed in next (unless this raises)."""
+        if self.watcher is not None:
+            self.watcher.ended()
 
     def _context(self, req: Request) -> Context:
         """The task's ``request``, as Celery fills it."""
