@@ -33,9 +33,11 @@ def _split(values: Any) -> List[str]:
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "FATAL"],
                                 case_sensitive=False), help="Logging level.")
 @click.option("-c", "--concurrency", type=int, default=None,
-              help="Number of pool threads/processes (default: CPU count).")
-@click.option("-P", "--pool", type=click.Choice(["prefork", "processes", "solo", "threads"],
-                                                  case_sensitive=False), default=None,
+              help="Number of pool threads/processes/greenlets (default: CPU count; "
+                   "with -P gevent give many, e.g. -c 500).")
+@click.option("-P", "--pool", type=click.Choice(["prefork", "processes", "solo", "threads",
+                                                  "gevent", "eventlet"],
+                                                 case_sensitive=False), default=None,
               help="Pool implementation (default prefork).")
 @click.option("-Q", "--queues", multiple=True, help="Queues to consume from (comma list).")
 @click.option("-X", "--exclude-queues", multiple=True, help="Queues not to consume from.")

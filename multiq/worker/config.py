@@ -12,10 +12,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional, Tuple
 
+from multiq import patching
 from multiq.exceptions import ImproperlyConfigured
 from multiq.naming import nodename
 
-POOLS = ("prefork", "solo", "threads")
+POOLS = ("prefork", "solo", "threads", "gevent")
 SWITCH_INTERVAL = 0.0005  # seconds: the GIL switch interval a node runs with by default
 #: The keyword options of :meth:`NodeConfig.resolve` a node takes besides its named ones.
 OPTIONS = ("max_tasks_per_child", "max_memory_per_child", "time_limit", "soft_time_limit",
@@ -30,7 +31,7 @@ class NodeConfig:
     hostname: str
     #: the node's consumer name in the consumer groups: its hostname and a unique tail
     consumer_name: str
-    pool: str  # "prefork", "solo" or "threads"
+    pool: str  # "prefork", "solo", "threads" or "gevent"
     concurrency: int
     queues: Tuple[str, ...]
     prefetch_multiplier: int
@@ -101,8 +102,12 @@ def _pool_kind(given: Optional[str], configured: Optional[str]) -> str:
     kind = (given or configured or "prefork").lower()
     if kind == "processes":
         kind = "prefork"
+    refused = patching.refusal(kind)  # (eventlet; gevent not installed)
+    if refused:
+        raise ImproperlyConfigured(refused)
     if kind not in POOLS:
-        raise ImproperlyConfigured(f"Unknown pool {given!r}; choose prefork, solo or threads")
+        raise ImproperlyConfigured(f"Unknown pool {given!r}; choose prefork, solo, threads "
+                                   "or gevent")
     return kind
 
 

@@ -35,7 +35,7 @@ from typing import (
     Type,
 )
 
-from multiq import __version__, signals
+from multiq import __version__, patching, signals
 from multiq.exceptions import ImproperlyConfigured
 from multiq.pools.base import Pool
 from multiq.redisconn import REDIS_ERRORS, UNAVAILABLE
@@ -166,6 +166,7 @@ class Worker:
     def run(self) -> int:
         """Start, consume until asked to stop, shut down; returns the exit code."""
         app = self.app
+        patching.patch_late(self.pool_kind)  # (-P gevent patched before any import)
         # The node's threads hand work to each other constantly; a short GIL switch
         # interval keeps one from waiting 5 ms for another that is busy.
         sys.setswitchinterval(self.config.switch_interval)
@@ -315,11 +316,18 @@ class Worker:
         if self.pool_kind == "threads":
             from multiq.pools.threads import ThreadPool
             return ThreadPool
+        if self.pool_kind == "gevent":
+            from multiq.pools.greenlets import GeventPool
+            return GeventPool
         from multiq.pools.selffed import SelfFedPool
         return SelfFedPool
 
     def _make_pool(self, kind: Type[Pool], executor: Executor) -> Pool:
         config, fail = self.config, executor.fail  # (fail: a request ``execute`` raised for)
+        if self.pool_kind == "gevent":
+            from multiq.pools.greenlets import GeventPool
+            return GeventPool(executor, config.concurrency, config.time_limit,
+                              config.soft_time_limit, fail=fail)
         if self.pool_kind != "prefork":
             return kind(executor.execute, config.concurrency, fail=fail)
         from multiq.pools.selffed import SelfFedPool

@@ -38,8 +38,11 @@ def test_pool_names_and_queues_are_checked() -> None:
     app = _app()
     assert NodeConfig.resolve(app, pool="Processes").pool == "prefork"
     with pytest.raises(ImproperlyConfigured,
-                       match=r"Unknown pool 'gevent'; choose prefork, solo or threads"):
-        NodeConfig.resolve(app, pool="gevent")
+                       match=r"Unknown pool 'tornado'; choose prefork, solo, threads or gevent"):
+        NodeConfig.resolve(app, pool="tornado")
+    assert NodeConfig.resolve(app, pool="gevent").pool == "gevent"
+    with pytest.raises(ImproperlyConfigured, match=r"eventlet is deprecated upstream"):
+        NodeConfig.resolve(app, pool="eventlet")
     config = NodeConfig.resolve(app, queues=["a", "b", "c"], exclude_queues=["b"])
     assert config.queues == ("a", "c")
     with pytest.raises(ImproperlyConfigured, match="No queues left"):
