@@ -437,7 +437,15 @@ class MultiQ:
             if _setting(conf, "task_send_sent_event"):
                 self._sent_event(message)
             signals.after_task_publish.send(sender=name, body=message, routing_key=queue)
-        return _async_result()(task_id, self, name)
+        return self._sent(task_id, name, ignore_result)
+
+    def _sent(self, task_id: str, name: str, ignore_result: Optional[bool]) -> Any:
+        """The AsyncResult of a task just sent (``ignored`` when it stores no result)."""
+        result = _async_result()(task_id, self, name)
+        if ignore_result or (ignore_result is None
+                             and _setting(self.conf, "task_ignore_result")):
+            result.ignored = True
+        return result
 
     async def asend_task(self, name: str, args: Optional[Sequence[Any]] = None,
                          kwargs: Optional[Dict[str, Any]] = None, **options: Any) -> Any:

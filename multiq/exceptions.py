@@ -89,6 +89,10 @@ class IncompleteStream(MultiQError):
     """A result's children were asked for before the result was ready."""
 
 
+class ResultIgnored(MultiQError):
+    """``get()`` of a task sent with ``ignore_result``: its result is never stored."""
+
+
 class BackendNotConfigured(MultiQError):
     """Results were asked for but the app has no ``result_backend``."""
 

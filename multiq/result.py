@@ -30,6 +30,8 @@ class AsyncResult(Generic[R_co]):
         self._name = task_name
         self._cache: Optional[Dict[str, Any]] = None
         self.parent = parent  # the result before this one in a chain (or a chord's header)
+        #: the task was sent with ``ignore_result``: there will be no result to get
+        self.ignored = False
 
     task_id = property(lambda self: self.id)
 
@@ -148,6 +150,8 @@ class AsyncResult(Generic[R_co]):
         **_: Any,
     ) -> R_co:
         """Wait for the task and return its value; re-raise its exception if it failed."""
+        if self.ignored:
+            raise self._ignored_error()
         meta = self._cache or self.app.backend.wait_for(self.id, timeout=timeout)
         return self._outcome(meta, propagate)
 
@@ -158,8 +162,16 @@ class AsyncResult(Generic[R_co]):
         """``get()`` for asyncio code: awaits the same notification, never polls."""
         from multiq import aio
 
+        if self.ignored:
+            raise self._ignored_error()
         meta = self._cache or await aio.wait_for(self.app, self.id, timeout)
         return self._outcome(meta, propagate)
+
+    def _ignored_error(self) -> Exception:
+        from multiq.exceptions import ResultIgnored
+
+        return ResultIgnored(f"task {self._name or '?'}[{self.id}] was sent with ignore_result: "
+                             "its result is never stored, so get() would wait for ever")
 
     def _outcome(self, meta: Dict[str, Any], propagate: bool) -> Any:
         """The value of a ready document (cached): its exception raised with

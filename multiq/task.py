@@ -200,6 +200,32 @@ class Task(Generic[P, R]):
 
     # -- retrying ----------------------------------------------------------------------
 
+    def update_state(self, task_id: Optional[str] = None, state: Optional[str] = None,
+                     meta: Any = None, **_: Any) -> None:
+        """Store ``state`` (a custom one, such as ``"PROGRESS"``, too) with ``meta`` as the
+        task's result, for ``AsyncResult.state`` / ``.info``; whoever waits in ``get()``
+        keeps waiting, and the task's own outcome replaces it when it ends. Outside a
+        running task, name the ``task_id``. Without a result backend it does nothing."""
+        from multiq.backends.base import make_doc
+        from multiq.exceptions import BackendNotConfigured
+
+        task_id = task_id or self.request.id
+        if not task_id:
+            raise ValueError("update_state() outside a running task needs a task_id")
+        if not state:
+            raise ValueError("update_state() needs a state, e.g. state='PROGRESS'")
+        try:
+            backend = self.app.backend
+        except BackendNotConfigured:
+            return
+        doc = make_doc(task_id, str(state), meta)
+        request = self.request
+        if self.app.conf.result_extended and request.id == task_id:
+            doc.update(name=self.name, args=request.args, kwargs=request.kwargs,
+                       worker=request.hostname, retries=request.retries,
+                       queue=(request.delivery_info or {}).get("routing_key"))
+        backend.store(task_id, doc)
+
     def retry(
         self, args: Optional[Sequence[Any]] = None, kwargs: Optional[Dict[str, Any]] = None,
         exc: Optional[BaseException] = None, throw: bool = True, eta: Any = None,

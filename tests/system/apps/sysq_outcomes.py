@@ -121,3 +121,19 @@ def always_reject(self, tag):
 def reject_for_good(tag):
     recorder().rpush(RUNS, tag)
     raise Reject(f"unwanted {tag}", requeue=False)
+
+
+@app.task(bind=True)
+def progress(self, steps, gate):
+    """Reports PROGRESS after each step and waits at ``gate`` (a list in db 3) before the
+    next: the test opens it once it has seen the state."""
+    for done in range(1, steps + 1):
+        self.update_state(state="PROGRESS", meta={"done": done, "total": steps})
+        if recorder().blpop(gate, timeout=20) is None:
+            raise RuntimeError("the gate never opened")
+    return {"done": steps}
+
+
+@app.task(ignore_result=True)
+def quiet(tag):
+    recorder().rpush(RUNS, f"quiet:{tag}")

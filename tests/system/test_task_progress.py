@@ -1,0 +1,83 @@
+"""A task's progress (``self.update_state``) and results that are never stored
+(``ignore_result``), against real workers.
+
+Workers run ``apps/sysq_outcomes.py``; its ``progress`` task waits between steps at a list
+in db 3 that the test pushes to once it has seen the step.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE / "apps")]
+
+from helpers import wait_until  # noqa: E402
+from sysq_support import APPS, WORKER_ENV, runs  # noqa: E402
+
+from multiq.exceptions import ResultIgnored  # noqa: E402
+
+pytestmark = [pytest.mark.system, pytest.mark.timeout(60)]
+TASK = "sysq_outcomes.{}".format
+
+
+@pytest.fixture
+def client(make_app):
+    return make_app("sysq_progress_client")
+
+
+def _start(start_worker, pool):
+    args = ("-c", "2") if pool != "solo" else ()
+    return start_worker("sysq_outcomes", *args, cwd=APPS, pool=pool,
+                        hostname=f"progress-{pool}@%h", env=dict(WORKER_ENV))
+
+
+@pytest.mark.parametrize("pool", ["solo", "prefork"])
+def test_progress_is_seen_step_by_step_and_get_waits_for_the_end(start_worker, client, rec,
+                                                                 pool):
+    _start(start_worker, pool)
+    r = client.send_task(TASK("progress"), args=[3, "gate"])
+    got = {}
+    waiter = threading.Thread(target=lambda: got.update(value=r.get(timeout=30)))
+    waiter.start()
+    for done in (1, 2, 3):
+        wait_until(lambda d=done: (r.state, r.info) == ("PROGRESS", {"done": d, "total": 3}),
+                   timeout=15, message=f"step {done}: {r.state} {r.info}")
+        assert waiter.is_alive() and not r.ready()  # get() is not fooled by PROGRESS
+        rec.rpush("gate", "go")
+    waiter.join(15)
+    assert got == {"value": {"done": 3}}
+    assert (r.state, r.info) == ("SUCCESS", {"done": 3})
+
+
+def test_update_state_outside_a_task_names_the_task(client):
+    add = client.task(name="progress.add")(lambda x, y: x + y)
+    client.conf.result_extended = False
+    add.update_state(task_id="some-id", state="CUSTOM", meta={"n": 1})
+    r = client.AsyncResult("some-id")
+    assert (r.state, r.info) == ("CUSTOM", {"n": 1})
+    with pytest.raises(ValueError, match="needs a task_id"):
+        add.update_state(state="CUSTOM")
+    with pytest.raises(ValueError, match="needs a state"):
+        add.update_state(task_id="some-id")
+
+
+def test_get_of_an_ignored_result_fails_at_once_and_the_task_still_runs(start_worker,
+                                                                        client, rec):
+    _start(start_worker, "solo")
+    by_name = client.send_task(TASK("quiet"), args=["a"], ignore_result=True)
+    assert by_name.ignored
+    with pytest.raises(ResultIgnored, match="ignore_result"):
+        by_name.get(timeout=30)
+    quiet = client.task(name=TASK("quiet"), ignore_result=True)(lambda tag: None)
+    by_task = quiet.delay("b")
+    assert by_task.ignored
+    with pytest.raises(ResultIgnored):
+        by_task.get()
+    plain = client.send_task(TASK("record"), args=["c"])
+    assert not plain.ignored and plain.get(timeout=15) is not None
+    wait_until(lambda: {"quiet:a", "quiet:b"} <= set(runs(rec)), timeout=15,
+               message=f"runs: {runs(rec)}")
