@@ -689,6 +689,12 @@ _CANVAS_OPTIONS = frozenset(("chain", "group_id", "group_index", "chord", "chord
                              "replaced_task_nesting"))
 
 
+def check_time_limits(soft: Any, hard: Any) -> None:
+    """Celery's rule: a soft time limit above the hard one is an error, not a no-op."""
+    if soft and hard and soft > hard:
+        raise ValueError("soft_time_limit must be less than or equal to time_limit")
+
+
 def _message_options(link: Any, link_error: Any, ignore_result: Optional[bool],
                      time_limit: Optional[float], soft_time_limit: Optional[float],
                      extra: Dict[str, Any]) -> Dict[str, Any]:
@@ -701,6 +707,7 @@ def _message_options(link: Any, link_error: Any, ignore_result: Optional[bool],
     if ignore_result:
         options["ignore_result"] = True
     if time_limit is not None or soft_time_limit is not None:
+        check_time_limits(soft_time_limit, time_limit)
         options["timelimit"] = [time_limit, soft_time_limit]
     if extra:
         _canvas_options(options, extra)

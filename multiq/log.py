@@ -11,6 +11,51 @@ from typing import Iterator, List, Optional, Union
 
 DEFAULT_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s"
 FILE_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s %(node)s] %(message)s"
+#: what a task logger's records show before their message (see :func:`get_task_logger`)
+TASK_PREFIX = "%(task_name)s[%(task_id)s]: "
+RESERVED = ("multiq", "multiq.task", "multiq.worker")
+
+
+class _TaskFilter(logging.Filter):
+    """Adds ``task_id`` and ``task_name`` (``???`` outside a task) to a task logger's
+    records: those of the task running in this thread or asyncio task."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from multiq import _state
+
+        stack = _state.task_stack()
+        request = stack[-1] if stack else None
+        record.task_id = getattr(request, "id", None) or "???"
+        record.task_name = getattr(request, "task", None) or "???"
+        return True
+
+
+_TASK_FILTER = _TaskFilter()
+
+
+def get_task_logger(name: str) -> logging.Logger:
+    """The logger ``name`` (``__name__``, say) for use in tasks: its records carry the
+    running task's ``task_id`` and ``task_name``, and a node's log shows them before the
+    message (``proj.add[<id>]: ...``), as Celery's task loggers do."""
+    if name in RESERVED:
+        raise RuntimeError(f"Logger name {name!r} is reserved!")
+    logger = logging.getLogger(name)
+    if _TASK_FILTER not in logger.filters:
+        logger.addFilter(_TASK_FILTER)
+    return logger
+
+
+class _Formatter(logging.Formatter):
+    """``fmt``, with :data:`TASK_PREFIX` before the message of a task logger's records."""
+
+    def __init__(self, fmt: str) -> None:
+        super().__init__(fmt)
+        self._task = logging.Formatter(fmt.replace("%(message)s", TASK_PREFIX + "%(message)s"))
+
+    def format(self, record: logging.LogRecord) -> str:
+        if hasattr(record, "task_id"):
+            return self._task.format(record)
+        return super().format(record)
 
 
 class _NodeFilter(logging.Filter):
@@ -56,7 +101,7 @@ def setup(level: Union[str, int, None] = "WARNING", logfile: Optional[str] = Non
         fmt = FILE_FORMAT if logfile and node else DEFAULT_FORMAT
     if node:
         handler.addFilter(_NodeFilter(node))
-    handler.setFormatter(logging.Formatter(fmt))
+    handler.setFormatter(_Formatter(fmt))
     root.addHandler(handler)
     root.setLevel(level_of(level))
 

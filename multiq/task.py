@@ -119,6 +119,9 @@ class Task(Generic[P, R]):
     ) -> AsyncResult[R]:
         """Send the task to a worker; see SPEC for the options."""
         app = self.app
+        soft = self.soft_time_limit
+        if soft and self.time_limit and soft > self.time_limit:
+            raise ValueError("soft_time_limit must be less than or equal to time_limit")
         if dict.get(app.conf, "task_always_eager"):
             return self.apply(args, kwargs, **options)
         for attr in _SEND_OPTIONS:  # the task's own defaults, unless given

@@ -81,3 +81,11 @@ def test_get_of_an_ignored_result_fails_at_once_and_the_task_still_runs(start_wo
     assert not plain.ignored and plain.get(timeout=15) is not None
     wait_until(lambda: {"quiet:a", "quiet:b"} <= set(runs(rec)), timeout=15,
                message=f"runs: {runs(rec)}")
+
+
+@pytest.mark.parametrize("pool", ["solo", "prefork"])
+def test_a_task_loggers_lines_name_the_task_and_its_id(start_worker, client, pool):
+    w = _start(start_worker, pool)
+    r = client.send_task(TASK("logs"), args=["the test"])
+    assert r.get(timeout=15) == "the test"
+    w.wait_for_log(f"{TASK('logs')}[{r.id}]: hello from the test", timeout=10)

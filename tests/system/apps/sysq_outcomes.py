@@ -137,3 +137,14 @@ def progress(self, steps, gate):
 @app.task(ignore_result=True)
 def quiet(tag):
     recorder().rpush(RUNS, f"quiet:{tag}")
+
+
+from multiq.utils.log import get_task_logger  # noqa: E402
+
+task_log = get_task_logger(__name__)
+
+
+@app.task
+def logs(tag):
+    task_log.warning("hello from %s", tag)
+    return tag

@@ -1,0 +1,1 @@
+"""Helpers under the names Celery gives them (``celery.utils.log`` → ``multiq.utils.log``)."""
