@@ -91,6 +91,12 @@ class MultiQ:
         self._control: Any = None
         self._sender: Optional[Tuple[Any, Any]] = None  # (broker, its Sender or None)
         self._finalized = False
+        #: Celery's app signals: ``on_after_configure`` (``source``: the settings) and
+        #: ``on_after_finalize`` are sent once, when a worker or beat starts (``finalize``),
+        #: after the app's modules are imported; ``on_configure`` just before them.
+        self.on_configure = signals.Signal("on_configure")
+        self.on_after_configure = signals.Signal("on_after_configure")
+        self.on_after_finalize = signals.Signal("on_after_finalize")
         if os.environ.get("DJANGO_SETTINGS_MODULE"):
             self._use_django()
         if config_source is not None:
@@ -228,8 +234,33 @@ class MultiQ:
             if self._finalized:
                 return
             self._finalized = True
+        self.on_configure.send(sender=self)
+        self.on_after_configure.send(sender=self, source=self.conf)
+        with self._lock:
             for task in self.tasks.values():
                 self._annotate(task)
+        self.on_after_finalize.send(sender=self)
+
+    def add_periodic_task(self, schedule: Any, sig: Any, args: Sequence[Any] = (),
+                          kwargs: Optional[Dict[str, Any]] = None, name: Optional[str] = None,
+                          **options: Any) -> str:
+        """Add ``sig`` (a signature, e.g. ``add.s(2, 2)``) to ``beat_schedule`` to run on
+        ``schedule`` (seconds, a timedelta, a ``crontab``...); returns the entry's name
+        (``name``, else the signature's repr). Typically from an ``on_after_configure``
+        receiver, as with Celery."""
+        if args or kwargs:
+            sig = sig.clone(args, kwargs)
+        key = name or repr(sig)
+        table = self.conf.get("beat_schedule")
+        if table is None:
+            table = self.conf["beat_schedule"] = {}
+        if name is None and key in table:
+            logger.warning("Periodic task %r replaced an unnamed one of the same call; give "
+                           "add_periodic_task a name to keep both", key)
+        table[key] = {"task": sig.name, "schedule": schedule, "args": list(sig.args),
+                      "kwargs": dict(sig.kwargs),
+                      "options": {**dict(sig.options), **options}}
+        return key
 
     def _annotate(self, task: Task) -> None:
         annotations = self.conf.task_annotations or {}

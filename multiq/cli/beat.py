@@ -78,6 +78,7 @@ def _run(obj: CLIContext, app: Any, loglevel: str, logfile: Optional[str],
             reporter.error(str(exc))
             raise click.UsageError(str(exc)) from exc
         app.import_default_modules()
+        app.finalize()  # on_after_configure: where add_periodic_task is often called
         runner = Beat(app, max_interval, source=source)
         signal.signal(signal.SIGTERM, lambda *_: runner.stop())
         signal.signal(signal.SIGINT, lambda *_: runner.stop())

@@ -85,3 +85,33 @@ def test_bench_baseline_runs_the_other_checkout(tmp_path: Path) -> None:
         assert rows[("drain", "multiq-base", setting)]["multiq_over_peer"] > 0
     imported = set(marker.read_text().split())
     assert imported == {str(base / "multiq" / "__init__.py")}, imported
+
+
+def test_bench_io_smoke(tmp_path: Path) -> None:
+    """The ``io`` figure: many short sleeps on the green and asyncio pools (and Celery's
+    gevent pool, where Celery is installed), one row each, timings never checked."""
+    from multiq.worker.config import POOLS
+
+    systems = ["multiq"] + (["celery"] if importlib.util.find_spec("celery") else [])
+    out = tmp_path / "bench.json"
+    env = dict(os.environ, BENCH_SLEEP="0.05")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--runs", "1", "--io-n", "40", "--systems",
+         ",".join(systems), "--only", "io", "--json", str(out)],
+        cwd=str(tmp_path), env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        timeout=110,
+    )
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+    rows = {(r["system"], r["setting"]): r for r in json.loads(out.read_text())["results"]
+            if r["figure"] == "io"}
+    wanted = [("multiq", "gevent1000")]
+    if "asyncio" in POOLS:
+        wanted.append(("multiq", "asyncio1000"))
+    if "celery" in systems:
+        wanted.append(("celery", "gevent1000"))
+    for key in wanted:
+        row = rows[key]
+        assert not row["errors"] and row["median"] > 0 and row["n"] == 40, row
+    if "celery" in systems:
+        assert rows[("celery", "gevent1000")]["multiq_over_peer"] > 0

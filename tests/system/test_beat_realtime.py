@@ -86,3 +86,14 @@ def test_worker_B_embeds_beat_and_two_of_them_send_each_run_once(
     for w in (w1, w2):
         assert w.stop(timeout=15) == 0
     assert redis_client.exists(LOCK) == 0
+
+
+@pytest.mark.timeout(30)
+def test_a_periodic_task_added_in_on_after_configure_is_sent(env, rec, tmp_path,
+                                                             process_tracker):
+    env = dict(env, SYSQ_BEAT_CONFIGURED="1")
+    beat = start_beat(process_tracker, env, tmp_path, wait=LEADS)
+    wait_until(lambda: len(rec.lrange("sent_echo", 0, -1)) >= 2, timeout=10,
+               message=f"beat log:\n{beat.log()[-2000:]}")
+    assert all(raw.decode().endswith(f"|{beat.pid}|hi") for raw in rec.lrange("sent_echo", 0, -1))
+    assert beat.stop(signal.SIGTERM, timeout=10) == 0

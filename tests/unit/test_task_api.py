@@ -77,3 +77,34 @@ def test_task_loggers_add_the_running_tasks_id_and_name() -> None:
     assert lines[1].endswith("???[???]: outside") and lines[2].endswith("] plain"), lines
     with pytest.raises(RuntimeError, match="reserved"):
         get_task_logger("multiq")
+
+
+def test_add_periodic_task_from_on_after_configure_lands_in_beat_schedule() -> None:
+    from multiq.beat.table import entry_from_config
+    from multiq.schedules import crontab
+
+    app = _app()
+    seen = []
+
+    @app.task
+    def report(kind: str, full: bool = False) -> None:
+        return None
+
+    @app.on_after_configure.connect
+    def setup(sender: MultiQ, **kwargs: object) -> None:
+        seen.append(("configure", kwargs.get("source") is sender.conf))
+        sender.add_periodic_task(10.0, report.s("short"), name="every ten")
+        sender.add_periodic_task(crontab(minute=0), report.s(), args=("hourly",),
+                                 kwargs={"full": True}, queue="reports")
+
+    app.on_after_finalize.connect(lambda sender, **kw: seen.append(("finalize", True)))
+    app.finalize()
+    app.finalize()  # once only
+    assert seen == [("configure", True), ("finalize", True)]
+    table = app.conf.beat_schedule
+    assert set(table) == {"every ten", repr(report.s("hourly", full=True))}
+    ten = entry_from_config("every ten", table["every ten"])
+    assert (ten.task, ten.args, ten.schedule.seconds) == (report.name, ["short"], 10.0)
+    [hourly] = [entry_from_config(k, v) for k, v in table.items() if k != "every ten"]
+    assert (hourly.args, hourly.kwargs, hourly.options) == (["hourly"], {"full": True},
+                                                           {"queue": "reports"})

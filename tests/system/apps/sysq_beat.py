@@ -49,6 +49,27 @@ def _sent(sender=None, **kwargs):
         _record("sent")
 
 
+ECHO = "sysq_beat.echo"
+
+
+@app.task(name=ECHO)
+def echo(word):
+    return word
+
+
+@app.on_after_configure.connect
+def _periodic(sender, **kwargs):
+    """With ``SYSQ_BEAT_CONFIGURED``, one more entry, added the Celery way."""
+    if os.environ.get("SYSQ_BEAT_CONFIGURED"):
+        sender.add_periodic_task(1.0, echo.s("hi"), name="echo every second")
+
+
+@signals.before_task_publish.connect
+def _sent_echo(sender=None, body=None, **kwargs):
+    if sender == ECHO:
+        recorder().rpush("sent_echo", f"{time.time()!r}|{os.getpid()}|{body.args[0]}")
+
+
 @signals.beat_init.connect
 def _beat_init(sender=None, **kwargs):
     _record("beat_init")
