@@ -57,6 +57,8 @@ def parse(argv: Optional[Sequence[str]] = None) -> Options:
                    help="chord header tasks, also the roundtrips group (default 1000; "
                         "--quick 100)")
     p.add_argument("--chain-length", type=int, help="chain tasks (default 100; --quick 20)")
+    p.add_argument("--io-n", type=int,
+                   help="half-second tasks of the io figure (default 10000; --quick 1000)")
     p.add_argument("--json", type=Path, help="default bench/results-<timestamp>.json")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     p.add_argument("--baseline", type=Path, metavar="CHECKOUT",
@@ -72,6 +74,7 @@ def parse(argv: Optional[Sequence[str]] = None) -> Options:
         settle=a.settle if a.settle is not None else (0.5 if quick else 2.0),
         chord_size=a.chord_size or (100 if quick else 1_000),
         chain_length=a.chain_length or (20 if quick else 100),
+        io_n=a.io_n or (1_000 if quick else 10_000),
         stop_grace=0.2 if quick else 1.0, baseline=a.baseline,
     )
     if opts.runs < 1 or opts.n < 2 or opts.latency_samples < 1:

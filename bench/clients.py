@@ -22,8 +22,11 @@ class Client:
 
     def __init__(self) -> None:
         self.app: Any = importlib.import_module(self.module)
+        self.task_name = ""  # another task of the app to send (``--task``)
 
     def task(self, counted: bool) -> Any:
+        if self.task_name:
+            return getattr(self.app, self.task_name)
         return self.app.noop_count if counted else self.app.noop
 
     def connect(self) -> None:
@@ -40,6 +43,10 @@ class Client:
     def roundtrip(self, i: int) -> None:
         """Send ``noop(i)`` and wait for its result (at most 10 s)."""
         raise NotImplementedError
+
+    async def aroundtrip(self, i: int) -> None:
+        """``roundtrip`` with the system's awaitable client."""
+        raise NotAvailable("no awaitable client")
 
     def ping(self, timeout: float) -> Optional[int]:
         """How many nodes answered a broadcast ping; None when there is no such API."""
@@ -90,6 +97,10 @@ class MultiqClient(Client):
 
     def roundtrip(self, i: int) -> None:
         value = self.app.noop.delay(i).get(timeout=10)
+        assert value == i, (value, i)
+
+    async def aroundtrip(self, i: int) -> None:
+        value = await (await self.app.noop.adelay(i)).aget(timeout=10)
         assert value == i, (value, i)
 
     def ping(self, timeout: float) -> Optional[int]:

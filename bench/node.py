@@ -3,7 +3,8 @@
 One ``noop`` task is pre-queued; start-up is worker Popen -> its result stored (polled
 every 5 ms). The worker is then left idle for ``settle`` seconds and RSS/PSS are summed over
 its process tree. Finally a fresh client process does 20 warm-up and ``latency_samples``
-sequential ``send -> get`` round trips against that warm worker.
+sequential ``send -> get`` round trips against that warm worker, then (multiq) as many
+``await adelay() -> await aget()`` on one event loop.
 """
 from __future__ import annotations
 
@@ -53,6 +54,13 @@ def run(bench: Bench, system: System, setting: Setting, run_no: int) -> None:
             bench.results.add("latency-p50", system.name, setting.key, p50, n=n, **common)
             bench.results.add("latency-p99", system.name, setting.key, p99, n=n, **common)
             done.append(f"latency p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+            out = bench.producer(system, "alatency", "-n", str(n), timeout=60 + n * 0.2)
+            if "na" not in out:  # (systems with an awaitable client)
+                samples = out["samples_ms"]
+                p50, p99 = percentile(samples, 50), percentile(samples, 99)
+                bench.results.add("alatency-p50", system.name, setting.key, p50, n=n, **common)
+                bench.results.add("alatency-p99", system.name, setting.key, p99, n=n, **common)
+                done.append(f"await aget p50 {p50:.2f} ms, p99 {p99:.2f} ms")
     finally:
         bench.procs.stop(proc, bench.opts.stop_grace)
         store.close()

@@ -60,6 +60,24 @@ def latency(client: Client, n: int, warmup: int) -> Dict[str, Any]:
     return {"n": n, "samples_ms": samples}
 
 
+def alatency(client: Client, n: int, warmup: int) -> Dict[str, Any]:
+    """:func:`latency` with the awaitable client (``await adelay()``, ``await aget()``), on
+    one event loop."""
+    import asyncio
+
+    async def main() -> List[float]:
+        for i in range(warmup):
+            await client.aroundtrip(i)
+        samples: List[float] = []
+        for i in range(n):
+            start = time.perf_counter()
+            await client.aroundtrip(i)
+            samples.append((time.perf_counter() - start) * 1000.0)
+        return samples
+
+    return {"n": n, "samples_ms": asyncio.run(main())}
+
+
 def ping_wait(client: Client, expect: int, timeout: float) -> Dict[str, Any]:
     if client.ping(0.05) is None:
         raise NotAvailable("no broadcast ping")
@@ -109,7 +127,7 @@ def roundtrips(client: Client, n: int, timeout: float, quiet: float = 0.3) -> Di
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.producer")
     parser.add_argument("system", choices=sorted(CLIENTS))
-    parser.add_argument("action", choices=["enqueue", "batch", "latency", "ping-wait",
+    parser.add_argument("action", choices=["enqueue", "batch", "latency", "alatency", "ping-wait",
                                                   "canvas", "roundtrips"])
     parser.add_argument("-n", type=int, default=1000)
     parser.add_argument("--counted", action="store_true", help="send noop_count")
@@ -120,9 +138,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--chord-size", type=int, default=1000)
     parser.add_argument("--chain-length", type=int, default=100)
     parser.add_argument("--keys", help="write the result keys here, one a line")
+    parser.add_argument("--task", default="", help="send this task of the app instead")
     args = parser.parse_args(argv)
     try:
         client = CLIENTS[args.system]()
+        client.task_name = args.task
         client.connect()
         if args.action == "enqueue":
             out = enqueue(client, args.n, args.counted, args.keys)
@@ -130,6 +150,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             out = batch(client, args.n, args.counted, args.chunk, args.keys)
         elif args.action == "latency":
             out = latency(client, args.n, args.warmup)
+        elif args.action == "alatency":
+            out = alatency(client, args.n, args.warmup)
         elif args.action == "canvas":
             out = canvas(client, args.chord_size, args.chain_length, args.timeout)
         elif args.action == "roundtrips":

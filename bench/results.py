@@ -22,6 +22,8 @@ FIGURES: Dict[str, Figure] = {
     "redis-cpu": Figure("us/task", False, "redis-server CPU, first..last completion"),
     "latency-p50": Figure("ms", False, "sequential send->get against a warm worker"),
     "latency-p99": Figure("ms", False, "sequential send->get against a warm worker"),
+    "alatency-p50": Figure("ms", False, "sequential await adelay() -> await aget(), warm worker"),
+    "alatency-p99": Figure("ms", False, "sequential await adelay() -> await aget(), warm worker"),
     "startup": Figure("s", False, "worker Popen -> first pre-queued task's result stored"),
     "rss": Figure("MB", False, "idle node: RSS summed over the node and its children"),
     "pss": Figure("MB", False, "idle node: PSS summed over the node and its children"),
@@ -32,6 +34,8 @@ FIGURES: Dict[str, Figure] = {
                                 "returns, warm worker"),
     "chain": Figure("ms", False, "chain of N add tasks: send -> last .get() returns, "
                                  "warm worker"),
+    "io": Figure("s", False, "N tasks each waiting 0.5 s, pre-queued: worker Popen -> N-th "
+                             "done"),
     "roundtrips": Figure("trips/task", False, "worker's request bursts to Redis per header "
                                               "task: N-task chord minus the same N as a group"),
 }

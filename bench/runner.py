@@ -4,7 +4,7 @@ from __future__ import annotations
 import traceback
 from typing import Any, Callable, List
 
-from bench import canvas, drain, enqueue, multi, node
+from bench import canvas, drain, enqueue, io, multi, node
 from bench.context import Bench
 from bench.procs import ProcessError
 from bench.systems import SYSTEMS, System, baseline
@@ -40,7 +40,7 @@ def _attempt(bench: Bench, figure: str, system: System, setting: str,
 def run_all(bench: Bench) -> None:
     systems = available(bench)
     for run_no in range(1, bench.opts.runs + 1):
-        for figures in (_enqueue, _drain, _node, _multi, _canvas_timing, _roundtrips):
+        for figures in (_enqueue, _drain, _node, _multi, _canvas_timing, _roundtrips, _io):
             figures(bench, systems, run_no)
 
 
@@ -100,3 +100,11 @@ def _roundtrips(bench: Bench, systems: List[System], run_no: int) -> None:
         for setting in system.settings(system.canvas, bench.opts.quick):
             _attempt(bench, "roundtrips", system, setting.key, canvas.roundtrips, setting,
                      run_no)
+
+
+def _io(bench: Bench, systems: List[System], run_no: int) -> None:
+    if "io" not in bench.opts.only:
+        return
+    for system in systems:
+        for setting in system.settings(system.io, bench.opts.quick):
+            _attempt(bench, "io", system, setting.key, io.run, setting, run_no)

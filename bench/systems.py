@@ -29,6 +29,9 @@ class Setting:
     n_div: int = 1  # drain N is divided by this (RQ's slow workers, as in the reference)
     full_only: bool = False
     procs: int = 1  # worker processes started side by side (``{i}`` in args: 1, 2...)
+    task: str = ""  # the app's task the ``io`` figure sends
+    #: more (setting, multiq setting compared with) rows the same samples are shown as
+    also: Tuple[Tuple[str, str], ...] = ()
 
     @property
     def compare_to(self) -> str:
@@ -43,6 +46,7 @@ class System:
     drain: Tuple[Setting, ...]
     node: Tuple[Setting, ...]  # start-up, memory and latency
     canvas: Tuple[Setting, ...] = ()  # chord, chain, roundtrips (none: not measured)
+    io: Tuple[Setting, ...] = ()  # I/O-bound tasks on green threads or coroutines
     results_db: int = 2  # where the result keys live (RQ keeps them in its one db)
     multi: Optional[str] = None  # the module whose ``multi`` command is measured
     app: str = ""
@@ -86,11 +90,16 @@ _SOLO_FULL = dataclasses.replace(_SOLO, full_only=True)
 _TWO_SOLO = Setting("2x-solo", ("-P", "solo", "-n", "solo{i}@%h"), procs=2, full_only=True,
                     note="two solo nodes (reference for prefork2)")
 _BARE = ("--without-gossip", "--without-mingle", "--without-heartbeat")
+_GEVENT = Setting("gevent1000", ("-P", "gevent", "-c", "1000"), task="sleep_count",
+                  note="time.sleep")
+_ASYNCIO = Setting("asyncio1000", ("-P", "asyncio", "-c", "1000"), task="asleep_count",
+                   note="await asyncio.sleep")
 
 MULTIQ = System(
     "multiq", "multiq", ("-m", "multiq", "-A", "bench.apps.mq_app", "worker", "-l", "WARNING"),
     drain=(_SOLO, _THREADS, _PREFORK, _TWO_SOLO), node=(_SOLO, _PREFORK),
     canvas=(_PREFORK, _SOLO_FULL), multi="multiq", app="bench.apps.mq_app",
+    io=(_ASYNCIO, _GEVENT),
 )
 
 CELERY = System(
@@ -101,6 +110,7 @@ CELERY = System(
           Setting("prefork2-bare", (*_PREFORK.args, *_BARE), match="prefork2",
                   note="--without-gossip/mingle/heartbeat", full_only=True)),
     canvas=(_PREFORK, _SOLO_FULL), multi="celery", app="bench.apps.celery_app",
+    io=(dataclasses.replace(_GEVENT, also=(("gevent1000 (same runs)", "asyncio1000"),)),),
 )
 
 _RQ_SIMPLE = ("-q", "-u", "{broker}", "-w", "rq.SimpleWorker", "bench")

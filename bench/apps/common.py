@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/1")
 BACKEND_URL = os.environ.get("BENCH_BACKEND_URL", "redis://127.0.0.1:6379/2")
@@ -18,7 +18,11 @@ COUNTER = "bench:done"
 T_FIRST = "bench:t_first"
 T_LAST = "bench:t_last"
 
+#: seconds each I/O-bound task of the ``io`` figure waits (``sleep_count``, ``asleep_count``)
+SLEEP = float(os.environ.get("BENCH_SLEEP", "0.5"))
+
 _conn: Optional[Tuple[int, Any]] = None
+_aconn: Dict[int, Any] = {}  # per event loop
 
 
 def _client() -> Any:
@@ -27,7 +31,10 @@ def _client() -> Any:
     if _conn is None or _conn[0] != os.getpid():
         import redis
 
-        _conn = (os.getpid(), redis.Redis.from_url(COUNTER_URL))
+        # blocking: a thousand green threads counting at once wait for one of 64 connections
+        pool = redis.BlockingConnectionPool.from_url(COUNTER_URL, max_connections=64,
+                                                     timeout=None)
+        _conn = (os.getpid(), redis.Redis(connection_pool=pool))
     return _conn[1]
 
 
@@ -39,3 +46,23 @@ def count() -> None:
         client.set(T_FIRST, repr(time.time()))
     if done == int(os.environ.get("BENCH_N", "0")):
         client.set(T_LAST, repr(time.time()))
+
+
+async def acount() -> None:
+    """:func:`count` for ``async def`` tasks, on an asyncio client of this event loop (a
+    blocking call would hold up every task of the loop)."""
+    import asyncio
+
+    import redis.asyncio
+
+    loop = id(asyncio.get_running_loop())
+    client = _aconn.get(loop)
+    if client is None:
+        pool = redis.asyncio.BlockingConnectionPool.from_url(COUNTER_URL, max_connections=64,
+                                                             timeout=None)
+        client = _aconn[loop] = redis.asyncio.Redis(connection_pool=pool)
+    done = await client.incr(COUNTER)
+    if done == 1:
+        await client.set(T_FIRST, repr(time.time()))
+    if done == int(os.environ.get("BENCH_N", "0")):
+        await client.set(T_LAST, repr(time.time()))

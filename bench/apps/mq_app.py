@@ -1,10 +1,12 @@
-"""multiq app: ``noop``, the counted ``noop_count``, ``add`` and ``tsum`` (canvas); results in
-the backend db."""
+"""multiq app: ``noop``, the counted ``noop_count``, ``add`` and ``tsum`` (canvas), the
+I/O-bound ``sleep_count`` and ``asleep_count``; results in the backend db."""
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any, List
 
-from bench.apps.common import BACKEND_URL, BROKER_URL, count
+from bench.apps.common import BACKEND_URL, BROKER_URL, SLEEP, acount, count
 from multiq import MultiQ
 
 app = MultiQ("bench", broker=BROKER_URL, backend=BACKEND_URL)
@@ -33,3 +35,19 @@ def add(x: int, y: int) -> int:
 def tsum(values: List[int]) -> int:
     """The sum of a chord header's results."""
     return sum(values)
+
+
+@app.task
+def sleep_count(i: Any) -> Any:
+    """Wait ``SLEEP`` seconds in ``time.sleep`` (cooperative under gevent), count, return ``i``."""
+    time.sleep(SLEEP)
+    count()
+    return i
+
+
+@app.task
+async def asleep_count(i: Any) -> Any:
+    """Wait ``SLEEP`` seconds in ``asyncio.sleep``, count, return ``i``."""
+    await asyncio.sleep(SLEEP)
+    await acount()
+    return i
