@@ -29,10 +29,10 @@ from typing import (
 
 from multiq import _state as state
 from multiq import config as config_mod
-from multiq import signals
+from multiq import publishing, signals
 from multiq import task as task_mod  # in MultiQ's body, "Task" is the property
 from multiq.exceptions import BackendNotConfigured, ImproperlyConfigured, OperationalError
-from multiq.message import Message, envelope
+from multiq.message import envelope
 from multiq.task import Task
 
 if TYPE_CHECKING:
@@ -443,6 +443,13 @@ class MultiQ:
         task_id = str(task_id) if task_id else _uuid4()
         if stack:
             stack[-1].__dict__.setdefault("children", []).append(task_id)
+        out = None
+        if signals.before_task_publish.has_receivers() or _setting(
+                conf, "task_send_sent_event") or signals.after_task_publish.has_receivers():
+            out = publishing.Outgoing(name, task_id, queue, list(args), dict(kwargs),
+                                      dict(headers or {}), options, due, expires, root_id,
+                                      parent_id, priority, shadow, _client_name())
+            headers = publishing.before(out, retry_policy)
         data = envelope(
             task_id, name, queue, now, args, kwargs, priority=priority, eta=due,
             expires=expires, root_id=root_id, parent_id=parent_id, shadow=shadow,
@@ -454,20 +461,11 @@ class MultiQ:
         if limit and len(data) > limit:
             raise ValueError(f"Message of task {name} is {len(data)} bytes; "
                              f"task_message_max_bytes is {limit}")
-        message = None
-        if signals.before_task_publish.has_receivers() or _setting(
-                conf, "task_send_sent_event") or signals.after_task_publish.has_receivers():
-            message = Message(
-                id=task_id, task=name, args=list(args), kwargs=dict(kwargs), queue=queue,
-                priority=priority, eta=due, expires=expires, headers=dict(headers or {}),
-                options=options, root_id=root_id, parent_id=parent_id, shadow=shadow, sent=now,
-            )
-            signals.before_task_publish.send(sender=name, body=message, routing_key=queue)
         self._publish(name, queue, data, priority, due, task_id, retry, retry_policy)
-        if message is not None:
+        if out is not None:
             if _setting(conf, "task_send_sent_event"):
-                self._sent_event(message)
-            signals.after_task_publish.send(sender=name, body=message, routing_key=queue)
+                self._sent_event(out)
+            publishing.after(out)
         return self._sent(task_id, name, ignore_result)
 
     def _sent(self, task_id: str, name: str, ignore_result: Optional[bool]) -> Any:
@@ -599,15 +597,14 @@ class MultiQ:
                 exc = error
         raise OperationalError(f"Could not publish {name}: {exc}") from exc
 
-    def _sent_event(self, message: Message) -> None:
+    def _sent_event(self, out: publishing.Outgoing) -> None:
         from multiq import events
 
         pipe = self.broker.client.pipeline(transaction=False)
         events.add(pipe, self.broker.keys.events, events.event(
-            "task-sent", uuid=message.id, name=message.task, queue=message.queue,
-            args=events.safe_repr(message.args), kwargs=events.safe_repr(message.kwargs),
-            eta=message.eta, expires=message.expires, retries=message.retries,
-            hostname=_client_name()))
+            "task-sent", uuid=out.task_id, name=out.name, queue=out.queue,
+            args=events.safe_repr(out.args), kwargs=events.safe_repr(out.kwargs),
+            eta=out.eta, expires=out.expires, retries=0, hostname=out.origin))
         pipe.execute()
 
     def route(self, name: str, args: Any = None, kwargs: Any = None,

@@ -89,3 +89,36 @@ def test_a_task_loggers_lines_name_the_task_and_its_id(start_worker, client, poo
     r = client.send_task(TASK("logs"), args=["the test"])
     assert r.get(timeout=15) == "the test"
     w.wait_for_log(f"{TASK('logs')}[{r.id}]: hello from the test", timeout=10)
+
+
+@pytest.mark.parametrize("pool", ["solo", "prefork"])
+def test_headers_a_publish_hook_adds_reach_the_task_and_task_prerun(start_worker, client,
+                                                                    pool):
+    from multiq import signals
+
+    _start(start_worker, pool)
+    seen = {}
+
+    def before(sender=None, body=None, exchange=None, routing_key=None, headers=None,
+               properties=None, declare=None, retry_policy=None, **kwargs):
+        seen["before"] = (sender, body, routing_key, dict(headers), properties)
+        headers["x-trace"] = f"trace-of-{headers['id']}"  # as tracing libraries do
+
+    def after(sender=None, body=None, headers=None, routing_key=None, **kwargs):
+        seen["after"] = (sender, headers.get("x-trace"), routing_key)
+
+    signals.before_task_publish.connect(before)
+    signals.after_task_publish.connect(after)
+    try:
+        r = client.send_task(TASK("headers_seen"), args=[], kwargs={}, countdown=0)
+    finally:
+        signals.before_task_publish.disconnect(before)
+        signals.after_task_publish.disconnect(after)
+    name, body, routing_key, headers, properties = seen["before"]
+    assert (name, body, routing_key) == (TASK("headers_seen"), ([], {}, {
+        "callbacks": None, "errbacks": None, "chain": None, "chord": None}), "multiq")
+    assert (headers["task"], headers["id"], headers["lang"]) == (TASK("headers_seen"), r.id,
+                                                                 "py")
+    assert properties["correlation_id"] == r.id
+    assert seen["after"] == (TASK("headers_seen"), f"trace-of-{r.id}", "multiq")
+    assert r.get(timeout=15) == {"request": f"trace-of-{r.id}", "prerun": f"trace-of-{r.id}"}

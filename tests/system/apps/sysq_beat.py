@@ -67,7 +67,7 @@ def _periodic(sender, **kwargs):
 @signals.before_task_publish.connect
 def _sent_echo(sender=None, body=None, **kwargs):
     if sender == ECHO:
-        recorder().rpush("sent_echo", f"{time.time()!r}|{os.getpid()}|{body.args[0]}")
+        recorder().rpush("sent_echo", f"{time.time()!r}|{os.getpid()}|{body[0][0]}")
 
 
 @signals.beat_init.connect

@@ -148,3 +148,18 @@ task_log = get_task_logger(__name__)
 def logs(tag):
     task_log.warning("hello from %s", tag)
     return tag
+
+
+_PRERUN = {}
+
+
+@signals.task_prerun.connect
+def _prerun_headers(sender=None, task_id=None, task=None, **kwargs):
+    _PRERUN[task_id] = (task.request.headers or {}).get("x-trace")
+
+
+@app.task(bind=True)
+def headers_seen(self):
+    """What the publish hooks of the sender added, as the task and task_prerun see it."""
+    return {"request": (self.request.headers or {}).get("x-trace"),
+            "prerun": _PRERUN.pop(self.request.id, None)}
