@@ -97,7 +97,9 @@ _ASYNCIO = Setting("asyncio1000", ("-P", "asyncio", "-c", "1000"), task="asleep_
 
 MULTIQ = System(
     "multiq", "multiq", ("-m", "multiq", "-A", "bench.apps.mq_app", "worker", "-l", "WARNING"),
-    drain=(_SOLO, _THREADS, _PREFORK, _TWO_SOLO), node=(_SOLO, _PREFORK),
+    drain=(_SOLO, _THREADS, _PREFORK, _TWO_SOLO),
+    node=(_SOLO, _PREFORK, dataclasses.replace(_ASYNCIO, full_only=True),
+          dataclasses.replace(_GEVENT, full_only=True)),
     canvas=(_PREFORK, _SOLO_FULL), multi="multiq", app="bench.apps.mq_app",
     io=(_ASYNCIO, _GEVENT),
 )
@@ -108,7 +110,8 @@ CELERY = System(
     drain=(_SOLO, _THREADS, _PREFORK),
     node=(_SOLO, _PREFORK,
           Setting("prefork2-bare", (*_PREFORK.args, *_BARE), match="prefork2",
-                  note="--without-gossip/mingle/heartbeat", full_only=True)),
+                  note="--without-gossip/mingle/heartbeat", full_only=True),
+          dataclasses.replace(_GEVENT, full_only=True)),
     canvas=(_PREFORK, _SOLO_FULL), multi="celery", app="bench.apps.celery_app",
     io=(dataclasses.replace(_GEVENT, also=(("gevent1000 (same runs)", "asyncio1000"),)),),
 )
