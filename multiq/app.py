@@ -304,11 +304,19 @@ class MultiQ:
         if existing is not None and getattr(existing, "__wrapped__", None) is fun:
             return existing
         base_cls = base or self.Task
-        run = fun if bind else staticmethod(fun)
+        body, dump = fun, None
+        if options.pop("pydantic", False):
+            from multiq.validation import wrap
+
+            body, dump = wrap(fun, task_name, bind, options.pop("pydantic_strict", False),
+                              options.pop("pydantic_context", None),
+                              options.pop("pydantic_dump_kwargs", None))
+            dump = staticmethod(dump)
+        run = body if bind else staticmethod(body)
         attrs = {
             "name": task_name, "app": self, "run": run, "_bind": bind, "__wrapped__": fun,
             "__doc__": fun.__doc__, "__module__": fun.__module__,
-            "__qualname__": fun.__qualname__, **options,
+            "__qualname__": fun.__qualname__, "_dump_arguments": dump, **options,
         }
         cls = type(fun.__name__, (base_cls,), attrs)
         task: Task = cls()

@@ -94,6 +94,8 @@ class Task(Generic[P, R]):
     #: through it (e.g. to push a framework's context), else they call ``run`` directly.
     #: Set once per class, when it is made.
     _custom_call = False
+    #: ``pydantic=True`` tasks: turns model arguments into JSON-able ones when sending
+    _dump_arguments: Any = None
 
     _local = _state.tasks  # (this thread's request stack: see multiq._state)
 
@@ -122,6 +124,8 @@ class Task(Generic[P, R]):
         soft = self.soft_time_limit
         if soft and self.time_limit and soft > self.time_limit:
             raise ValueError("soft_time_limit must be less than or equal to time_limit")
+        if self._dump_arguments is not None:
+            args, kwargs = self._dump_arguments(args or (), kwargs or {})
         if dict.get(app.conf, "task_always_eager"):
             return self.apply(args, kwargs, **options)
         for attr in _SEND_OPTIONS:  # the task's own defaults, unless given
@@ -142,6 +146,8 @@ class Task(Generic[P, R]):
         from multiq import aio
 
         app = self.app
+        if self._dump_arguments is not None:
+            args, kwargs = self._dump_arguments(args or (), kwargs or {})
         if dict.get(app.conf, "task_always_eager"):
             return self.apply(args, kwargs, **options)
         for attr in _SEND_OPTIONS:

@@ -53,12 +53,16 @@ def exception_to_dict(exc: BaseException) -> Dict[str, Any]:
     """``{exc_type, exc_message, exc_module}`` as Celery stores it; never raises.
 
     Arguments JSON cannot carry are replaced by their text; when the arguments cannot be
-    read at all, the message is the exception's text (``"<unprintable T>"`` at worst).
+    read at all, or there are none but the exception has a text of its own, the message
+    is the exception's text (``"<unprintable T>"`` at worst).
     """
     if isinstance(exc, RemoteError):
         return dict(exc.info)
     cls = type(exc)
     args = exception_args(exc)
+    if args == ():  # no arguments, but maybe a text of its own (a pydantic ValidationError)
+        text = safe_str(exc)
+        args = (text,) if text else args
     message = [safe_str(exc)] if args is None else _json_args(args)
     return {"exc_type": cls.__qualname__, "exc_message": message,
             "exc_module": str(cls.__module__)}

@@ -122,3 +122,26 @@ def test_headers_a_publish_hook_adds_reach_the_task_and_task_prerun(start_worker
     assert properties["correlation_id"] == r.id
     assert seen["after"] == (TASK("headers_seen"), f"trace-of-{r.id}", "multiq")
     assert r.get(timeout=15) == {"request": f"trace-of-{r.id}", "prerun": f"trace-of-{r.id}"}
+
+
+def test_a_pydantic_task_validates_on_the_worker_and_stores_its_model_dumped(start_worker,
+                                                                            client):
+    pydantic = pytest.importorskip("pydantic")
+    from sysq_outcomes import Order, Receipt
+
+    _start(start_worker, "solo")
+    ok = client.send_task(TASK("place"), args=[{"item": "tea", "quantity": "2"}])
+    assert ok.get(timeout=15) == {"item": "tea", "total": 6}
+    bad = client.send_task(TASK("place"), args=[{"item": "tea"}])
+    with pytest.raises(Exception) as raised:
+        bad.get(timeout=15)
+    assert "quantity" in str(raised.value) and bad.state == "FAILURE"
+    _place_stub.__annotations__ = {"order": Order, "return": Receipt}  # (the worker's types)
+    place = client.task(name=TASK("place"), pydantic=True)(_place_stub)
+    assert place.delay(Order(item="cake", quantity=1)).get(timeout=15) == {
+        "item": "cake", "total": 3}  # the sender dumps the model to JSON
+    assert pydantic is not None
+
+
+def _place_stub(order):  # the sender's view of the worker's task (never run here)
+    raise AssertionError("runs on the worker")

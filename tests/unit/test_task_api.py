@@ -1,5 +1,8 @@
-"""The task API around sending that needs no Redis: Celery's checks on time limits."""
+"""The task API that needs no Redis: Celery's checks on time limits, task loggers,
+periodic tasks added by the app, pydantic tasks."""
 from __future__ import annotations
+
+from typing import Optional
 
 import pytest
 
@@ -108,3 +111,47 @@ def test_add_periodic_task_from_on_after_configure_lands_in_beat_schedule() -> N
     [hourly] = [entry_from_config(k, v) for k, v in table.items() if k != "every ten"]
     assert (hourly.args, hourly.kwargs, hourly.options) == (["hourly"], {"full": True},
                                                            {"queue": "reports"})
+
+
+try:  # (module level: the tasks' annotations are resolved in the module's names)
+    import pydantic
+
+    class Point(pydantic.BaseModel):
+        x: int
+        y: int
+
+    class Total(pydantic.BaseModel):
+        total: int
+except ImportError:  # pragma: no cover - pydantic comes with the test extra (fastapi)
+    pydantic = None
+
+
+@pytest.mark.skipif(pydantic is None, reason="pydantic is not installed")
+def test_pydantic_tasks_validate_arguments_and_dump_results() -> None:
+    app = _app()
+    app.conf.task_always_eager = True
+    seen = []
+
+    @app.task(pydantic=True)
+    def add(p: Point, shift: Optional[Point] = None, note: str = "") -> Total:
+        seen.append((type(p), type(shift), note))
+        return Total(total=p.x + p.y + (shift.x if shift else 0))
+
+    assert add.delay(Point(x=1, y=2)).get() == {"total": 3}
+    assert add.delay({"x": "4", "y": 5}, shift={"x": 1, "y": 0}, note="n").get() == {"total": 10}
+    assert seen == [(Point, type(None), ""), (Point, Point, "n")]
+    assert add.__wrapped__.__name__ == "add"
+
+    @app.task(pydantic=True, pydantic_strict=True, bind=True)
+    def strict(self, p: Point) -> int:
+        return p.x
+
+    assert strict.delay(Point(x=7, y=0)).get() == 7  # a model is dumped, validated back
+    with pytest.raises(pydantic.ValidationError):
+        strict.delay({"x": "7", "y": 0}).get()
+
+    @app.task(pydantic=True, pydantic_dump_kwargs={"exclude": {"y"}})
+    def echo(p: Point) -> Point:
+        return p
+
+    assert echo.delay(Point(x=1, y=2)).get() == {"x": 1}

@@ -163,3 +163,24 @@ def headers_seen(self):
     """What the publish hooks of the sender added, as the task and task_prerun see it."""
     return {"request": (self.request.headers or {}).get("x-trace"),
             "prerun": _PRERUN.pop(self.request.id, None)}
+
+
+try:
+    import pydantic as _pydantic
+except ImportError:  # pragma: no cover - the test extra has it (fastapi)
+    _pydantic = None
+
+if _pydantic is not None:
+    class Order(_pydantic.BaseModel):
+        item: str
+        quantity: int
+
+    class Receipt(_pydantic.BaseModel):
+        item: str
+        total: int
+
+    @app.task(pydantic=True)
+    def place(order: Order) -> Receipt:
+        """Runs with a validated Order; its Receipt is stored as a dict."""
+        assert isinstance(order, Order)
+        return Receipt(item=order.item, total=order.quantity * 3)
