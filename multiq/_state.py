@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import os
 import threading
+from contextvars import ContextVar
 from typing import Any, Callable, List, Optional
 
 #: Per thread: ``current`` app, and the app's send-path state (``batch``, ``capture``,
 #: ``deferred``: see MultiQ.publish_batch, multiq.canvas.capture, deferred_publishes).
 local = threading.local()
-#: Per thread: ``stack``, the requests of the tasks running in this thread (innermost last).
-tasks = threading.local()
+#: The requests of the tasks running in this context, innermost last (None: none ever ran
+#: here). Each thread has its own context, so its own stack. A list, changed in place by
+#: ``Task.push_request`` / ``pop_request``, which a synchronous call always leaves as it
+#: found it before anything can await; the asyncio Tasks a coroutine starts share its list
+#: (they see its request), and :func:`multiq.trace.atrace` gives each call it awaits a new
+#: list, in its own context: concurrent coroutine tasks never see each other's requests.
+tasks: ContextVar[Optional[List[Any]]] = ContextVar("multiq_tasks", default=None)
 apps: List[Any] = []  # every app made in this process, in order
 chosen: List[Any] = []  # the app ``set_default()`` chose (at most one)
 _fallback: List[Any] = []  # the app made on demand when there is none
@@ -36,8 +42,9 @@ def current_app() -> Any:
 
 
 def task_stack() -> Optional[List[Any]]:
-    """The requests of the tasks running in this thread (None: none ever ran here)."""
-    return getattr(tasks, "stack", None)
+    """The requests of the tasks running in this thread or asyncio Task, innermost last
+    (None: none ever ran here)."""
+    return tasks.get()
 
 
 def new_id() -> str:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from multiq.app import MultiQ
     from multiq.result import AsyncResult
 
+_tasks = _state.tasks
 _SEND_OPTIONS = ("queue", "priority", "expires", "serializer", "compression", "ignore_result")
 
 
@@ -96,8 +97,6 @@ class Task(Generic[P, R]):
     _custom_call = False
     #: ``pydantic=True`` tasks: turns model arguments into JSON-able ones when sending
     _dump_arguments: Any = None
-
-    _local = _state.tasks  # (this thread's request stack: see multiq._state)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -193,19 +192,22 @@ class Task(Generic[P, R]):
 
     # -- context -----------------------------------------------------------------------
 
+    # (the stack is per thread and per asyncio Task: see multiq._state.tasks)
+
     @property
     def request(self) -> Context:
-        stack = getattr(self._local, "stack", None)
+        stack = _tasks.get()
         return stack[-1] if stack else Context()
 
     def push_request(self, request: Context) -> None:
-        stack = getattr(self._local, "stack", None)
+        stack = _tasks.get()
         if stack is None:
-            stack = self._local.stack = []
+            stack = []
+            _tasks.set(stack)
         stack.append(request)
 
     def pop_request(self) -> None:
-        self._local.stack.pop()
+        _tasks.get().pop()  # type: ignore[union-attr]
 
     # -- retrying ----------------------------------------------------------------------
 

@@ -5,13 +5,15 @@ import threading
 from collections import Counter
 from typing import Any, Set
 
+from multiq import _state
+
 _local = threading.local()
 
 
 def current_request() -> Any:
-    """The request of the task running in this thread, if any (to set parent ids)."""
-    from multiq.task import Task
-    stack = getattr(Task._local, "stack", None)
+    """The request of the task running in this thread or asyncio Task, if any (to set
+    parent ids)."""
+    stack = _state.tasks.get()
     return stack[-1] if stack else None
 
 

@@ -22,7 +22,7 @@ import threading
 import warnings
 from typing import Any, Callable, Iterable, List, Optional
 
-from multiq import signals
+from multiq import _state, signals
 from multiq.task import Task
 
 logger = logging.getLogger("multiq.django")
@@ -94,14 +94,14 @@ class DjangoFixup:
     def before_task(self, sender: Any = None, **_: Any) -> None:
         """Close stale or broken connections before a task (not a call nested in one, and
         not an eager call: either may run inside the caller's transaction)."""
-        stack = getattr(Task._local, "stack", None)
+        stack = _state.task_stack()
         if stack and len(stack) == 1 and not stack[0].is_eager:
             self._local.armed = True
             self._close_old()
 
     def after_task(self, sender: Any = None, **_: Any) -> None:
         """Close stale connections after a task that :meth:`before_task` checked."""
-        if getattr(self._local, "armed", False) and not getattr(Task._local, "stack", None):
+        if getattr(self._local, "armed", False) and not _state.task_stack():
             self._local.armed = False
             self._close_old()
 
