@@ -9,7 +9,7 @@ import threading
 import traceback as tb_module
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from multiq import signals, states
+from multiq import _state, signals, states
 from multiq.canvas import maybe_signature
 from multiq.describe import safe_str
 from multiq.exceptions import CallKilled, Ignore, Reject, Retry
@@ -36,51 +36,131 @@ class ExceptionInfo:
 
 def trace(task: Task, request: Context) -> Outcome:
     """Run ``task`` with ``request`` pushed; never raises for the task's own errors."""
-    args, kwargs, task_id = request.args, request.kwargs, request.id
     task.push_request(request)
     outcome: Outcome
     try:
         if signals.task_prerun.has_receivers():
-            signals.task_prerun.send(sender=task, task_id=task_id, task=task,
-                                     args=args, kwargs=kwargs)
+            prerun(task, request)
         try:
-            task.before_start(task_id, args, kwargs)  # type: ignore[arg-type]
+            task.before_start(request.id, request.args, request.kwargs)  # type: ignore[arg-type]
             # through the class's own __call__ only when it has one (Celery's rule)
-            retval = task(*args, **kwargs) if task._custom_call else task.run(*args, **kwargs)
+            retval = task(*request.args, **request.kwargs) if task._custom_call \
+                else task.run(*request.args, **request.kwargs)
             if inspect.iscoroutine(retval):  # an ``async def`` task: run it to its end
                 retval = run_coroutine(retval)
-        except Retry as exc:
-            outcome = _on_retry(task, request, exc)
-        except Ignore:
-            outcome = Outcome(IGNORED)
-        except Reject as exc:
-            outcome = Outcome(states.REJECTED, exc=exc, traceback=format_traceback(exc),
-                              requeue=exc.requeue)
-        except CallKilled:
+        except CallKilled:  # its pool ends the call and records its outcome
             raise
         except BaseException as exc:  # KeyboardInterrupt, GeneratorExit... fail the call too
-            outcome = _on_error(task, request, exc)
+            outcome = raised(task, request, exc)
         else:
-            outcome = Outcome(states.SUCCESS, retval)
-            task.on_success(retval, task_id, args, kwargs)  # type: ignore[arg-type]
-            if signals.task_success.has_receivers():
-                signals.task_success.send(sender=task, result=retval)
-        try:
-            einfo = ExceptionInfo(outcome.exc) if outcome.exc is not None else None
-            task.after_return(outcome.state, outcome.retval if outcome.exc is None else outcome.exc,
-                              task_id, args, kwargs, einfo)  # type: ignore[arg-type]
-        except BaseException:
-            logger.exception("after_return of %s[%s] raised", task.name, task_id)
-    except CallKilled:  # its pool ends the call and records its outcome
+            outcome = returned(task, request, retval)
+        after_return(task, request, outcome)
+    except CallKilled:
         raise
     except BaseException as exc:  # a hook raised: the call fails, the worker goes on
         outcome = _failure(task, request, exc)
     finally:
         task.pop_request()
     if signals.task_postrun.has_receivers():
-        signals.task_postrun.send(sender=task, task_id=task_id, task=task, args=args,
-                                  kwargs=kwargs, retval=outcome.retval, state=outcome.state)
+        postrun(task, request, outcome)
     return outcome
+
+
+async def atrace(task: Task, request: Context,
+                 cancelled: Optional[Callable[[], Optional[BaseException]]] = None) -> Outcome:
+    """:func:`trace` for a running event loop: an ``async def`` task's coroutine is
+    awaited here (the request stack is this asyncio Task's own); a plain function's
+    call runs in the loop's thread. ``cancelled()`` says why the caller cancelled the call,
+    if it did: a CancelledError the call lets out is replaced by that reason, which fails
+    the call (a soft time limit) or, a :class:`CallKilled`, passes through untouched."""
+    # a request stack of its own (see multiq._state.tasks), for this asyncio Task
+    token = _state.tasks.set([*(_state.tasks.get() or ()), request])
+    outcome: Outcome
+    try:
+        if signals.task_prerun.has_receivers():
+            prerun(task, request)
+        try:
+            task.before_start(request.id, request.args, request.kwargs)  # type: ignore[arg-type]
+            retval = task(*request.args, **request.kwargs) if task._custom_call \
+                else task.run(*request.args, **request.kwargs)
+            if inspect.isawaitable(retval):
+                retval = await retval
+        except CallKilled:
+            raise
+        except BaseException as exc:  # CancelledError too: the call fails
+            outcome = raised(task, request, _reason(exc, cancelled) if cancelled else exc)
+        else:
+            outcome = returned(task, request, retval)
+        after_return(task, request, outcome)
+    except CallKilled:
+        raise
+    except BaseException as exc:
+        outcome = _failure(task, request, exc)
+    finally:
+        _state.tasks.reset(token)
+    if signals.task_postrun.has_receivers():
+        postrun(task, request, outcome)
+    return outcome
+
+
+def _reason(exc: BaseException,
+            cancelled: Callable[[], Optional[BaseException]]) -> BaseException:
+    """What ends the call: ``exc``, or for a CancelledError the reason it was cancelled;
+    raises that reason when it is a :class:`CallKilled`."""
+    import asyncio
+
+    reason = cancelled() if isinstance(exc, asyncio.CancelledError) else None
+    if reason is None:
+        return exc
+    if isinstance(reason, CallKilled):
+        raise reason from None
+    return reason.with_traceback(exc.__traceback__)
+
+
+# -- the pieces trace() and atrace() share -------------------------------------------------
+
+def prerun(task: Task, request: Context) -> None:
+    """The ``task_prerun`` signal (sent only when it has receivers)."""
+    signals.task_prerun.send(sender=task, task_id=request.id, task=task,
+                             args=request.args, kwargs=request.kwargs)
+
+
+def returned(task: Task, request: Context, retval: Any) -> Outcome:
+    """The call returned ``retval``: SUCCESS, after ``on_success`` and ``task_success``."""
+    outcome = Outcome(states.SUCCESS, retval)
+    task.on_success(retval, request.id, request.args, request.kwargs)  # type: ignore[arg-type]
+    if signals.task_success.has_receivers():
+        signals.task_success.send(sender=task, result=retval)
+    return outcome
+
+
+def raised(task: Task, request: Context, exc: BaseException) -> Outcome:
+    """The call raised ``exc``: a retry, ignored, rejected, or a failure (after autoretry)."""
+    if isinstance(exc, Retry):
+        return _on_retry(task, request, exc)
+    if isinstance(exc, Ignore):
+        return Outcome(IGNORED)
+    if isinstance(exc, Reject):
+        return Outcome(states.REJECTED, exc=exc, traceback=format_traceback(exc),
+                       requeue=exc.requeue)
+    return _on_error(task, request, exc)
+
+
+def after_return(task: Task, request: Context, outcome: Outcome) -> None:
+    """The ``after_return`` hook; what it raises is logged, never the call's outcome."""
+    try:
+        einfo = ExceptionInfo(outcome.exc) if outcome.exc is not None else None
+        task.after_return(outcome.state, outcome.retval if outcome.exc is None else outcome.exc,
+                          request.id, request.args, request.kwargs, einfo)  # type: ignore[arg-type]
+    except BaseException:
+        logger.exception("after_return of %s[%s] raised", task.name, request.id)
+
+
+def postrun(task: Task, request: Context, outcome: Outcome) -> None:
+    """The ``task_postrun`` signal (sent only when it has receivers)."""
+    signals.task_postrun.send(sender=task, task_id=request.id, task=task, args=request.args,
+                              kwargs=request.kwargs, retval=outcome.retval,
+                              state=outcome.state)
 
 
 _loops = threading.local()
