@@ -106,10 +106,12 @@ class Committer:
         if self.track_started or self.events_enabled or (req.early_ack and not req.marked):
             self._put(Started(req))  # the rest, or the marker itself on a cluster
 
-    def complete(self, req: Request, outcome: Outcome) -> None:
+    def complete(self, req: Request, outcome: Outcome, here: bool = True) -> None:
         """Hand in an outcome; it may wait up to ``LINGER`` for company while the node has
         other work. When it has none, the calling thread writes it at once itself (unless
         the writer thread has work in hand, which must go first): no hand-over to wait for.
+        ``here=False``: never in the calling thread (an event loop's), the writer thread
+        writes it at once instead.
         """
         req.committed = True
         item = Done(req, outcome)
@@ -118,7 +120,7 @@ class Committer:
             self._put(item, due=False, wake=False)  # its next fetch, at once, takes it along
         elif not idle:
             self._put(item, due=False)
-        elif not self._write_here(item):
+        elif not here or not self._write_here(item):
             self._put(item)
 
     # -- riding on the consumer's fetch (solo pool) -------------------------------------

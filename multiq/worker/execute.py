@@ -144,27 +144,37 @@ class Executor:
         if self.discard(req):
             return False
         self._rate_limit(req.task)
-        if mark:
+        if mark:  # (start(), inline: the hot path)
             req.time_start = time.time()
             req.worker_pid = os.getpid()
             self.mark(req, self.batched_marks)
         return True
+
+    def start(self, req: Request) -> None:
+        """``req`` starts now: its start time, and its start recorded (see :meth:`mark`)."""
+        req.time_start = time.time()
+        req.worker_pid = os.getpid()
+        self.mark(req, self.batched_marks)
 
     def mark(self, req: Request, batched: bool = False) -> None:
         """Record that ``req`` starts (early ack marker, STARTED state, task-started)."""
         if req.early_ack or self.track_started or self.committer.events_enabled:
             self.committer.mark_started(req, batched)
 
-    def fail(self, req: Request, exc: BaseException) -> None:
+    def fail(self, req: Request, exc: BaseException, here: bool = True) -> None:
         """What running ``req`` raised outside its task's own code (whose errors are
         outcomes already): log it and commit the request as FAILURE, unless its outcome
-        was handed in already. Never raises."""
+        was handed in already (``here``: see ``Committer.complete``). Never raises."""
         try:
             logger.error("Task %s[%s] could not be run: %r", req.name, req.id, exc,
                          exc_info=exc)
             if not req.committed:
                 tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-                self.committer.complete(req, Outcome(states.FAILURE, exc=exc, traceback=tb))
+                outcome = Outcome(states.FAILURE, exc=exc, traceback=tb)
+                if here:
+                    self.committer.complete(req, outcome)
+                else:
+                    self.committer.complete(req, outcome, here=False)
         except Exception:
             logger.exception("Could not record the failure of %s[%s]", req.name, req.id)
 
@@ -172,28 +182,35 @@ class Executor:
         """Run one request in this thread and pass its outcome to the committer."""
         if not self.admit(req):
             return
-        m = req.message
-        opts = m.options
-        request = self._context(req)
+        opts = req.message.options
+        request = self.context(req)
         started = time.monotonic()
         self._starting(req)
         try:
-            outcome = self._chord_values(req, request) if opts.get("chord_of") else None
+            outcome = self.chord_values(req, request) if opts.get("chord_of") else None
             if outcome is None:
                 outcome = trace(req.task, request)
-            self.state.count(m.task)
-            self._log(req, outcome, time.monotonic() - started)
-            if outcome.state in (states.SUCCESS, states.FAILURE):
-                if opts and (opts.get("link") or opts.get("link_error") or opts.get("chain")):
-                    # what they send goes out with this task's ack, in one transaction
-                    with self.app.deferred_publishes() as sends:
-                        send_links(req.task, request, outcome)
-                    outcome.sends = sends or None
-                else:
-                    send_links(req.task, request, outcome)
+            self.finish(req, request, outcome, time.monotonic() - started)
         finally:
             self._ended()
         self.committer.complete(req, outcome)
+
+    def finish(self, req: Request, request: Context, outcome: Outcome, runtime: float) -> None:
+        """After the call: count and log it, and apply its callbacks (see ``send_links``);
+        what they send goes in ``outcome.sends``, to be written with the task's ack."""
+        m = req.message
+        opts = m.options
+        self.state.count(m.task)
+        if self.info_logging or outcome.state != states.SUCCESS:
+            self._log(req, outcome, runtime)
+        if outcome.state in (states.SUCCESS, states.FAILURE):
+            if opts and (opts.get("link") or opts.get("link_error") or opts.get("chain")):
+                # what they send goes out with this task's ack, in one transaction
+                with self.app.deferred_publishes() as sends:
+                    send_links(req.task, request, outcome)
+                outcome.sends = sends or None
+            else:
+                send_links(req.task, request, outcome)
 
     def _starting(self, req: Request) -> None:
         """Called as ``req``'s task is about to be called (a prefork child starts its time
@@ -207,7 +224,7 @@ class Executor:
         if self.watcher is not None:
             self.watcher.ended()
 
-    def _context(self, req: Request) -> Context:
+    def context(self, req: Request) -> Context:
         """The task's ``request``, as Celery fills it."""
         m = req.message
         opts = m.options
@@ -230,7 +247,7 @@ class Executor:
                 replaced_task_nesting=opts.get("replaced_task_nesting") or 0)
         return request
 
-    def _chord_values(self, req: Request, request: Context) -> Optional[Outcome]:
+    def chord_values(self, req: Request, request: Context) -> Optional[Outcome]:
         """Prepend the header's values to a chord body's arguments; its FAILURE outcome
         (ChordError) when a header task failed."""
         try:
@@ -254,12 +271,25 @@ class Executor:
     def _rate_limit(self, task: Task) -> None:
         bucket = self._buckets.get(task.name, False)
         if bucket is False:
-            with self._bucket_lock:
-                rate = task.rate_limit or self.app.conf.task_default_rate_limit
-                bucket = TokenBucket.from_rate(rate) if rate else None
-                self._buckets[task.name] = bucket
+            bucket = self._rate_limit_of(task)
         if bucket is not None:
             bucket.take()  # type: ignore[union-attr]
+
+    def _rate_limit_of(self, task: Task) -> Optional[TokenBucket]:
+        with self._bucket_lock:
+            rate = task.rate_limit or self.app.conf.task_default_rate_limit
+            bucket = TokenBucket.from_rate(rate) if rate else None
+            self._buckets[task.name] = bucket
+        return bucket
+
+    def rate_wait(self, task: Task) -> float:
+        """Take a token of ``task``'s rate limit without waiting: 0.0 when taken (or there
+        is no limit), else how long to wait before asking again."""
+        bucket = self._buckets.get(task.name, False)
+        if bucket is False:
+            self._rate_limit_of(task)
+            bucket = self._buckets[task.name]
+        return bucket.try_take() if bucket is not None else 0.0  # type: ignore[union-attr]
 
     def rate_limited(self, task: Task) -> bool:
         """Whether running ``task`` may have to wait for its rate limit."""

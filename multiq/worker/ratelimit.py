@@ -39,12 +39,18 @@ class TokenBucket:
     def take(self) -> None:
         """Take one token, waiting for it when the bucket is empty."""
         while True:
-            with self.lock:
-                now = time.monotonic()
-                self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-                self.stamp = now
-                if self.tokens >= 1:
-                    self.tokens -= 1
-                    return
-                wait = (1 - self.tokens) / self.rate
+            wait = self.try_take()
+            if not wait:
+                return
             time.sleep(wait)
+
+    def try_take(self) -> float:
+        """Take one token if there is one: 0.0; else the seconds until there may be."""
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return 0.0
+            return (1 - self.tokens) / self.rate

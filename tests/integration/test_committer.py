@@ -86,3 +86,39 @@ def test_an_outcome_that_cannot_be_written_is_dead_lettered_not_left_pending(
     sent[1].get(timeout=5, propagate=False)
     assert sent[1].status == "FAILURE"
     assert got[1].entry_id.decode() in caplog.text and sent[1].id in caplog.text
+
+
+def test_here_false_never_writes_in_the_calling_thread(make_app: Any, redis_client: Any) -> None:
+    """An idle node's outcome is written by the thread that hands it in, unless it says
+    ``here=False`` (an event loop's thread): then the writer thread writes it at once."""
+    import threading
+
+    app = make_app()
+
+    @app.task(name="t.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    sent = [add.delay(i, i) for i in range(2)]
+    app.broker.declare(["multiq"])
+    got = app.broker.fetch("c1", ["multiq"], 10)
+    accept = accepted(app.conf.accept_content)
+    reqs = [Request(d, decode(d.data, accept), add, early_ack=False) for d in got]
+    committer = Committer(app, "c1", "host")
+    writers = []
+    commit = committer._commit
+
+    def spy(batch: Any) -> None:
+        writers.append(threading.current_thread().name)
+        commit(batch)
+
+    committer._commit = spy  # type: ignore[method-assign]
+    committer.start()
+    try:
+        committer.complete(reqs[0], Outcome("SUCCESS", 0))  # idle: written here
+        committer.complete(reqs[1], Outcome("SUCCESS", 2), here=False)
+        assert committer.flush(10)
+    finally:
+        committer.stop(10)
+    assert [r.get(timeout=5) for r in sent] == [0, 2]
+    assert writers == [threading.current_thread().name, "committer"]

@@ -121,3 +121,14 @@ def test_bucket_time_passing_counts(clock: FakeClock) -> None:
     clock.advance(1.0)
     bucket.take()
     assert sum(clock.sleeps) == pytest.approx(2.6)
+
+
+def test_try_take_never_waits_and_says_how_long_to(clock: FakeClock) -> None:
+    bucket = TokenBucket(2.0)  # 2/s, one token at most
+    assert bucket.try_take() == 0.0
+    assert bucket.try_take() == pytest.approx(0.5)
+    clock.advance(0.25)
+    assert bucket.try_take() == pytest.approx(0.25)
+    clock.advance(0.25)
+    assert bucket.try_take() == 0.0
+    assert clock.sleeps == []
