@@ -33,10 +33,10 @@ def _split(values: Any) -> List[str]:
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "FATAL"],
                                 case_sensitive=False), help="Logging level.")
 @click.option("-c", "--concurrency", type=int, default=None,
-              help="Number of pool threads/processes/greenlets (default: CPU count; "
-                   "with -P gevent give many, e.g. -c 500).")
+              help="Number of pool threads/processes/greenlets/coroutines (default: CPU "
+                   "count; with -P gevent or asyncio give many, e.g. -c 500).")
 @click.option("-P", "--pool", type=click.Choice(["prefork", "processes", "solo", "threads",
-                                                  "gevent", "eventlet"],
+                                                  "gevent", "eventlet", "asyncio"],
                                                  case_sensitive=False), default=None,
               help="Pool implementation (default prefork).")
 @click.option("-Q", "--queues", multiple=True, help="Queues to consume from (comma list).")

@@ -319,6 +319,9 @@ class Worker:
         if self.pool_kind == "gevent":
             from multiq.pools.greenlets import GeventPool
             return GeventPool
+        if self.pool_kind == "asyncio":
+            from multiq.pools.eventloop import AsyncioPool
+            return AsyncioPool
         from multiq.pools.selffed import SelfFedPool
         return SelfFedPool
 
@@ -328,6 +331,10 @@ class Worker:
             from multiq.pools.greenlets import GeventPool
             return GeventPool(executor, config.concurrency, config.time_limit,
                               config.soft_time_limit, fail=fail)
+        if self.pool_kind == "asyncio":
+            from multiq.pools.eventloop import AsyncioPool
+            return AsyncioPool(executor, config.concurrency, config.time_limit,
+                               config.soft_time_limit, fail=fail)
         if self.pool_kind != "prefork":
             return kind(executor.execute, config.concurrency, fail=fail)
         from multiq.pools.selffed import SelfFedPool

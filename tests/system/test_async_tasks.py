@@ -1,7 +1,7 @@
-"""``async def`` tasks on the solo, threads and prefork pools: run to their end on a loop
-of their own (never stored as a coroutine), errors as for any task, the awaitable client
-usable inside them; a soft time limit cancels the coroutine where it waits and the task
-fails with SoftTimeLimitExceeded."""
+"""``async def`` tasks on the solo, threads and prefork pools, run to their end on a loop
+of their own (never stored as a coroutine), and on the asyncio pool's loop: errors as for
+any task, the awaitable client usable inside them; a soft time limit reaches the coroutine
+where it waits and the task fails with SoftTimeLimitExceeded."""
 from __future__ import annotations
 
 import asyncio
@@ -62,7 +62,7 @@ async def too_slow():
 pytestmark = pytest.mark.system
 
 
-@pytest.fixture(params=["solo", "threads", "prefork"])
+@pytest.fixture(params=["solo", "threads", "prefork", "asyncio"])
 def aiot(request, tmp_path, make_app, start_worker):
     (tmp_path / "aiot.py").write_text(APP)
     app = make_app("aiot")
@@ -90,8 +90,9 @@ def test_async_def_tasks_run_to_their_value(aiot):
 @pytest.mark.timeout(90)
 def test_a_soft_time_limit_reaches_the_coroutine(aiot):
     pool, app, t = aiot
-    if pool != "prefork":
-        pytest.skip("soft time limits are enforced by the prefork pool (SIGALRM in its child)")
+    if pool not in ("prefork", "asyncio"):
+        pytest.skip("soft time limits are enforced by the prefork pool (SIGALRM in its "
+                    "child) and the asyncio pool")
     with pytest.raises(SoftTimeLimitExceeded):
         t["too_slow"].delay().get(timeout=30)
     # the child's loop is still usable afterwards

@@ -32,7 +32,7 @@ from multiq.exceptions import Reject, TaskError  # noqa: E402
 
 pytestmark = pytest.mark.system
 
-POOLS = ["solo", "threads", "prefork"]
+POOLS = ["solo", "threads", "prefork", "asyncio"]
 TASK = "sysq_outcomes.{}".format
 MAX_DELIVERIES = 3
 BACKOFF = 0.5  # seconds before the second delivery; doubled for each one after
