@@ -439,7 +439,7 @@ class MultiQ:
         due = None if countdown is None and eta is None else self._eta(eta, countdown, now)
         if expires is not None:
             expires = self._expires(expires, now)
-        stack = getattr(state.tasks, "stack", None)  # the task running here: the parent
+        stack = state.tasks.get()  # the task running here: the parent
         if stack:
             parent = stack[-1]
             root_id = root_id or parent.root_id or parent.id

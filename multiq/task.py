@@ -49,9 +49,29 @@ class Context:
     group_index: Optional[int] = None
     chord: Optional[Dict[str, Any]] = None  # {"id": chord id, "i": index} of a header task
     replaced_task_nesting: int = 0
+    reply_to: Optional[str] = None
+    correlation_id: Optional[str] = None
+    stamps: Dict[str, Any] = {}
+    stamped_headers: Optional[List[str]] = None
 
     def __init__(self, **fields: Any) -> None:
         self.__dict__.update(fields)
+
+    @property
+    def time_limit(self) -> Optional[float]:
+        """The hard time limit of this call, in seconds (None: none)."""
+        return self.timelimit[0] if self.timelimit else None
+
+    @property
+    def soft_time_limit(self) -> Optional[float]:
+        return self.timelimit[1] if self.timelimit else None
+
+    @property
+    def properties(self) -> Dict[str, Any]:
+        """The message's properties, as Celery's ``request.properties``."""
+        return {"correlation_id": self.correlation_id or self.id, "reply_to": self.reply_to,
+                "delivery_mode": 2, "priority": self.priority,
+                "delivery_info": self.delivery_info}
 
     def get(self, key: str, default: Any = None) -> Any:
         return getattr(self, key, default)

@@ -355,12 +355,24 @@ def run_eager(
 ) -> Tuple[str, Any, Optional[str]]:
     """Run a task in this process as ``apply()`` does; retries run again at once."""
     options = options or {}
+    stack = _state.task_stack()
+    parent = stack[-1] if stack else None  # apply() inside a running task: its child
+    ignore = options.get("ignore_result")
     while True:
         request = Context(
             id=task_id, task=task.name, args=args, kwargs=kwargs, retries=retries,
-            is_eager=True, called_directly=False, hostname="localhost",
-            delivery_info={"is_eager": True}, headers=options.get("headers"),
-            callbacks=_as_list(options.get("link")), errbacks=_as_list(options.get("link_error")),
+            is_eager=True, called_directly=False, hostname=_hostname(),
+            delivery_info={"is_eager": True, "exchange": options.get("exchange"),
+                           "routing_key": options.get("routing_key") or options.get("queue"),
+                           "priority": options.get("priority")},
+            headers=options.get("headers"), callbacks=_as_list(options.get("link")),
+            errbacks=_as_list(options.get("link_error")),
+            root_id=(parent.root_id or parent.id) if parent else task_id,
+            parent_id=parent.id if parent else None, priority=options.get("priority"),
+            timelimit=(options.get("time_limit", task.time_limit),
+                       options.get("soft_time_limit", task.soft_time_limit)),
+            ignore_result=bool(task.ignore_result if ignore is None else ignore),
+            correlation_id=task_id,
         )
         outcome = trace(task, request)
         if outcome.state == states.RETRY and outcome.retry is not None:
@@ -371,6 +383,12 @@ def run_eager(
         if outcome.state == states.FAILURE:
             return states.FAILURE, outcome.exc, outcome.traceback
         return outcome.state, outcome.retval, None
+
+
+def _hostname() -> str:
+    import socket
+
+    return socket.gethostname()
 
 
 def _as_list(value: Any) -> List[Any]:

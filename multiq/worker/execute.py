@@ -233,10 +233,11 @@ class Executor:
             is_eager=False, called_directly=False, hostname=self.hostname,
             delivery_info={"routing_key": m.queue, "priority": m.priority,
                            "redelivered": req.delivery.redeliveries > 0},
-            eta=m.eta, expires=m.expires, headers=m.headers, root_id=m.root_id,
+            eta=m.eta, expires=m.expires, headers=m.headers, root_id=m.root_id or m.id,
             parent_id=m.parent_id, origin=m.headers.get("origin"), priority=m.priority,
             ignore_result=bool(m.options.get("ignore_result")),
-            timelimit=tuple(m.options.get("timelimit") or (None, None)),
+            timelimit=tuple(opts.get("timelimit") or (req.task.time_limit,
+                                                        req.task.soft_time_limit)),
             callbacks=m.options.get("link"), errbacks=m.options.get("link_error"),
             shadow=m.shadow, reply_to=None, correlation_id=m.id,
         )

@@ -145,3 +145,31 @@ def test_a_pydantic_task_validates_on_the_worker_and_stores_its_model_dumped(sta
 
 def _place_stub(order):  # the sender's view of the worker's task (never run here)
     raise AssertionError("runs on the worker")
+
+
+@pytest.mark.parametrize("pool", ["solo", "prefork"])
+def test_the_request_has_every_field_celery_fills_and_apply_links_its_parent(start_worker,
+                                                                            client, pool):
+    _start(start_worker, pool)
+    r = client.send_task(TASK("fields"), args=[1], kwargs={"k": 2}, priority=5,
+                         headers={"x-custom": "v"}, soft_time_limit=5, time_limit=10,
+                         link=client.signature(TASK("record"), args=["after"]))
+    seen = r.get(timeout=20)
+    assert (seen["id"], seen["task"], seen["args"], seen["kwargs"]) == (
+        r.id, TASK("fields"), [1], {"k": 2})
+    assert (seen["retries"], seen["is_eager"], seen["priority"]) == (0, False, 5)
+    assert seen["hostname"].startswith(f"progress-{pool}@")
+    assert seen["delivery_info"]["routing_key"] == "multiq"
+    assert seen["headers"]["x-custom"] == "v"
+    assert (seen["root_id"], seen["parent_id"]) == (r.id, None)
+    assert (seen["time_limit"], seen["soft_time_limit"]) == (10, 5)  # the message's own
+    assert seen["correlation_id"] == r.id and seen["reply_to"] is None
+    assert seen["properties"]["correlation_id"] == r.id
+    assert seen["properties"]["priority"] == 5
+    assert [c["task"] for c in seen["callbacks"]] == [TASK("record")]
+    assert seen["errbacks"] is None and seen["chain"] is None and seen["group"] is None
+    assert (seen["replaced_task_nesting"], seen["stamps"], seen["ignore_result"]) == (0, {},
+                                                                                     False)
+    child = seen["eager_child"]
+    assert (child["root_id"], child["parent_id"], child["is_eager"]) == (r.id, r.id, True)
+    assert child["id"] != r.id and child["hostname"]

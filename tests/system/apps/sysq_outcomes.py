@@ -184,3 +184,26 @@ if _pydantic is not None:
         """Runs with a validated Order; its Receipt is stored as a dict."""
         assert isinstance(order, Order)
         return Receipt(item=order.item, total=order.quantity * 3)
+
+
+REQUEST_FIELDS = ("id", "task", "args", "kwargs", "retries", "is_eager", "hostname",
+                  "delivery_info", "headers", "root_id", "parent_id", "origin", "priority",
+                  "ignore_result", "group", "group_index", "chord", "chain", "callbacks",
+                  "errbacks", "time_limit", "soft_time_limit", "reply_to", "correlation_id",
+                  "replaced_task_nesting", "stamps", "properties")
+
+
+@app.task(bind=True, time_limit=60, soft_time_limit=50)
+def fields(self, *args, **kwargs):
+    """The request as the task sees it, field by field (and its eager child's ids)."""
+    seen = {name: getattr(self.request, name) for name in REQUEST_FIELDS}
+    child = eager_child.apply()
+    seen["eager_child"] = child.get()
+    return seen
+
+
+@app.task(bind=True)
+def eager_child(self):
+    r = self.request
+    return {"id": r.id, "root_id": r.root_id, "parent_id": r.parent_id, "is_eager": r.is_eager,
+            "time_limit": r.time_limit, "hostname": r.hostname}
