@@ -17,12 +17,13 @@ Names and attributes follow the messaging semantic conventions (``{operation}
 and ``messaging.client.id`` (the worker's hostname). A failed run has status ERROR and the
 exception recorded; a retry is a ``retry`` event with its reason.
 
-Pools: solo and threads need nothing more. With prefork, call ``instrument()`` (and set
-the tracer provider) in the app module, which the worker imports before it forks: the
-children inherit both, and the SDK's span processors restart their threads after a fork.
-A child ends with ``os._exit``, so each child flushes the tracer provider at
-``worker_process_shutdown``; set the provider up in a ``worker_process_init`` receiver
-instead when an exporter cannot be inherited.
+Pools: solo, threads and asyncio need nothing more (spans are kept by task id, and the
+current span is the thread's or the asyncio Task's own). With prefork, call
+``instrument()`` (and set the tracer provider) in the app module, which the worker
+imports before it forks: the children inherit both, and the SDK's span processors
+restart their threads after a fork. A child ends with ``os._exit``, so each child flushes
+the tracer provider at ``worker_process_shutdown``; set the provider up in a
+``worker_process_init`` receiver instead when an exporter cannot be inherited.
 
 opentelemetry is imported by this module only, never by ``import multiq``.
 """

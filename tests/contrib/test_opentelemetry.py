@@ -63,7 +63,7 @@ def spans_file(tmp_path: Path) -> Path:
 @pytest.fixture
 def worker(start_worker: Any, spans_file: Path, request: pytest.FixtureRequest) -> Any:
     pool = request.param
-    args = ("-c", "2") if pool != "solo" else ()
+    args = {"solo": (), "asyncio": ("-c", "6")}.get(pool, ("-c", "2"))
     return start_worker("sysq_otel", *args, cwd=APPS, pool=pool,
                         env={"SYSQ_SPANS": str(spans_file), "PYTHONDONTWRITEBYTECODE": "1"})
 
@@ -171,12 +171,26 @@ def test_a_task_sent_by_a_running_task_is_its_child(exporter, client, worker, sp
     assert send["kind"] == "PRODUCER"
 
 
-@pytest.mark.parametrize("worker", ["threads"], indirect=True)
-def test_concurrent_runs_on_threads_keep_their_own_spans(exporter, client, worker, spans_file):
-    results = [client.send_task(TASK("nap_then_spawn"), args=[n]) for n in range(6)]
+@pytest.mark.parametrize("worker", ["threads", "asyncio"], indirect=True)
+def test_concurrent_runs_keep_their_own_spans(exporter, client, worker, spans_file):
+    name = TASK("anap_then_spawn" if "asyncio" in worker.argv else "nap_then_spawn")
+    results = [client.send_task(name, args=[n]) for n in range(6)]
     child_ids = [r.get(timeout=15) for r in results]
     for r, child_id in zip(results, child_ids):
-        (outer,) = wait_span(spans_file, f"process {TASK('nap_then_spawn')}", r.id)
+        (outer,) = wait_span(spans_file, f"process {name}", r.id)
         (send,) = wait_span(spans_file, f"send {TASK('add')}", child_id)
-        assert_child(outer, sent(exporter, f"send {TASK('nap_then_spawn')}", r.id))
+        assert_child(outer, sent(exporter, f"send {name}", r.id))
         assert_child(send, outer)
+
+
+def test_prefork_children_flush_buffered_spans_when_they_exit(exporter, client, start_worker,
+                                                             spans_file):
+    worker = start_worker("sysq_otel", "-c", "2", cwd=APPS, pool="prefork", env={
+        "SYSQ_SPANS": str(spans_file), "SYSQ_SPANS_BATCH": "1",
+        "OTEL_BSP_SCHEDULE_DELAY": "600000", "PYTHONDONTWRITEBYTECODE": "1"})
+    r = client.send_task(TASK("add"), args=[1, 1])
+    assert r.get(timeout=15) == 2
+    assert worker_spans(spans_file) == []  # still buffered in the child
+    worker.stop()
+    (consumer,) = wait_span(spans_file, f"process {TASK('add')}", r.id)
+    assert_child(consumer, sent(exporter, f"send {TASK('add')}", r.id))

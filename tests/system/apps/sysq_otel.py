@@ -2,12 +2,14 @@
 
 The SDK's tracer provider (set as the global one) writes every finished span as a JSON
 line to the file ``SYSQ_SPANS`` names (``name``, ``kind``, ``trace_id``, ``span_id``,
-``parent_id``, ``attributes``, ``status``, ``events``); ids are hex. The module
+``parent_id``, ``attributes``, ``status``, ``events``; ids in hex), at once or, when
+``SYSQ_SPANS_BATCH`` is set, through a batch processor. The module
 instruments at import, before a prefork worker forks. The test process imports it too
 (for :func:`span_record`), where ``SYSQ_SPANS`` is unset: nothing is then set up.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -15,7 +17,12 @@ from typing import Any, Dict, Sequence
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
 
 from multiq import MultiQ
 from multiq.contrib.opentelemetry import instrument
@@ -63,7 +70,10 @@ class JsonLinesExporter(SpanExporter):
 
 if os.environ.get("SYSQ_SPANS"):
     provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(JsonLinesExporter(os.environ["SYSQ_SPANS"])))
+    _exporter = JsonLinesExporter(os.environ["SYSQ_SPANS"])
+    # SYSQ_SPANS_BATCH: buffered, exported only when flushed (OTEL_BSP_SCHEDULE_DELAY long)
+    provider.add_span_processor(BatchSpanProcessor(_exporter) if os.environ.get(
+        "SYSQ_SPANS_BATCH") else SimpleSpanProcessor(_exporter))
     trace.set_tracer_provider(provider)
     instrument()
 
@@ -96,4 +106,12 @@ def spawn(x):
 def nap_then_spawn(x):
     """Runs alongside others on a threads pool (it waits a little), then sends ``add(x, 1)``."""
     time.sleep(0.2)
+    return add.delay(x, 1).id
+
+
+@app.task
+async def anap_then_spawn(x):
+    """:func:`nap_then_spawn` as a coroutine: on the asyncio pool several wait at once in
+    one thread."""
+    await asyncio.sleep(0.2)
     return add.delay(x, 1).id
