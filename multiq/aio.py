@@ -42,6 +42,7 @@ def clients(app: MultiQ) -> Tuple[Any, Any]:
 
 def _loop_clients(app: MultiQ) -> _Clients:
     from multiq.broker.wire import AsyncSender
+    from multiq.connopts import backend_options, broker_options
     from multiq.redisconn import connect_async
 
     loop = asyncio.get_running_loop()
@@ -49,9 +50,9 @@ def _loop_clients(app: MultiQ) -> _Clients:
     found = per_app.get(id(app))
     if found is None:
         conf = app.conf
-        broker = connect_async(app.broker.url, conf.broker_transport_options)
+        broker = connect_async(app.broker.url, broker_options(conf))
         backend_url = app.backend.url
-        backend = connect_async(backend_url, conf.result_backend_transport_options) \
+        backend = connect_async(backend_url, backend_options(conf)) \
             if backend_url != app.broker.url else broker
         senders = [AsyncSender(c) if c is not None else None for c in (broker, backend)]
         found = per_app[id(app)] = _Clients(broker, backend, *senders)

@@ -31,6 +31,7 @@ from multiq import _state as state
 from multiq import config as config_mod
 from multiq import publishing, signals
 from multiq import task as task_mod  # in MultiQ's body, "Task" is the property
+from multiq.connopts import backend_options, broker_options
 from multiq.exceptions import BackendNotConfigured, ImproperlyConfigured, OperationalError
 from multiq.message import envelope
 from multiq.task import Task
@@ -87,6 +88,7 @@ class MultiQ:
         self._include = list(include or ())
         self._autodiscover: List[Any] = []
         self._broker: Optional[Broker] = None
+        self._node = False  # a worker node runs in this process (see serve_as_node)
         self._backend: Any = None
         self._control: Any = None
         self._sender: Optional[Tuple[Any, Any]] = None  # (broker, its Sender or None)
@@ -187,6 +189,17 @@ class MultiQ:
             raise
         self.config_from_object(module)
         return True
+
+    def serve_as_node(self) -> None:
+        """A worker node runs in this process: its broker client is not held to
+        ``broker_pool_limit`` (a node's consumer and control connections are not Celery's
+        producer pool either)."""
+        if self._node:
+            return
+        self._node = True
+        if self._broker is not None and \
+                broker_options(self.conf) != broker_options(self.conf, node=True):
+            self._reset_connections()
 
     def _reset_connections(self) -> None:
         self._broker = self._backend = None
@@ -358,7 +371,7 @@ class MultiQ:
                     url = self.conf.broker_url or os.environ.get("MULTIQ_BROKER_URL")
                     if not url:
                         raise ImproperlyConfigured("No broker_url configured")
-                    self._broker = RedisBroker(url, self.conf.broker_transport_options)
+                    self._broker = RedisBroker(url, broker_options(self.conf, self._node))
         return self._broker
 
     @property
@@ -377,8 +390,7 @@ class MultiQ:
                     if url == "redis":  # Celery's shorthand: results next to the broker
                         url = self.conf.broker_url
                     self._backend = RedisBackend(
-                        url, self.conf.result_expires, self.conf.result_backend_transport_options
-                    )
+                        url, self.conf.result_expires, backend_options(self.conf))
         return self._backend
 
     @property

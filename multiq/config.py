@@ -16,11 +16,13 @@ import warnings
 from typing import Any, Iterable, Mapping, Optional, Tuple, Union
 from urllib.parse import unquote
 
+from multiq.celerysettings import CELERY_DEFAULTS, CELERY_SETTINGS, HONOURED
 from multiq.exceptions import ImproperlyConfigured
 
 __all__ = [
-    "DEFAULTS", "Settings", "UnknownSettingWarning", "is_deferred", "load_envvar", "load_object",
-    "mask_argv", "mask_url", "resolve", "secret_name",
+    "CELERY_SETTINGS", "DEFAULTS", "HONOURED", "IgnoredSettingWarning", "Settings",
+    "UnknownSettingWarning", "is_deferred", "load_envvar", "load_object", "mask_argv",
+    "mask_url", "resolve", "secret_name",
 ]
 
 DEFAULTS: dict[str, Any] = {
@@ -31,13 +33,22 @@ DEFAULTS: dict[str, Any] = {
     "broker_connection_max_retries": 100,
     "broker_connection_retry": True,
     "broker_connection_retry_on_startup": True,
+    "broker_connection_timeout": 4.0,  # (this and the pool's: applied when set, see connopts)
+    "broker_pool_acquire_timeout": None,
     "broker_pool_limit": 10,
     "broker_transport_options": {},
     "broker_url": None,
+    "broker_use_ssl": False,
     "control_queue_expires": 10.0,
     "enable_utc": True,
     "imports": [],
     "include": [],
+    "redis_backend_use_ssl": None,  # (the redis_* result backend options: applied when set)
+    "redis_max_connections": None,
+    "redis_retry_on_timeout": False,
+    "redis_socket_connect_timeout": None,
+    "redis_socket_keepalive": False,
+    "redis_socket_timeout": 120.0,
     "result_accept_content": None,
     "result_backend": None,
     "result_backend_transport_options": {},
@@ -61,6 +72,7 @@ DEFAULTS: dict[str, Any] = {
     "task_publish_retry_policy": {
         "max_retries": 3, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2,
     },
+    "task_queues": None,  # a worker without -Q consumes these (names, or kombu Queues)
     "task_reject_on_worker_lost": False,
     "task_routes": None,
     "task_serializer": "json",
@@ -107,6 +119,11 @@ MappingOrPairs = Union[Mapping[str, Any], Iterable[Tuple[str, Any]]]
 
 class UnknownSettingWarning(UserWarning):
     """A setting name that multiq does not know was set (the value is still stored)."""
+
+
+class IgnoredSettingWarning(UnknownSettingWarning):
+    """One of Celery's settings that has no effect in multiq was set (to other than
+    Celery's default); the message says why. Once per app and name."""
 
 
 def mask_url(text: str) -> str:
@@ -195,9 +212,26 @@ def _warn_unknown(key: str, stacklevel: int) -> None:
     warnings.warn(message, UnknownSettingWarning, stacklevel=stacklevel)
 
 
+def _warn_ignored(key: str, stacklevel: int) -> None:
+    warnings.warn(f"Setting {key!r} has no effect in multiq: {CELERY_SETTINGS[key]}",
+                  IgnoredSettingWarning, stacklevel=stacklevel)
+
+
+def _ignored(key: str, value: Any) -> bool:
+    """Whether setting Celery's ``key`` to ``value`` asks for what multiq does not do."""
+    if CELERY_SETTINGS.get(key, HONOURED) == HONOURED:
+        return False
+    default = DEFAULTS[key] if key in DEFAULTS else CELERY_DEFAULTS[key]
+    try:
+        return bool(value != default)
+    except Exception:  # a value that cannot be compared is not the default
+        return True
+
+
 def _rebuild(values: dict[str, Any], changes: dict[str, Any]) -> Settings:
     settings = Settings()
     dict.update(settings, values)
+    settings._warned = {key for key in changes if key in CELERY_SETTINGS}
     settings.changes = changes
     return settings
 
@@ -206,19 +240,27 @@ class Settings(dict[str, Any]):
     """All settings, defaults included, as a dict with attribute access.
 
     ``changes`` holds only what was set explicitly. Keys are folded to lower case; setting a
-    name that is not in :data:`DEFAULTS` warns with :class:`UnknownSettingWarning`.
+    name that is not in :data:`DEFAULTS` warns with :class:`UnknownSettingWarning`, unless
+    it is one of Celery's (:data:`CELERY_SETTINGS`): one that has no effect here warns once
+    with :class:`IgnoredSettingWarning` and the reason, and reads as Celery's default.
     """
 
     changes: dict[str, Any]
+    _warned: set[str]
 
     def __init__(self, mapping: Optional[MappingOrPairs] = None, /, **kwargs: Any) -> None:
         super().__init__(copy.deepcopy(DEFAULTS))
         object.__setattr__(self, "changes", {})
+        object.__setattr__(self, "_warned", set())
         self._update(mapping, kwargs, stacklevel=3)
 
     def _set(self, key: str, value: Any, stacklevel: int) -> None:
         key = key.lower()
-        if key not in DEFAULTS:
+        if key in CELERY_SETTINGS:
+            if key not in self._warned and _ignored(key, value):
+                self._warned.add(key)
+                _warn_ignored(key, stacklevel + 1)
+        elif key not in DEFAULTS:
             _warn_unknown(key, stacklevel + 1)
         self.changes[key] = value
         dict.__setitem__(self, key, value)
@@ -292,9 +334,14 @@ class Settings(dict[str, Any]):
         try:
             return dict.__getitem__(self, key)
         except KeyError:
-            if not isinstance(key, str) or key == key.lower():
+            if not isinstance(key, str):
                 raise
-            return dict.__getitem__(self, key.lower())
+            lower = key.lower()
+            if lower != key and dict.__contains__(self, lower):
+                return dict.__getitem__(self, lower)
+            if lower in CELERY_DEFAULTS:  # one of Celery's that has no effect here
+                return copy.deepcopy(CELERY_DEFAULTS[lower])
+            raise
 
     def __contains__(self, key: object) -> bool:
         return dict.__contains__(self, key.lower() if isinstance(key, str) else key)
@@ -421,7 +468,7 @@ def _wanted(name: str, prefix: str) -> bool:
         return False
     if prefix:
         return name.upper().startswith(prefix) and len(name) > len(prefix)
-    return name == name.lower() or name.lower() in DEFAULTS
+    return name == name.lower() or name.lower() in DEFAULTS or name.lower() in CELERY_SETTINGS
 
 
 def load_envvar(variable: str) -> str:

@@ -200,8 +200,15 @@ def connect(url: str, options: Optional[Dict[str, Any]] = None,
     ``XREADGROUP ... BLOCK`` need a socket timeout longer than the block). With it, every
     call fails after ``timeout`` seconds, without retrying: for what must notice a stalled
     server within about that long (the heartbeat), never for blocking reads.
+
+    With ``max_connections`` and ``pool_timeout`` (seconds, None: for ever) options, a
+    one-server client's pool is bounded and a caller waits that long for a free connection
+    (redis-py's ``BlockingConnectionPool``; past it, ``redis.ConnectionError``).
     """
     target, kwargs, options = _setup(url, options, timeout)
+    if target.kind == "single" and "pool_timeout" in options and kwargs.get("max_connections"):
+        return redis.Redis.from_pool(redis.BlockingConnectionPool.from_url(
+            _redis_scheme(url), timeout=options["pool_timeout"], **kwargs))
     if target.kind == "cluster":
         from redis.cluster import ClusterNode, RedisCluster
 
@@ -229,7 +236,8 @@ def connect_async(url: str, options: Optional[Dict[str, Any]] = None) -> Any:
         return _master(Sentinel, target, options, kwargs)
     # many coroutines share the pool: past its size they wait for a connection, not fail
     kwargs.setdefault("max_connections", int(options.get("max_connections") or 64))
-    pool = aioredis.BlockingConnectionPool.from_url(_redis_scheme(url), timeout=None, **kwargs)
+    pool = aioredis.BlockingConnectionPool.from_url(
+        _redis_scheme(url), timeout=options.get("pool_timeout"), **kwargs)
     return aioredis.Redis(connection_pool=pool)
 
 

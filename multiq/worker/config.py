@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Optional, Tuple
+from typing import Any, Callable, Iterable, List, Mapping, Optional, Tuple
 
 from multiq import patching
 from multiq.exceptions import ImproperlyConfigured
@@ -83,7 +83,8 @@ class NodeConfig:
         return cls(
             hostname=name, consumer_name=f"{name}|{uuid.uuid4().hex[:12]}", pool=kind,
             concurrency=1 if kind == "solo" else size,
-            queues=_queues(queues or [conf.task_default_queue], exclude_queues or ()),
+            queues=_queues(queues or _queue_names(conf.get("task_queues"))
+                           or [conf.task_default_queue], exclude_queues or ()),
             prefetch_multiplier=max(1, int(multiplier or 1)),
             max_tasks_per_child=max_tasks_per_child or conf.worker_max_tasks_per_child,
             max_memory_per_child=max_memory_per_child or conf.worker_max_memory_per_child,
@@ -117,6 +118,15 @@ def _queues(wanted: Iterable[str], excluded: Iterable[str]) -> Tuple[str, ...]:
     if not queues:
         raise ImproperlyConfigured("No queues left to consume from after --exclude-queues")
     return queues
+
+
+def _queue_names(declared: Any) -> List[str]:
+    """The names of Celery's ``task_queues``: kombu Queues, names, or a mapping by name."""
+    if not declared:
+        return []
+    if isinstance(declared, (str, Mapping)):
+        declared = [declared] if isinstance(declared, str) else list(declared)
+    return [str(getattr(q, "name", q)) for q in declared]
 
 
 def _pair(autoscale: Optional[Iterable[int]]) -> Optional[Tuple[int, int]]:

@@ -70,6 +70,7 @@ class Worker:
         :attr:`extra` (as they always were accepted)."""
         known = {k: options.pop(k) for k in OPTIONS if k in options}
         self.app = app
+        getattr(app, "serve_as_node", lambda: None)()
         self.config = NodeConfig.resolve(
             app, hostname=hostname, concurrency=concurrency, pool=pool, queues=queues,
             exclude_queues=exclude_queues, prefetch_multiplier=prefetch_multiplier, **known)
