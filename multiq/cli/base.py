@@ -81,24 +81,32 @@ def merge_globals(ctx: click.Context, kwargs: Dict[str, Any]) -> CLIContext:
 
 
 def load_app(options: Dict[str, Any]) -> Any:
-    """Import the app named by ``-A`` and apply ``-b`` / ``--result-backend`` / ``--config``."""
+    """Import the app named by ``-A`` and apply ``-b`` / ``--result-backend`` / ``--config``.
+
+    Without ``-A`` but with ``--config``, the app is a default one made from the
+    configuration module (its ``imports`` / ``include`` name the task modules), as Celery's
+    default app is."""
     workdir = options.get("workdir")
     if workdir:
         os.chdir(workdir)
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     spec = options.get("app")
-    if not spec:
-        raise click.UsageError("No app given: use -A/--app (e.g. -A proj) or set MULTIQ_APP.")
+    if not spec and not options.get("config"):
+        raise click.UsageError("No app given: use -A/--app (e.g. -A proj), set MULTIQ_APP, "
+                               "or name a configuration module with --config.")
     try:
-        app = find_app(spec)
+        app = find_app(spec) if spec else _default_app()
     except click.UsageError:
         raise
     except Exception as exc:
         raise click.UsageError(
             f"Unable to load app {spec!r}: {type(exc).__name__}: {exc}") from exc
     if options.get("config"):
-        app.config_from_object(options["config"])
+        try:
+            app.config_from_object(options["config"])
+        except ImportError as exc:
+            raise click.UsageError(str(exc)) from exc
     if options.get("broker"):
         app.conf.broker_url = options["broker"]
         app._reset_connections()
@@ -113,6 +121,13 @@ def load_app(options: Dict[str, Any]) -> Any:
             raise click.UsageError(
                 f"Unable to set up Django for {spec!r}: {type(exc).__name__}: {exc}") from exc
     return app
+
+
+def _default_app() -> Any:
+    """The app of ``--config`` without ``-A``: Celery's ``default`` app."""
+    from multiq.app import MultiQ
+
+    return MultiQ("default")
 
 
 def find_app(spec: str) -> Any:
