@@ -20,6 +20,31 @@ from multiq.cli.base import (
 )
 
 
+def _concurrency(ctx: click.Context, param: Any, value: Optional[int]) -> Optional[int]:
+    """Celery's check: a negative size is refused; 0 means the default (CPU count)."""
+    if value is not None and value < 0:
+        raise click.BadParameter(f"must be a non-negative integer, got {value!r}")
+    return value or None
+
+
+def _autoscale_option(ctx: click.Context, param: Any, value: Optional[str]) -> Optional[str]:
+    """Celery's checks of ``--autoscale MAX[,MIN]`` (the value is parsed by _autoscale)."""
+    if value is None:
+        return None
+    parts = value.split(",")
+    if len(parts) > 2:
+        raise click.BadParameter("Expected two comma separated integers or one integer."
+                                 f"Got {len(parts)} instead.")
+    try:
+        [int(p) for p in parts]
+    except ValueError:
+        if len(parts) == 1:
+            raise click.BadParameter(f"Expected an integer. Got {value} instead.") from None
+        raise click.BadParameter("Expected two comma separated integers."
+                                 f"Got {value} instead.") from None
+    return value
+
+
 def _split(values: Any) -> List[str]:
     out: List[str] = []
     for value in values or ():
@@ -32,7 +57,7 @@ def _split(values: Any) -> List[str]:
 @click.option("-l", "--loglevel", default="WARNING", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "FATAL"],
                                 case_sensitive=False), help="Logging level.")
-@click.option("-c", "--concurrency", type=int, default=None,
+@click.option("-c", "--concurrency", type=int, default=None, callback=_concurrency,
               help="Number of pool threads/processes/greenlets/coroutines (default: CPU "
                    "count; with -P gevent or asyncio give many, e.g. -c 500).")
 @click.option("-P", "--pool", type=click.Choice(["prefork", "processes", "solo", "threads",
@@ -62,7 +87,8 @@ def _split(values: Any) -> List[str]:
 @click.option("--soft-time-limit", type=float, default=None, help="Soft time limit (seconds).")
 @click.option("--soft-shutdown-timeout", type=float, default=None,
               help="Bound a warm shutdown: after this many seconds it turns cold.")
-@click.option("--autoscale", default=None, help="MAX,MIN pool processes (prefork).")
+@click.option("--autoscale", default=None, callback=_autoscale_option,
+              help="MAX,MIN pool processes (prefork).")
 @click.option("-E", "--task-events", "--events", "task_events", is_flag=True, default=False,
               help="Send task events.")
 @click.option("-B", "--beat", is_flag=True, default=False,
@@ -77,8 +103,13 @@ def _split(values: Any) -> List[str]:
 @click.pass_context
 def worker(ctx: click.Context, **kwargs: Any) -> None:
     """Start a worker node."""
+    from multiq.app import check_time_limits
     from multiq.supervisor import daemon
 
+    try:
+        check_time_limits(kwargs["soft_time_limit"], kwargs["time_limit"])
+    except ValueError as exc:
+        raise click.UsageError(str(exc), ctx=ctx) from exc
     obj: CLIContext = merge_globals(ctx, kwargs)
     app = obj.app
     _apply_overrides(app, kwargs.pop("overrides", ()))
