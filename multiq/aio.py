@@ -50,7 +50,7 @@ def _loop_clients(app: MultiQ) -> _Clients:
     found = per_app.get(id(app))
     if found is None:
         conf = app.conf
-        broker = connect_async(app.broker.url, broker_options(conf))
+        broker = connect_async(app.broker.url, broker_options(conf, node=app._node))
         backend_url = app.backend.url
         backend = connect_async(backend_url, backend_options(conf)) \
             if backend_url != app.broker.url else broker
