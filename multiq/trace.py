@@ -211,17 +211,22 @@ def run_coroutine(coro: Any) -> Any:
     return outcome.get("value")
 
 
+def cancel_left(loop: Any) -> None:
+    """Cancel every task still pending on the (stopped) ``loop`` and let them end."""
+    import asyncio
+
+    left = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for t in left:
+        t.cancel()
+    if left:
+        loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+
+
 def _settle(loop: Any) -> None:
     """Cancel what a stopped task left running on ``loop``; a loop that cannot be brought
     to rest is closed (the next task makes a new one)."""
-    import asyncio
-
     try:
-        left = [t for t in asyncio.all_tasks(loop) if not t.done()]
-        for t in left:
-            t.cancel()
-        if left:
-            loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+        cancel_left(loop)
     except BaseException:
         _loops.loop = None
         try:

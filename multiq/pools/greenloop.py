@@ -18,6 +18,8 @@ import gevent.event
 import gevent.threadpool
 from gevent import monkey
 
+from multiq.trace import cancel_left
+
 logger = logging.getLogger("multiq.worker")
 
 
@@ -42,11 +44,7 @@ class LoopThread:
         """(In the loop's thread.) Cancel what is left; close the loop."""
         loop = self.loop
         try:
-            left = [t for t in asyncio.all_tasks(loop) if not t.done()]
-            for t in left:
-                t.cancel()
-            if left:
-                loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+            cancel_left(loop)
             loop.run_until_complete(loop.shutdown_asyncgens())
         except BaseException:
             logger.exception("Could not settle the asyncio loop of the gevent pool")
