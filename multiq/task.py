@@ -234,9 +234,10 @@ class Task(Generic[P, R]):
     def update_state(self, task_id: Optional[str] = None, state: Optional[str] = None,
                      meta: Any = None, **_: Any) -> None:
         """Store ``state`` (a custom one, such as ``"PROGRESS"``, too) with ``meta`` as the
-        task's result, for ``AsyncResult.state`` / ``.info``; whoever waits in ``get()``
-        keeps waiting, and the task's own outcome replaces it when it ends. Outside a
-        running task, name the ``task_id``. Without a result backend it does nothing."""
+        task's result, for ``AsyncResult.state`` / ``.info`` (and, with events on, a
+        ``task-<state>`` event); whoever waits in ``get()`` keeps waiting, and the task's
+        own outcome replaces it when it ends. Outside a running task, name the ``task_id``.
+        Without a result backend it does nothing."""
         from multiq.backends.base import make_doc
         from multiq.exceptions import BackendNotConfigured
 
@@ -256,6 +257,20 @@ class Task(Generic[P, R]):
                        worker=request.hostname, retries=request.retries,
                        queue=(request.delivery_info or {}).get("routing_key"))
         backend.store(task_id, doc)
+        if dict.get(self.app.conf, "worker_send_task_events"):
+            self._state_event(task_id, str(state), meta)
+
+    def _state_event(self, task_id: str, state: str, meta: Any) -> None:
+        """``task-<state>`` (``task-progress``...): Celery's event readers (Flower too) take
+        an unknown task event's name for a custom state."""
+        from multiq import events
+
+        broker = self.app.broker
+        pipe = broker.client.pipeline(transaction=False)
+        events.add(pipe, broker.keys.events, events.event(
+            f"task-{state.lower()}", uuid=task_id, name=self.name, state=state,
+            hostname=self.request.hostname, result=events.safe_repr(meta)))
+        pipe.execute()
 
     def retry(
         self, args: Optional[Sequence[Any]] = None, kwargs: Optional[Dict[str, Any]] = None,

@@ -109,14 +109,33 @@ def stats(node: Node) -> Any:
         "pool": node.pool_info(),
         "prefetch_count": node.prefetch(),
         "total": node.totals(),
-        "broker": {"url": mask_url(broker.url), "transport": "redis",
-                   "prefix": broker.keys.prefix},
+        "broker": _broker_info(broker.url, mask_url(broker.url), broker.keys.prefix,
+                               node.app.conf),
         "rusage": {"utime": usage.ru_utime, "stime": usage.ru_stime,
                    "maxrss": usage.ru_maxrss, "minflt": usage.ru_minflt,
                    "majflt": usage.ru_majflt, "nvcsw": usage.ru_nvcsw,
                    "nivcsw": usage.ru_nivcsw},
         "queues": node.current_queues(),
     }
+
+
+def _broker_info(url: str, masked: str, prefix: str, conf: Any) -> Dict[str, Any]:
+    """``stats``' broker part in the shape of Celery's (kombu's connection info, without its
+    password), with multiq's masked URL and key prefix."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url.split(";")[0])
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    db = parts.path.lstrip("/") or "0"
+    return {"hostname": parts.hostname, "userid": parts.username, "virtual_host": db,
+            "port": port, "insist": False, "ssl": parts.scheme in ("rediss", "valkeys"),
+            "transport": "redis", "connect_timeout": conf.get("broker_connection_timeout"),
+            "transport_options": {}, "login_method": None, "uri_prefix": None,
+            "heartbeat": conf.get("broker_heartbeat"), "failover_strategy": "round-robin",
+            "alternates": [], "url": masked, "prefix": prefix}
 
 
 @command

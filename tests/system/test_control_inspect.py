@@ -279,6 +279,16 @@ def test_inspect_stats_fields(cluster):
     assert "4 nodes online." in human.out
 
 
+def test_inspect_stats_broker_is_shaped_like_celerys(cluster):
+    broker = cluster.app.control.inspect(destination=[W1]).stats()[W1]["broker"]
+    assert {"hostname", "userid", "virtual_host", "port", "insist", "ssl", "transport",
+            "connect_timeout", "transport_options", "login_method", "uri_prefix", "heartbeat",
+            "failover_strategy", "alternates"} <= set(broker), broker
+    assert (broker["hostname"], broker["transport"], broker["ssl"]) == ("127.0.0.1", "redis",
+                                                                       False)
+    assert isinstance(broker["port"], int) and "password" not in broker
+
+
 def test_inspect_stats_total_counts_tasks_run_solo(cluster):
     r = cluster.app.send_task(TASK("record"), args=["tot-w2"], queue="w2q")
     assert r.get(timeout=10)

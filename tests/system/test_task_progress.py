@@ -53,6 +53,25 @@ def test_progress_is_seen_step_by_step_and_get_waits_for_the_end(start_worker, c
     assert (r.state, r.info) == ("SUCCESS", {"done": 3})
 
 
+def test_progress_is_an_event_too_when_events_are_on(start_worker, client, rec, redis_client):
+    import json
+
+    start_worker("sysq_outcomes", "-E", cwd=APPS, pool="solo", hostname="progress-ev@%h",
+                 env=dict(WORKER_ENV))
+    r = client.send_task(TASK("progress"), args=[1, "gate-ev"])
+    stream = client.broker.keys.events
+
+    def progress_events():
+        out = [json.loads(f[b"e"]) for _, f in redis_client.xrange(stream)]
+        return [e for e in out if e["type"] == "task-progress" and e["uuid"] == r.id]
+
+    wait_until(progress_events, timeout=15, message="no task-progress event")
+    [event] = progress_events()
+    assert event["state"] == "PROGRESS" and "'done': 1" in event["result"]
+    rec.rpush("gate-ev", "go")
+    assert r.get(timeout=15) == {"done": 1}
+
+
 def test_update_state_outside_a_task_names_the_task(client):
     add = client.task(name="progress.add")(lambda x, y: x + y)
     client.conf.result_extended = False
