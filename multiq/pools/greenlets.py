@@ -1,264 +1,67 @@
 """The gevent pool: each request runs in a greenlet of its own, up to ``-c`` at once.
 
-For I/O-bound tasks by the hundred (``multiq worker -P gevent -c 500``), as Celery's gevent
-pool. The node's process is monkey-patched (:mod:`multiq.patching`), so the consumer,
-the committer and every task share one OS thread and yield to each other whenever one
-waits: on a socket, ``time.sleep``, a lock. A task that computes without waiting holds
-every other one up.
-
-Time limits (the message's, else the task's, else the node's, as prefork's) are timers
-of gevent's loop. The soft one raises ``SoftTimeLimitExceeded`` inside the task's
-greenlet; the hard one, and ``revoke --terminate``, throw :class:`CallKilled` into it:
-it passes the task's hooks untouched and the pool records the outcome as prefork's node
-does for a child it killed (FAILURE with ``TimeLimitExceeded``, REVOKED "terminated").
-Whatever the task does with it, its own outcome is never recorded; the node goes on.
-
-A warm shutdown waits for the running greenlets; a cold one kills them and settles
-their requests as prefork's cold stop does (late-ack ones back to their queue, early-ack
-ones failed as lost), and hands back those not started.
+``multiq worker -P gevent -c 500``, as Celery's gevent pool; what it does is
+:mod:`multiq.pools.green`'s, and this module speaks gevent's API: a greenlet group, timers
+of gevent's loop, its callbacks for what must run in the hub, and ``async def`` tasks on
+:mod:`multiq.pools.greenloop`'s loop thread.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set
+from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional
 
 import gevent
 import gevent.event
 import gevent.pool
 
-from multiq import states, trace
-from multiq.exceptions import CallKilled, SoftTimeLimitExceeded, TimeLimitExceeded
-from multiq.pools.base import Fail, Pool, settle_cold
-from multiq.pools.limits import time_limits
-from multiq.worker.items import Outcome
+from multiq.pools.green import Disarm, GreenPool
 
 if TYPE_CHECKING:
     from multiq.pools.greenloop import LoopThread
-    from multiq.worker.execute import Executor
     from multiq.worker.items import Request
 
 logger = logging.getLogger("multiq.worker")
 
-TIMEOUT, TERMINATED, COLD = "timeout", "terminated", "cold"
 
-
-@dataclass
-class _Call:
-    """A task call in progress: between ``Executor._starting`` and ``_ended``."""
-
-    req: Request
-    hard: Optional[float]
-    timers: List[Any]
-    killed: Optional[str] = None  # why it is being ended (TIMEOUT, TERMINATED, COLD)
-
-    def cancel(self) -> None:
-        for timer in self.timers:
-            timer.close()
-        self.timers = []
-
-
-class GeventPool(Pool):
+class GeventPool(GreenPool):
     kind = "gevent"
-    batched_marks = True
 
-    def __init__(self, executor: Executor, concurrency: int,
-                 time_limit: Optional[float] = None, soft_time_limit: Optional[float] = None,
-                 *, fail: Optional[Fail] = None) -> None:
-        super().__init__(executor.execute, concurrency, fail=fail)
-        conf = executor.app.conf
-        self.committer = executor.committer
-        self.time_limit, self.soft_time_limit = time_limit, soft_time_limit
-        self._hard_default = time_limit or conf.task_time_limit
-        self._soft_default = soft_time_limit or conf.task_soft_time_limit
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._group = gevent.pool.Group()
-        self._held: Dict[int, Request] = {}  # applied, running or not, by id()
-        self._running: Dict[int, Request] = {}  # their greenlet has begun
-        self._calls: Dict[Any, _Call] = {}  # greenlet -> the task call it is in
-        self._freed = gevent.event.Event()
-        self._loop: Optional[LoopThread] = None
-        executor.watcher = self  # told of each call's start and end
+        super().__init__(*args, **kwargs)
 
-    # -- the consumer's side -------------------------------------------------------------
+    def _event(self) -> Any:
+        return gevent.event.Event()
 
-    def start(self) -> None:
-        trace.set_coroutine_runner(self._run_coroutine)
+    def _spawn(self, req: Request) -> None:
+        self._group.spawn(self._run, req)
 
-    def free_slots(self) -> int:
-        return self.concurrency - len(self._held)
+    def _current(self) -> Any:
+        return gevent.getcurrent()
 
-    def apply(self, req: Request) -> None:
-        self._held[id(req)] = req
-        try:
-            self._group.spawn(self._run, req)
-        except BaseException:
-            self._held.pop(id(req), None)
-            raise
+    def _timer(self, seconds: float, callback: Callable[..., None], *args: Any) -> Disarm:
+        timer = gevent.get_hub().loop.timer(seconds)
+        timer.start(callback, *args)
+        return timer.close
 
-    def wait_for_slot(self, timeout: float) -> None:
-        if self.free_slots() <= 0:
-            self._freed.clear()
-            self._freed.wait(timeout)
+    def _soon(self, callback: Callable[..., None], *args: Any) -> None:
+        gevent.get_hub().loop.run_callback(callback, *args)
 
-    def _run(self, req: Request) -> None:
-        self._running[id(req)] = req
-        try:
-            self.execute(req)
-        except CallKilled as killed:
-            self._killed(req, killed)
-        except Exception as exc:  # not the task's own (an outcome): it fails, we go on
-            if self.fail is not None:
-                self.fail(req, exc)
-            else:
-                logger.exception("Greenlet failed running %s", req.id)
-        except BaseException:  # (GreenletExit: killed at a cold stop, settled there)
-            logger.debug("Greenlet running %s killed", req.id)
-        finally:
-            self._calls.pop(gevent.getcurrent(), None)
-            self._running.pop(id(req), None)
-            self._held.pop(id(req), None)
-            self._freed.set()
+    def _threads(self) -> List[Any]:
+        return list(self._group)
 
-    def _killed(self, req: Request, killed: CallKilled) -> None:
-        """Record the outcome of a call the pool ended."""
-        reason = killed.args[0] if killed.args else None
-        if reason == TERMINATED:
-            logger.warning("Task %s[%s] terminated (revoked)", req.name, req.id)
-            self.committer.revoked(req, "terminated")
-        elif reason == TIMEOUT:
-            hard = killed.args[1]
-            logger.error("Task %s[%s] killed by its hard time limit (%ss)", req.name, req.id,
-                         f"{hard:g}")
-            self.committer.complete(req, Outcome(states.FAILURE, exc=TimeLimitExceeded(hard)))
-        # COLD: settled by cold_stop
+    def _kill(self, threads: Iterable[Any]) -> None:
+        gevent.killall(list(threads), block=False)
 
-    # -- the executor's side (Executor.watcher) ----------------------------------------
+    def _join(self, timeout: Optional[float]) -> None:
+        self._group.join(timeout=timeout)
 
-    def starting(self, req: Request) -> None:
-        """In the task's greenlet, as its call starts: arm its time limits."""
-        glet = gevent.getcurrent()
-        hard, soft = time_limits(req, self._hard_default, self._soft_default)
-        call = _Call(req, hard, [])
-        loop = gevent.get_hub().loop
-        if soft:
-            call.timers.append(_timer(loop, soft, self._throw, glet, req, None,
-                                      SoftTimeLimitExceeded("SoftTimeLimitExceeded()")))
-        if hard:
-            call.timers.append(_timer(loop, hard, self._throw, glet, req, TIMEOUT,
-                                      CallKilled(TIMEOUT, hard)))
-        self._calls[glet] = call
+    def _new_loop(self) -> LoopThread:
+        from multiq.pools.greenloop import LoopThread
 
-    def ended(self) -> None:
-        """In the task's greenlet, as its call has returned or raised: disarm; a call the
-        pool ended never hands in an outcome of its own."""
-        call = self._calls.pop(gevent.getcurrent(), None)
-        if call is None:
-            return
-        call.cancel()
-        if call.killed is not None:
-            raise CallKilled(call.killed, call.hard)
-
-    def _throw(self, glet: Any, req: Request, reason: Optional[str],
-               exc: BaseException) -> None:
-        """(In gevent's hub: a timer or a callback.) Raise ``exc`` in ``glet`` at once,
-        if it is still in ``req``'s call; ``reason`` marks the call as ended by the pool."""
-        call = self._calls.get(glet)
-        if call is None or call.req is not req or call.killed is not None:
-            return
-        if reason is not None:
-            call.killed = reason
-            call.cancel()
-        glet.throw(exc)
-
-    def _end(self, glet: Any, call: _Call, reason: str) -> None:
-        gevent.get_hub().loop.run_callback(self._throw, glet, call.req, reason,
-                                           CallKilled(reason, call.hard))
-
-    def _run_coroutine(self, coro: Any) -> Any:
-        if self._loop is None:
-            from multiq.pools.greenloop import LoopThread
-
-            self._loop = LoopThread()
-        return self._loop.run(coro)
-
-    # -- what the node asks ------------------------------------------------------------
-
-    def active(self) -> List[Request]:
-        return list(self._running.values())
-
-    def held(self) -> List[Request]:
-        return list(self._held.values())
-
-    def terminate(self, ids: Set[str], signum: int) -> List[str]:
-        """End the calls of these task ids now (``revoke --terminate``; the signal has no
-        meaning for a greenlet)."""
-        ended = []
-        for glet, call in list(self._calls.items()):
-            if call.req.id in ids and call.killed is None:
-                self._end(glet, call, TERMINATED)
-                ended.append(call.req.id)
-        return ended
-
-    def grow(self, n: int = 1) -> int:
-        self.concurrency += max(0, n)
-        self._freed.set()
-        return self.concurrency
-
-    def shrink(self, n: int = 1) -> int:
-        self.concurrency -= max(0, min(n, self.concurrency - 1))
-        return self.concurrency
+        return LoopThread()
 
     def dump_stacks(self) -> None:
         from gevent.util import format_run_info
 
         logger.warning("Greenlets of the gevent pool:\n%s", "\n".join(format_run_info()))
-
-    def info(self) -> dict:
-        running = len(self._running)
-        return {"implementation": self.kind, "max-concurrency": self.concurrency,
-                "free-threads": max(0, self.concurrency - running),
-                "running-threads": running,
-                "timeouts": [self.soft_time_limit, self.time_limit]}
-
-    # -- stopping ----------------------------------------------------------------------
-
-    def stop(self, wait: bool = True, timeout: float = 0.0) -> None:
-        """Warm (``wait``): the running greenlets finish; else they are killed."""
-        if wait:
-            self._group.join(timeout=timeout or None)
-        else:
-            self._kill_all(timeout or 5.0)
-        self._close_loop()
-
-    def cold_stop(self, committer: Any) -> None:
-        """Kill every greenlet; what ran is settled as prefork's cold stop settles it, and
-        what never started goes back to its queue."""
-        running = self.active()
-        started = {id(r) for r in running}
-        unstarted = [r for r in self.held() if id(r) not in started]
-        self._kill_all(5.0)
-        settle_cold(committer, running)
-        if committer is not None:
-            for req in unstarted:
-                if not req.committed:
-                    committer.redeliver(req, count=False)
-        self._close_loop()
-
-    def _kill_all(self, timeout: float) -> None:
-        for glet, call in list(self._calls.items()):
-            self._end(glet, call, COLD)
-        others = [g for g in self._group if g not in self._calls]
-        gevent.killall(others, block=False)
-        self._group.join(timeout=timeout)
-
-    def _close_loop(self) -> None:
-        trace.set_coroutine_runner(None)
-        if self._loop is not None:
-            self._loop.close()
-            self._loop = None
-
-
-def _timer(loop: Any, seconds: float, callback: Any, *args: Any) -> Any:
-    timer = loop.timer(seconds)
-    timer.start(callback, *args)
-    return timer

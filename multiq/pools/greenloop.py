@@ -1,55 +1,25 @@
-"""``async def`` tasks under the gevent pool: one asyncio loop, in a thread of its own.
-
-Greenlets share their OS thread, and asyncio allows one running loop per OS thread: a
-loop per greenlet (what :func:`multiq.trace.run_coroutine` would make, its thread-local
-being a greenlet-local once ``threading`` is patched) fails as soon as two async tasks
-run at once, and would leave a loop behind for each task. So every coroutine runs on
-one loop, in one native thread (gevent's own thread pool, with the standard library's
-selector): the greenlet that runs the task waits for it cooperatively, and a time limit
-thrown into that greenlet cancels the coroutine.
-"""
+"""``async def`` tasks under the gevent pool (see :mod:`multiq.pools.loopthread`): the
+loop runs in gevent's own thread pool, and a coroutine's end wakes its greenlet through
+gevent's cross-thread ``AsyncResult``."""
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any, Optional
 
 import gevent.event
 import gevent.threadpool
 from gevent import monkey
 
-from multiq.trace import cancel_left
-
-logger = logging.getLogger("multiq.worker")
+from multiq.pools import loopthread
 
 
-class LoopThread:
-    """``LoopThread().run(coro)``: run ``coro`` to its end on the shared loop; the calling
-    greenlet waits without blocking the others."""
+class LoopThread(loopthread.LoopThread):
+    """The shared loop of the gevent pool, in a thread of gevent's thread pool."""
 
     def __init__(self) -> None:
-        selector = monkey.get_original("selectors", "DefaultSelector")()
-        self.loop = asyncio.SelectorEventLoop(selector)
+        super().__init__(monkey.get_original("selectors", "DefaultSelector")())
         self._thread = gevent.threadpool.ThreadPool(1)
         self._done: Optional[Any] = self._thread.spawn(self._serve)
-
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        try:
-            self.loop.run_forever()
-        finally:
-            self._settle()
-
-    def _settle(self) -> None:
-        """(In the loop's thread.) Cancel what is left; close the loop."""
-        loop = self.loop
-        try:
-            cancel_left(loop)
-            loop.run_until_complete(loop.shutdown_asyncgens())
-        except BaseException:
-            logger.exception("Could not settle the asyncio loop of the gevent pool")
-        finally:
-            loop.close()
 
     def run(self, coro: Any) -> Any:
         future = asyncio.run_coroutine_threadsafe(coro, self.loop)
