@@ -1,15 +1,19 @@
-"""Monkey-patching for the green pool, before anything else is imported.
+"""Monkey-patching for the green pools, before anything else is imported.
 
-``multiq worker -P gevent`` makes every blocking call of the node and its tasks
-cooperative (sockets, ``time.sleep``, threads, locks), as Celery's ``-P gevent`` does.
-That only holds when gevent patches the standard library before any other module takes
-its own references (a lock made at import time, ``from socket import socket``): so the
-program's entry points (``python -m multiq``, the ``multiq`` script) read the command
-line first, patch, and only then import the rest (:func:`maybe_patch_concurrency`).
+``multiq worker -P gevent`` (or ``-P eventlet``) makes every blocking call of the node and
+its tasks cooperative (sockets, ``time.sleep``, threads, locks), as Celery's green pools
+do. That only holds when the library patches the standard library before any other
+module takes its own references (a lock made at import time, ``from socket import
+socket``): so the program's entry points (``python -m multiq``, the ``multiq`` script)
+read the command line first, patch, and only then import the rest
+(:func:`maybe_patch_concurrency`).
 
 A pool named only in the configuration (``worker_pool = "gevent"``) is known once the
 app is loaded, too late for that: the node patches at its start (:func:`patch_late`),
 before it connects or starts a thread, and says that ``-P gevent`` is the safe way.
+
+Eventlet is deprecated upstream: ``-P eventlet`` runs when it is installed, and without
+it the node ends with one line naming gevent and asyncio.
 
 This module imports nothing but ``sys`` at its top.
 """
@@ -26,9 +30,11 @@ GLOBAL_VALUED = frozenset({"-A", "--app", "-b", "--broker", "--result-backend", 
 
 GEVENT_MISSING = ("the gevent pool needs gevent, which is not installed: "
                   "pip install 'multiq[gevent]'")
-EVENTLET_REFUSED = ("the eventlet pool is not available: eventlet is deprecated upstream; "
-                    "use -P gevent (pip install 'multiq[gevent]'), or -P asyncio for "
-                    "async def tasks")
+EVENTLET_REFUSED = ("the eventlet pool needs eventlet, which is not installed; eventlet is "
+                    "deprecated upstream: use -P gevent (pip install 'multiq[gevent]'), "
+                    "or -P asyncio for async def tasks")
+#: The pools that monkey-patch.
+GREEN = ("gevent", "eventlet")
 
 _patched: Optional[str] = None
 
@@ -74,7 +80,7 @@ def maybe_patch_concurrency(argv: Optional[Sequence[str]] = None) -> Optional[st
     """Patch for the green pool the command line asks for; returns that pool's name (or
     None). A pool that cannot run ends the program here with one line on stderr."""
     pool = requested_pool(sys.argv if argv is None else argv)
-    if pool not in ("gevent", "eventlet"):
+    if pool not in GREEN:
         return None
     problem = refusal(pool)
     if problem is not None:
@@ -86,7 +92,7 @@ def maybe_patch_concurrency(argv: Optional[Sequence[str]] = None) -> Optional[st
 
 def refusal(pool: str) -> Optional[str]:
     """Why ``pool`` cannot run here (None when it can, or is not a green pool)."""
-    if pool == "eventlet":
+    if pool == "eventlet" and not _installed("eventlet"):
         return EVENTLET_REFUSED
     if pool == "gevent" and not _installed("gevent"):
         return GEVENT_MISSING
@@ -98,9 +104,18 @@ def patch(pool: str) -> None:
     global _patched
     if _patched == pool:
         return
-    from gevent import monkey
+    if pool == "eventlet":
+        import warnings
 
-    monkey.patch_all()
+        with warnings.catch_warnings():  # (its deprecation: the pool logs one line)
+            warnings.simplefilter("ignore")
+            import eventlet
+        eventlet.monkey_patch()
+        _refit_for_eventlet()
+    else:
+        from gevent import monkey
+
+        monkey.patch_all()
     _patched = pool
 
 
@@ -109,7 +124,7 @@ def patch_late(pool: str) -> bool:
     returns whether it patched now. Logs that early patching needs ``-P`` on the command
     line (modules imported before the patch keep what they took from the standard
     library: a lock made at import time blocks every greenlet)."""
-    if pool != "gevent" or _patched == pool or _is_patched():
+    if pool not in GREEN or _patched == pool or _is_patched():
         return False
     import logging
 
@@ -121,9 +136,24 @@ def patch_late(pool: str) -> bool:
     return True
 
 
+def _refit_for_eventlet() -> None:
+    """Modules imported before eventlet patched (a pool named in the configuration) keep
+    what they saw of ``select``, whose ``poll`` eventlet removes: redis-py's hiredis
+    parser checks for it once, at its import."""
+    import select
+
+    hiredis = sys.modules.get("redis._parsers.hiredis")
+    if hiredis is not None and hasattr(hiredis, "_HAS_POLL"):
+        hiredis._HAS_POLL = hasattr(select, "poll")  # type: ignore[attr-defined]
+
+
 def _is_patched() -> bool:
+    """Whether a green library has patched ``socket`` already."""
     monkey = sys.modules.get("gevent.monkey")
-    return bool(monkey is not None and monkey.is_module_patched("socket"))
+    if monkey is not None and monkey.is_module_patched("socket"):
+        return True
+    patcher = sys.modules.get("eventlet.patcher")
+    return bool(patcher is not None and patcher.is_monkey_patched("socket"))
 
 
 def _installed(name: str) -> bool:

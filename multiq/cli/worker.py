@@ -59,7 +59,7 @@ def _split(values: Any) -> List[str]:
                                 case_sensitive=False), help="Logging level.")
 @click.option("-c", "--concurrency", type=int, default=None, callback=_concurrency,
               help="Number of pool threads/processes/greenlets/coroutines (default: CPU "
-                   "count; with -P gevent or asyncio give many, e.g. -c 500).")
+                   "count; with -P gevent, eventlet or asyncio many, e.g. -c 500).")
 @click.option("-P", "--pool", type=click.Choice(["prefork", "processes", "solo", "threads",
                                                   "gevent", "eventlet", "asyncio"],
                                                  case_sensitive=False), default=None,

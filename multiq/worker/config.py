@@ -16,7 +16,7 @@ from multiq import patching
 from multiq.exceptions import ImproperlyConfigured
 from multiq.naming import nodename
 
-POOLS = ("prefork", "solo", "threads", "gevent", "asyncio")
+POOLS = ("prefork", "solo", "threads", "gevent", "eventlet", "asyncio")
 SWITCH_INTERVAL = 0.0005  # seconds: the GIL switch interval a node runs with by default
 #: The keyword options of :meth:`NodeConfig.resolve` a node takes besides its named ones.
 OPTIONS = ("max_tasks_per_child", "max_memory_per_child", "time_limit", "soft_time_limit",
@@ -31,7 +31,7 @@ class NodeConfig:
     hostname: str
     #: the node's consumer name in the consumer groups: its hostname and a unique tail
     consumer_name: str
-    pool: str  # "prefork", "solo", "threads", "gevent" or "asyncio"
+    pool: str  # "prefork", "solo", "threads", "gevent", "eventlet" or "asyncio"
     concurrency: int
     queues: Tuple[str, ...]
     prefetch_multiplier: int
@@ -103,7 +103,7 @@ def _pool_kind(given: Optional[str], configured: Optional[str]) -> str:
     kind = (given or configured or "prefork").lower()
     if kind == "processes":
         kind = "prefork"
-    refused = patching.refusal(kind)  # (eventlet; gevent not installed)
+    refused = patching.refusal(kind)  # (gevent or eventlet not installed)
     if refused:
         raise ImproperlyConfigured(refused)
     if kind not in POOLS:

@@ -132,9 +132,10 @@ class Worker:
     # -- signals -------------------------------------------------------------------------
 
     def install_signal_handlers(self, detached: bool = False) -> None:
-        if threading.current_thread() is not threading.main_thread():
+        try:  # (only the main thread may; eventlet's patched ``threading`` cannot tell it)
+            signal.signal(signal.SIGTERM, lambda *_: self.request_stop("warm"))
+        except ValueError:  # another thread (a node run inside a test, say): none
             return
-        signal.signal(signal.SIGTERM, lambda *_: self.request_stop("warm"))
         signal.signal(signal.SIGQUIT, lambda *_: self.request_stop("cold"))
         signal.signal(signal.SIGINT, self._on_sigint)
         signal.signal(signal.SIGUSR1, self._on_usr1)
@@ -167,7 +168,7 @@ class Worker:
     def run(self) -> int:
         """Start, consume until asked to stop, shut down; returns the exit code."""
         app = self.app
-        patching.patch_late(self.pool_kind)  # (-P gevent patched before any import)
+        patching.patch_late(self.pool_kind)  # (-P gevent, eventlet: before any import)
         # The node's threads hand work to each other constantly; a short GIL switch
         # interval keeps one from waiting 5 ms for another that is busy.
         sys.setswitchinterval(self.config.switch_interval)
@@ -320,6 +321,9 @@ class Worker:
         if self.pool_kind == "gevent":
             from multiq.pools.greenlets import GeventPool
             return GeventPool
+        if self.pool_kind == "eventlet":
+            from multiq.pools.eventlets import EventletPool
+            return EventletPool
         if self.pool_kind == "asyncio":
             from multiq.pools.eventloop import AsyncioPool
             return AsyncioPool
@@ -328,10 +332,11 @@ class Worker:
 
     def _make_pool(self, kind: Type[Pool], executor: Executor) -> Pool:
         config, fail = self.config, executor.fail  # (fail: a request ``execute`` raised for)
-        if self.pool_kind == "gevent":
-            from multiq.pools.greenlets import GeventPool
-            return GeventPool(executor, config.concurrency, config.time_limit,
-                              config.soft_time_limit, fail=fail)
+        from multiq.pools.green import GreenPool
+
+        if issubclass(kind, GreenPool):  # (gevent, eventlet)
+            return kind(executor, config.concurrency, config.time_limit,
+                        config.soft_time_limit, fail=fail)
         if self.pool_kind == "asyncio":
             from multiq.pools.eventloop import AsyncioPool
             return AsyncioPool(executor, config.concurrency, config.time_limit,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,7 +19,15 @@ import pytest
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE / "apps")]
 
-from helpers import REPO_ROOT, WorkerProcess, wait_until  # noqa: E402
+import green_support  # noqa: E402
+from green_support import (  # noqa: E402
+    TASK,
+    WITHOUT_EVENTLET,
+    node_without_pool_option,
+    pending,
+    started,
+)
+from helpers import wait_until  # noqa: E402
 from sysq_node_support import recorded, records, wait_results  # noqa: E402
 
 from multiq.exceptions import TimeLimitExceeded, WorkerLostError  # noqa: E402
@@ -30,10 +37,6 @@ pytest.importorskip("gevent")
 
 pytestmark = pytest.mark.system
 
-APPS = HERE / "apps"
-TASK = "sysq_green.{}".format
-ENV = {"PYTHONDONTWRITEBYTECODE": "1"}
-
 
 @pytest.fixture
 def client(make_app):
@@ -41,29 +44,7 @@ def client(make_app):
 
 
 def start(start_worker, *args, **options):
-    env = dict(ENV)
-    env.update(options.pop("env", None) or {})
-    options.setdefault("pool", "gevent")
-    return start_worker("sysq_green", *args, cwd=APPS, env=env, **options)
-
-
-def started(rec, tag, n=1, timeout=10.0):
-    return wait_until(lambda: len(recorded(rec, tag)) >= n, timeout=timeout,
-                      message=f"{tag} did not start {n} times: {records(rec)}")
-
-
-def pending(broker):
-    """Messages of the default queue held by some consumer, and messages ready in it."""
-    held = ready = 0
-    for band in range(10):
-        name = f"multiq:q:{{multiq}}:{band}"
-        if broker.exists(name):
-            ready += int(broker.xlen(name))
-            try:
-                held += int(broker.xpending(name, "multiq")["pending"])
-            except Exception:  # no group
-                pass
-    return held, ready
+    return green_support.start(start_worker, "gevent", *args, **options)
 
 
 # -- many at once --------------------------------------------------------------------------
@@ -245,28 +226,11 @@ def test_sigkill_acks_late_task_runs_again_on_another_node(start_worker, client,
 # -- how the pool is chosen ---------------------------------------------------------------
 
 
-def _node_without_pool_option(process_tracker, worker_env, tmp_path, *args, env=None):
-    """``python -m multiq -A sysq_green worker`` with no ``-P``."""
-    full = dict(worker_env)
-    full.update(ENV)
-    full.update(env or {})
-    full["PYTHONPATH"] = os.pathsep.join([str(APPS), str(REPO_ROOT)])
-    argv = [sys.executable, "-m", "multiq", "-A", "sysq_green", "worker", "-l", "info",
-            "-n", "conf@%h", *args]
-    log_path = tmp_path / "conf-node.log"
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(argv, cwd=str(APPS), env=full, stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
-    process_tracker.track(proc)
-    return WorkerProcess(proc, log_path, argv)
-
-
 @pytest.mark.timeout(30)
 def test_worker_pool_gevent_in_the_configuration(process_tracker, worker_env, tmp_path,
                                                  client):
-    node = _node_without_pool_option(process_tracker, worker_env, tmp_path,
-                                     env={"SYSQ_GREEN_POOL": "gevent"})
+    node = node_without_pool_option(process_tracker, worker_env, tmp_path,
+                                    env={"SYSQ_GREEN_POOL": "gevent"})
     log = node.wait_for_log("ready", timeout=20)
     assert "Give -P gevent on the command line" in log, log[-2000:]
     assert "(gevent)" in log  # the banner's concurrency line
@@ -279,13 +243,15 @@ def test_worker_pool_gevent_in_the_configuration(process_tracker, worker_env, tm
 
 
 @pytest.mark.timeout(30)
-def test_eventlet_is_refused_at_start_with_one_clear_line(
+def test_eventlet_not_installed_is_refused_at_start_with_one_clear_line(
         process_tracker, worker_env, tmp_path):
-    node = _node_without_pool_option(process_tracker, worker_env, tmp_path, "-P", "eventlet")
+    node = node_without_pool_option(process_tracker, worker_env, tmp_path, "-P", "eventlet",
+                                    paths=[WITHOUT_EVENTLET])
     assert node.wait(timeout=20) == 1
     assert node.log().strip().splitlines() == [f"Error: {EVENTLET_REFUSED}"]
 
-    from_config = _node_without_pool_option(process_tracker, worker_env, tmp_path,
-                                            env={"SYSQ_GREEN_POOL": "eventlet"})
+    from_config = node_without_pool_option(process_tracker, worker_env, tmp_path,
+                                           env={"SYSQ_GREEN_POOL": "eventlet"},
+                                           paths=[WITHOUT_EVENTLET])
     assert from_config.wait(timeout=20) != 0
     assert EVENTLET_REFUSED in from_config.log()

@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 
-from multiq import MultiQ
+from multiq import MultiQ, patching
 from multiq.exceptions import ImproperlyConfigured
 from multiq.worker.config import NodeConfig
 from multiq.worker.node import NodeControl
@@ -34,15 +34,19 @@ def test_defaults_come_from_the_app_and_arguments_win() -> None:
     assert given.max_tasks_per_child == 1
 
 
-def test_pool_names_and_queues_are_checked() -> None:
+def test_pool_names_and_queues_are_checked(monkeypatch) -> None:
     app = _app()
     assert NodeConfig.resolve(app, pool="Processes").pool == "prefork"
     with pytest.raises(ImproperlyConfigured,
                        match=r"Unknown pool 'tornado'; choose prefork, solo, threads or gevent"):
         NodeConfig.resolve(app, pool="tornado")
     assert NodeConfig.resolve(app, pool="gevent").pool == "gevent"
-    with pytest.raises(ImproperlyConfigured, match=r"eventlet is deprecated upstream"):
-        NodeConfig.resolve(app, pool="eventlet")
+    with monkeypatch.context() as m:
+        m.setattr(patching, "_installed", lambda name: name != "eventlet")
+        with pytest.raises(ImproperlyConfigured, match=r"eventlet is deprecated upstream"):
+            NodeConfig.resolve(app, pool="eventlet")
+    if patching._installed("eventlet"):
+        assert NodeConfig.resolve(app, pool="EVENTLET").pool == "eventlet"
     config = NodeConfig.resolve(app, queues=["a", "b", "c"], exclude_queues=["b"])
     assert config.queues == ("a", "c")
     with pytest.raises(ImproperlyConfigured, match="No queues left"):

@@ -1,4 +1,5 @@
-"""Tasks for the system tests of the gevent pool (tests/system/test_gevent_pool.py).
+"""Tasks for the system tests of the green pools (tests/system/test_gevent_pool.py,
+test_eventlet_pool.py).
 
 Tasks that a test watches record ``<tag>:<what>:<pid>`` in db 3 (``RPUSH runs``). The node
 gets its URLs from ``MULTIQ_BROKER_URL`` / ``MULTIQ_RESULT_BACKEND``; a short liveness
@@ -40,8 +41,13 @@ def note(tag: str, what: str) -> None:
 
 
 @app.task
-def patched():
-    """Whether the node's standard library is patched for gevent (time, socket, threading)."""
+def patched(library="gevent"):
+    """Whether the node's standard library is patched by ``library`` (gevent or eventlet)
+    for time, socket and threading."""
+    if library == "eventlet":
+        from eventlet import patcher
+
+        return [patcher.is_monkey_patched(m) for m in ("time", "socket", "thread")]
     from gevent import monkey
 
     return [monkey.is_module_patched(m) for m in ("time", "socket", "threading")]
