@@ -231,7 +231,7 @@ def test_worker_pool_gevent_in_the_configuration(process_tracker, worker_env, tm
                                                  client):
     node = node_without_pool_option(process_tracker, worker_env, tmp_path,
                                     env={"SYSQ_GREEN_POOL": "gevent"})
-    log = node.wait_for_log("ready", timeout=20)
+    log = node.wait_for_log(" ready.\n", timeout=20)  # (not a warning's "already")
     assert "Give -P gevent on the command line" in log, log[-2000:]
     assert "(gevent)" in log  # the banner's concurrency line
     assert client.send_task(TASK("patched")).get(timeout=10) == [True, True, True]
