@@ -14,7 +14,7 @@ import resource
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-from multiq import __version__
+from multiq import __version__, states
 from multiq.control import arguments as check
 from multiq.control.arguments import BadArgument
 
@@ -239,7 +239,23 @@ def query_task(node: Node, ids: Optional[List[str]] = None) -> Any:
     for req in node.reserved():
         if req.id in wanted:
             out[req.id] = ["reserved", req.describe()]
+    _with_states(node, out)
     return out
+
+
+def _with_states(node: Node, found: Dict[str, Any]) -> None:
+    """Add to each request's info the state its task last stored (``PROGRESS``, say, from
+    ``update_state``), read in one round trip; nothing when there is no result backend."""
+    if not found:
+        return
+    try:
+        docs = node.app.backend.get_many(list(found))
+    except Exception:  # (no backend, or it cannot be read now: the rest of the reply holds)
+        return
+    for (_, info), doc in zip(found.values(), docs):
+        info["state"] = doc.get("status")
+        if doc.get("status") not in states.READY_STATES and doc.get("result") is not None:
+            info["meta"] = doc.get("result")
 
 
 @command

@@ -47,6 +47,11 @@ def test_progress_is_seen_step_by_step_and_get_waits_for_the_end(start_worker, c
         wait_until(lambda d=done: (r.state, r.info) == ("PROGRESS", {"done": d, "total": 3}),
                    timeout=15, message=f"step {done}: {r.state} {r.info}")
         assert waiter.is_alive() and not r.ready()  # get() is not fooled by PROGRESS
+        if done == 1:  # inspect query_task shows the running task's state too
+            [(node_name, reply)] = client.control.inspect().query_task(r.id).items()
+            kind, info = reply[r.id]
+            assert (kind, info["state"], info["meta"]) == ("active", "PROGRESS",
+                                                           {"done": 1, "total": 3}), reply
         rec.rpush("gate", "go")
     waiter.join(15)
     assert got == {"value": {"done": 3}}
