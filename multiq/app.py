@@ -34,7 +34,7 @@ from multiq import task as task_mod  # in MultiQ's body, "Task" is the property
 from multiq.connopts import backend_options, broker_options
 from multiq.exceptions import BackendNotConfigured, ImproperlyConfigured, OperationalError
 from multiq.message import envelope
-from multiq.task import Task
+from multiq.task import Task, check_time_limits
 
 if TYPE_CHECKING:
     from typing import Coroutine, Literal
@@ -735,12 +735,6 @@ def _match_route(router: Any, name: str, args: Any, kwargs: Any,
 
 _CANVAS_OPTIONS = frozenset(("chain", "group_id", "group_index", "chord", "chord_of",
                              "replaced_task_nesting"))
-
-
-def check_time_limits(soft: Any, hard: Any) -> None:
-    """Celery's rule: a soft time limit above the hard one is an error, not a no-op."""
-    if soft and hard and soft > hard:
-        raise ValueError("soft_time_limit must be less than or equal to time_limit")
 
 
 def _message_options(link: Any, link_error: Any, ignore_result: Optional[bool],

@@ -20,6 +20,15 @@ _tasks = _state.tasks
 _SEND_OPTIONS = ("queue", "priority", "expires", "serializer", "compression", "ignore_result")
 
 
+def check_time_limits(soft: Any, hard: Any) -> None:
+    """Celery's rule: a soft time limit above the hard one is an error, not a no-op.
+    (Limits that are not numbers are the node's to refuse, message by message.)"""
+    numbers = (int, float)
+    if isinstance(soft, numbers) and isinstance(hard, numbers) and soft and hard \
+            and soft > hard:
+        raise ValueError("soft_time_limit must be less than or equal to time_limit")
+
+
 class Context:
     """``self.request`` inside a running task."""
 
@@ -140,9 +149,7 @@ class Task(Generic[P, R]):
     ) -> AsyncResult[R]:
         """Send the task to a worker; see SPEC for the options."""
         app = self.app
-        soft = self.soft_time_limit
-        if soft and self.time_limit and soft > self.time_limit:
-            raise ValueError("soft_time_limit must be less than or equal to time_limit")
+        check_time_limits(self.soft_time_limit, self.time_limit)
         if self._dump_arguments is not None:
             args, kwargs = self._dump_arguments(args or (), kwargs or {})
         if dict.get(app.conf, "task_always_eager"):

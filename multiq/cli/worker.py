@@ -103,8 +103,8 @@ def _split(values: Any) -> List[str]:
 @click.pass_context
 def worker(ctx: click.Context, **kwargs: Any) -> None:
     """Start a worker node."""
-    from multiq.app import check_time_limits
     from multiq.supervisor import daemon
+    from multiq.task import check_time_limits
 
     try:
         check_time_limits(kwargs["soft_time_limit"], kwargs["time_limit"])
