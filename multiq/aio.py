@@ -14,7 +14,7 @@ import asyncio
 import json
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, NamedTuple, Optional, Set, Tuple
 
 from multiq import states
 from multiq.exceptions import TimeoutError
@@ -117,6 +117,8 @@ class _Listener:
         self.waiters: Dict[bytes, List[asyncio.Future]] = {}
         self.reader: Optional[asyncio.Task] = None
         self.lock = asyncio.Lock()  # one (un)subscribe at a time: one connection, made once
+        self.stale: Set[str] = set()  # channels no one waits on, still subscribed
+        self.sweeper: Optional[asyncio.Task] = None
 
     async def wait(self, task_id: str, timeout: Optional[float]) -> Dict[str, Any]:
         key = self.backend.key(task_id)
@@ -128,7 +130,10 @@ class _Listener:
         try:
             if first:
                 async with self.lock:  # before reading: no write slips between
-                    await self.pubsub.subscribe(key)
+                    if key in self.stale:  # still subscribed
+                        self.stale.discard(key)
+                    else:
+                        await self.pubsub.subscribe(key)
             if self.reader is None or self.reader.done():
                 self.reader = asyncio.ensure_future(self._read())
             while True:
@@ -149,20 +154,29 @@ class _Listener:
                 future = asyncio.get_running_loop().create_future()
                 waiting.append(future)
         finally:
-            await self._leave(channel, key, future)
+            self._leave(channel, key, future)
 
-    async def _leave(self, channel: bytes, key: str, future: asyncio.Future) -> None:
-        """This waiter is done; the last of a channel unsubscribes."""
+    def _leave(self, channel: bytes, key: str, future: asyncio.Future) -> None:
+        """This waiter is done; the last of a channel leaves it to be unsubscribed after the
+        result went back (with the other stale channels, in one command)."""
         waiting = self.waiters.get(channel, [])
         if future in waiting:
             waiting.remove(future)
         if not waiting:
             self.waiters.pop(channel, None)
-            try:
-                async with self.lock:
-                    await self.pubsub.unsubscribe(key)
-            except Exception:  # the reader sees a broken connection and starts over
-                pass
+            self.stale.add(key)
+            if self.sweeper is None or self.sweeper.done():
+                self.sweeper = asyncio.ensure_future(self._sweep())
+
+    async def _sweep(self) -> None:
+        await asyncio.sleep(0)  # after the waiter's caller has its result
+        async with self.lock:
+            while self.stale:  # (those left while this one was sent too)
+                keys, self.stale = self.stale, set()
+                try:
+                    await self.pubsub.unsubscribe(*keys)
+                except Exception:  # the reader sees a broken connection and starts over
+                    pass
 
     async def _read(self) -> None:
         """Hand notifications to their waiters while anyone waits. A read blocks until the

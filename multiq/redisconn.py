@@ -234,6 +234,9 @@ def connect_async(url: str, options: Optional[Dict[str, Any]] = None) -> Any:
         from redis.asyncio.sentinel import Sentinel
 
         return _master(Sentinel, target, options, kwargs)
+    # as the blocking client's: no socket timeout unless one is asked for (redis.asyncio's
+    # own default of 5 s would also make every write a task of its own, ~30% of a round trip)
+    kwargs.setdefault("socket_timeout", None)
     # many coroutines share the pool: past its size they wait for a connection, not fail
     kwargs.setdefault("max_connections", int(options.get("max_connections") or 64))
     pool = aioredis.BlockingConnectionPool.from_url(

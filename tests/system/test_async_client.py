@@ -133,3 +133,33 @@ def test_on_a_cluster_the_blocking_client_runs_in_a_thread(cluster_url, make_app
         assert await res.aget(timeout=10) == 3
 
     asyncio.run(scenario())
+
+
+@pytest.mark.timeout(60)
+def test_channels_of_awaited_results_are_left_once_read(aio_app, redis_client):
+    """No subscription outlives its waiters: channels are left after the result came back,
+    many at once, and a result awaited again subscribes again."""
+    app, add, _ = aio_app
+
+    async def subscribed(results: list) -> list:
+        ours = {app.backend.key(r.id).encode() for r in results}
+        for _ in range(200):  # the leaving is sent after the results went back
+            channels = ours & set(redis_client.pubsub_channels(f"{app.backend.key('')}*"))
+            if not channels:
+                return []
+            await asyncio.sleep(0.01)
+        return sorted(channels)
+
+    async def scenario():
+        one_by_one = []
+        for i in range(50):
+            one_by_one.append(await add.adelay(i, 1))
+            assert await one_by_one[-1].aget(timeout=20) == i + 1
+        assert await subscribed(one_by_one) == []
+        results = await asyncio.gather(*(add.adelay(i, 2) for i in range(100)))
+        assert await asyncio.gather(*(r.aget(timeout=30) for r in results)) == \
+            [i + 2 for i in range(100)]
+        assert await subscribed(results) == []
+        assert await results[0].aget(timeout=5) == 2
+
+    asyncio.run(scenario())
