@@ -236,14 +236,15 @@ def test_time_limit_cli_hard_and_soft_on_prefork(nodes, client, rec, env):
 def test_revoke_cli_of_a_queued_task_it_never_runs(nodes, client, rec, env):
     name = node("rv")
     nodes("rv")
-    first = client.send_task(TASK("nap"), args=["rv-first", 1.5], queue="rv")
+    # long enough for the command line to start and the revoke to arrive, on a busy box
+    first = client.send_task(TASK("nap"), args=["rv-first", 4], queue="rv")
     victim = client.send_task(TASK("record"), args=["rv-victim"], queue="rv")
     wait_until(lambda: recorded(rec, "rv-first", "start"), timeout=10)
 
     run = cli(env, "control", "revoke", victim.id, "-d", name)
     _ok(run, name, "revoked")
     assert victim.id in run.out
-    wait_results([first, victim], timeout=10)
+    wait_results([first, victim], timeout=15)
     assert first.status == "SUCCESS"
     assert victim.status == "REVOKED", (victim.status, victim.result)
     assert isinstance(victim.result, TaskRevokedError), repr(victim.result)
