@@ -60,7 +60,7 @@ def tz_aware() -> bool:
 
 
 class IntervalSchedule(models.Model):
-    """Every ``every`` ``period``s."""
+    """Runs every ``every`` periods (``period``: days, hours, minutes, seconds...)."""
 
     DAYS, HOURS, MINUTES, SECONDS, MICROSECONDS = DAYS, HOURS, MINUTES, SECONDS, MICROSECONDS
     PERIOD_CHOICES = PERIOD_CHOICES
