@@ -34,7 +34,6 @@ templates_path: list = []
 html_theme = "furo"
 html_title = f"multiq {release}"
 html_static_path: list = []
-pygments_style = "sphinx"
 default_role = "literal"
 
 autodoc_member_order = "bysource"
