@@ -89,6 +89,7 @@ DEFAULTS: dict[str, Any] = {
     "worker_lost_timeout": 5.0,
     "worker_max_memory_per_child": None,
     "worker_max_tasks_per_child": None,
+    "worker_metrics": True,  # count outcomes in Redis for Prometheus (multiq.metrics)
     "worker_pool": "prefork",
     "worker_prefetch_multiplier": 4,
     "worker_redirect_stdouts": True,

@@ -12,7 +12,9 @@ Broker (one Redis, ``broker_url``; all names start with the prefix, default ``mu
     multiq:q:{<queue>}:started      HASH     entry id -> consumer, for early-ack messages whose
                                              task has started (at most once: not redelivered)
     multiq:queues                   SET      names of the queues ever published to
-    multiq:node:<consumer>          STRING   a live node's info (JSON), expires unless renewed
+    multiq:node:<consumer>          STRING   a live node's info (JSON: hostname, consumer, pid,
+                                             pool, concurrency, queues, started, ready, active
+                                             tasks, time), expires unless renewed
                                              by its heartbeat: this key *is* the liveness
                                              (see "Who may declare a node gone" below)
     multiq:nodes                    ZSET     consumer -> time of its last heartbeat
@@ -25,6 +27,18 @@ Broker (one Redis, ``broker_url``; all names start with the prefix, default ``mu
     multiq:beat:last                HASH     periodic task name -> time of its last run
     multiq:beat:entries             HASH     the dynamic beat table (``app.beat.add``)
     multiq:q:{<queue>}:deadletter   STREAM   messages of <queue> that cannot be run, with why
+    multiq:metrics:tasks            HASH     tasks finished by every node, by outcome: field
+                                             ``["<name>","<state>","<queue>"]`` (a JSON array)
+                                             -> count; state SUCCESS, FAILURE, RETRY, REVOKED
+                                             or REJECTED (multiq.metrics.families)
+    multiq:metrics:runtime          HASH     run time histogram per task and queue: field
+                                             ``["<name>","<queue>","<le>"]`` -> how many runs
+                                             took at most <le> seconds and more than the
+                                             bucket below (``+Inf`` the rest; the count is
+                                             their sum), ``["<name>","<queue>","sum"]`` ->
+                                             total seconds (HINCRBYFLOAT)
+    multiq:metrics:wait             HASH     the same for the time from a message's ``sent``
+                                             (or later eta) to the start of its run
 
 Result store (``result_backend``, may be another Redis or database)::
 
@@ -82,8 +96,10 @@ share one slot and one shard, while different queues spread over the shards. Eve
 script and every transaction touches one queue's keys only. What spans queues is sent as a
 plain pipeline, which runs each command in order on its own shard: the worker's batch of
 acknowledgements, ``multiq:queues``, ``nodes``, ``node:*`` (one slot each), the revoked
-set. A node that consumes queues on several slots blocks on each slot from its own thread
-(one ``XREADGROUP`` cannot span slots). Results (``multiq-task-meta-<id>``) spread over
+set, and the ``metrics:*`` hashes (each a single key: a node's counts for a batch are
+one HINCRBY per field it changes, inside the batch's acknowledgements). A node that
+consumes queues on several slots blocks on each slot from its own thread (one
+``XREADGROUP`` cannot span slots). Results (``multiq-task-meta-<id>``) spread over
 all shards and are announced with ``SPUBLISH`` on the key's own shard; the control and
 revoke channels are cluster-wide ``PUBLISH`` (few, small messages). ``events``,
 ``beat:lock``, ``beat:last`` and ``beat:entries`` are single keys, each on one shard; the
@@ -116,6 +132,9 @@ class Keys:
         self.beat_lock = f"{p}:beat:lock"
         self.beat_last = f"{p}:beat:last"
         self.beat_entries = f"{p}:beat:entries"
+        self.metrics_tasks = f"{p}:metrics:tasks"
+        self.metrics_runtime = f"{p}:metrics:runtime"
+        self.metrics_wait = f"{p}:metrics:wait"
 
     def _q(self, queue: str) -> str:
         return f"{self.prefix}:q:{{{queue}}}"

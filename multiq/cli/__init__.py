@@ -19,6 +19,7 @@ COMMANDS: Dict[str, str] = {
     "worker": "worker", "multi": "multi", "purge": "admin", "result": "admin",
     "call": "admin", "report": "admin", "deadletter": "deadletter", "inspect": "control",
     "control": "control", "status": "control", "events": "events", "beat": "beat",
+    "metrics": "metrics",
 }
 
 

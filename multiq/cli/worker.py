@@ -91,6 +91,8 @@ def _split(values: Any) -> List[str]:
               help="MAX,MIN pool processes (prefork).")
 @click.option("-E", "--task-events", "--events", "task_events", is_flag=True, default=False,
               help="Send task events.")
+@click.option("--without-metrics", is_flag=True, default=False,
+              help="Do not count outcomes in Redis for Prometheus (worker_metrics).")
 @click.option("-B", "--beat", is_flag=True, default=False,
               help="Also run beat in this node (only one beat sends, whatever runs).")
 @click.option("-s", "--schedule", "schedule_file", default=None, hidden=True)
@@ -278,6 +280,8 @@ class NodeOptions:
             app.conf.include = [*(app.conf.include or []), module]
         if values.get("task_events"):
             app.conf.worker_send_task_events = True
+        if values.get("without_metrics"):
+            app.conf.worker_metrics = False
         return cls(app, values)
 
     def pidfile_path(self) -> Optional[str]:

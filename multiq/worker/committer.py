@@ -114,6 +114,7 @@ class Committer:
         writes it at once instead.
         """
         req.committed = True
+        req.time_done = time.time()
         item = Done(req, outcome)
         idle = self.idle(req)
         if idle and threading.get_ident() == self.rider:

@@ -291,12 +291,13 @@ class RevokeSync(Component):
 
 def node_info(hostname: str, consumer: str, pool: str, concurrency: Callable[[], int],
               queues: Callable[[], List[str]], started: float,
-              ready: Callable[[], bool]) -> Callable[[], Dict[str, Any]]:
-    """The heartbeat payload, computed at each beat."""
+              ready: Callable[[], bool],
+              active: Callable[[], int] = lambda: 0) -> Callable[[], Dict[str, Any]]:
+    """The heartbeat payload, computed at each beat (``active``: how many tasks run)."""
     pid = os.getpid()
 
     def info() -> Dict[str, Any]:
         return {"hostname": hostname, "consumer": consumer, "pid": pid, "pool": pool,
                 "concurrency": concurrency(), "queues": queues(), "started": started,
-                "ready": ready(), "time": time.time()}
+                "ready": ready(), "active": active(), "time": time.time()}
     return info

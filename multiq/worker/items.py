@@ -31,6 +31,7 @@ class Request:
     marked: bool = False  # the start marker was written to Redis
     marker: int = 0  # its number (see multiq.worker.markers), when written there
     time_start: Optional[float] = None
+    time_done: Optional[float] = None  # when its outcome was handed to the committer
     worker_pid: Optional[int] = None
     info: Dict[str, Any] = field(default_factory=dict)
     committed: bool = False  # its outcome went to the committer (see Executor.fail)

@@ -19,6 +19,7 @@ from multiq.broker.wire import Commands
 from multiq.describe import describe, safe_str
 from multiq.exceptions import BackendNotConfigured, EncodeError, TaskRevokedError, WorkerLostError
 from multiq.message import peek
+from multiq.metrics import tally
 from multiq.worker import flow
 from multiq.worker.flow import FINAL
 from multiq.worker.items import FINISHING, Done, Event, Item, Redeliver, Revoked, Started
@@ -69,6 +70,8 @@ class Recorder:
         self.ignore_result = bool(app.conf.task_ignore_result)
         self.events_enabled = bool(app.conf.worker_send_task_events)
         self.events_stream = self.broker.keys.events
+        #: count outcomes in the ``metrics:*`` hashes (multiq.metrics.tally)
+        self.metrics = bool(app.conf.worker_metrics)
         options = app.conf.broker_transport_options or {}
         self.reject_backoff = float(options.get("reject_backoff", 1.0))
         self.reject_backoff_max = float(options.get("reject_backoff_max", 60.0))
@@ -104,6 +107,10 @@ class Recorder:
                 self.broker.dead_letter(acks, item.delivery, item.reason)
                 self._acks.append((item.delivery, False))
         self.broker.ack_many(acks, self._acks)
+        if self.metrics:
+            counts = tally.tally(batch)
+            if counts:
+                tally.record(acks, self.broker.keys, counts)
         return Recorded(results, acks, self._marked, self._chords or None)
 
     def lost(self, entries: Sequence[LostEntry], node: str) -> LostPlan:

@@ -222,9 +222,7 @@ class Worker:
     def _start_components(self, broker: Broker, committer: Committer) -> None:
         interval, ttl = self._liveness()
         contact = self.contact
-        info = components.node_info(self.hostname, self.consumer_name, self.pool_kind,
-                                    lambda: self.pool.concurrency if self.pool else 0,
-                                    self.current_queues, self.started, lambda: self.ready)
+        info = self._node_info()
         heartbeat = components.Heartbeat(broker, self.consumer_name, info, interval, ttl,
                                          contact, on_beat=self._node_event("worker-heartbeat"),
                                          others=self.pool.consumers if self.pool else list)
@@ -352,12 +350,17 @@ class Worker:
             announce=self._announce, fail=fail,
         )
 
+    def _node_info(self) -> Callable[[], Dict[str, Any]]:
+        """What the heartbeat writes in the node's liveness key, computed at each beat."""
+        return components.node_info(self.hostname, self.consumer_name, self.pool_kind,
+                                    lambda: self.pool.concurrency if self.pool else 0,
+                                    self.current_queues, self.started, lambda: self.ready,
+                                    lambda: self.pool.busy() if self.pool else 0)
+
     def _announce(self, consumers: List[str]) -> None:
         """Make consumer names alive as this node is (a new prefork child's)."""
         _, ttl = self._liveness()
-        info = components.node_info(self.hostname, self.consumer_name, self.pool_kind,
-                                    lambda: self.pool.concurrency if self.pool else 0,
-                                    self.current_queues, self.started, lambda: self.ready)()
+        info = self._node_info()()
         self.app.broker.heartbeat(self.consumer_name, info, ttl, others=consumers)
 
     def _child_setup(self, index: int) -> None:

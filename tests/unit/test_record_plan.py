@@ -29,6 +29,7 @@ STREAM = "multiq:q:{multiq}:0"
 def _app(**conf: Any) -> MultiQ:
     app = MultiQ("plan", broker="redis://127.0.0.1:1/0", backend="redis://127.0.0.1:1/1",
                  set_as_current=False)
+    app.conf.worker_metrics = False  # the counters' writes: tests/unit/test_metrics.py
     app.conf.update(conf)
 
     @app.task(name="p.add")

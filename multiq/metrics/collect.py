@@ -1,0 +1,189 @@
+"""What a scrape reads from Redis, in a fixed number of pipelined round trips.
+
+The first exchange reads the known queues (``queues``), the listed nodes (``nodes``) and
+the three ``metrics:*`` hashes; the second one script call per queue (its waiting messages
+per band, what nodes hold, its delayed and dead-lettered messages: one queue's keys, so one
+slot on a cluster) and every listed node's liveness key. A node whose key has expired is
+gone: it is counted as ``lost`` until recovery forgets it, and never as up.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+from multiq.keys import BANDS, GROUP
+from multiq.metrics import families
+
+# KEYS: the 10 band streams (band 9 first), the delayed set, the dead-letter stream.
+# ARGV: the consumer group. Returns, per band, its waiting and its held (pending) entries,
+# then the delayed and the dead-lettered counts. A stream without the group holds nothing.
+QUEUE_STATS = """
+local out = {}
+for i = 1, 10 do
+  local n = redis.call('XLEN', KEYS[i])
+  local held = 0
+  if n > 0 then
+    local ok, summary = pcall(redis.call, 'XPENDING', KEYS[i], ARGV[1])
+    if ok then held = summary[1] end
+  end
+  out[#out + 1] = n - held
+  out[#out + 1] = held
+end
+out[#out + 1] = redis.call('ZCARD', KEYS[11])
+out[#out + 1] = redis.call('XLEN', KEYS[12])
+return out
+"""
+
+
+@dataclass
+class Histogram:
+    """One series' buckets (bound text -> non-cumulative count) and sum."""
+
+    buckets: Dict[str, int] = field(default_factory=dict)
+    sum: float = 0.0
+
+    @property
+    def count(self) -> int:
+        return sum(self.buckets.values())
+
+    def cumulative(self) -> List[Tuple[str, int]]:
+        """``(le, count)`` for every bound, ``+Inf`` last, as Prometheus has them."""
+        out, total = [], 0
+        for bound in families.BOUNDS:
+            total += self.buckets.get(bound, 0)
+            out.append((bound, total))
+        return out
+
+
+@dataclass
+class QueueStats:
+    name: str
+    waiting: Dict[int, int]  # band -> messages not yet delivered
+    reserved: int  # delivered to a node, not yet acknowledged
+    delayed: int
+    deadletters: int
+
+
+@dataclass
+class NodeStats:
+    hostname: str
+    consumer: str
+    ready: bool
+    active: int
+
+
+@dataclass
+class Snapshot:
+    """Everything one scrape shows."""
+
+    tasks: Dict[Tuple[str, str, str], int] = field(default_factory=dict)  # name, state, queue
+    runtime: Dict[Tuple[str, str], Histogram] = field(default_factory=dict)  # name, queue
+    wait: Dict[Tuple[str, str], Histogram] = field(default_factory=dict)
+    queues: List[QueueStats] = field(default_factory=list)
+    nodes: List[NodeStats] = field(default_factory=list)
+    lost: int = 0  # listed nodes whose liveness key has expired
+
+
+def collect(broker: Any) -> Snapshot:
+    """Read a :class:`Snapshot` through ``broker``'s client."""
+    client, keys = broker.client, broker.keys
+    p = client.pipeline(transaction=False)
+    p.smembers(keys.queues)
+    p.zrange(keys.nodes, 0, -1)
+    for key in (keys.metrics_tasks, keys.metrics_runtime, keys.metrics_wait):
+        p.hgetall(key)
+    members, names, tasks, runtime, wait = p.execute()
+    snap = Snapshot(tasks=counters(tasks), runtime=histograms(runtime),
+                    wait=histograms(wait))
+    queues = sorted(_texts(members))
+    consumers = _texts(names)
+    script = client.register_script(QUEUE_STATS)
+    p = client.pipeline(transaction=False)
+    for queue in queues:
+        script(keys=[*keys.streams(queue), keys.delayed(queue), keys.deadletter(queue)],
+               args=[GROUP], client=p)
+    for consumer in consumers:
+        p.get(keys.node(consumer))
+    replies = p.execute(raise_on_error=False)
+    for queue, reply in zip(queues, replies):
+        snap.queues.append(queue_stats(queue, reply))
+    for consumer, raw in zip(consumers, replies[len(queues):]):
+        node = node_stats(consumer, raw)
+        if node is None:
+            snap.lost += 1
+        else:
+            snap.nodes.append(node)
+    return snap
+
+
+def counters(raw: Dict[bytes, bytes]) -> Dict[Tuple[str, str, str], int]:
+    """The tasks hash by (name, state, queue); malformed fields are skipped."""
+    out: Dict[Tuple[str, str, str], int] = {}
+    for f, value in raw.items():
+        labels = families.labels(f, 3)
+        n = _number(value, int)
+        if labels is not None and n is not None:
+            out[labels] = n  # type: ignore[index]
+    return out
+
+
+def histograms(raw: Dict[bytes, bytes]) -> Dict[Tuple[str, str], Histogram]:
+    """A histogram hash by (name, queue); malformed or unknown fields are skipped."""
+    out: Dict[Tuple[str, str], Histogram] = {}
+    bounds = set(families.BOUNDS)
+    for f, value in raw.items():
+        labels = families.labels(f, 3)
+        if labels is None:
+            continue
+        name, queue, part = labels
+        if part == families.SUM:
+            x = _number(value, float)
+            if x is not None:
+                out.setdefault((name, queue), Histogram()).sum = x
+        elif part in bounds:
+            n = _number(value, int)
+            if n is not None:
+                out.setdefault((name, queue), Histogram()).buckets[part] = n
+    return out
+
+
+def queue_stats(queue: str, reply: Any) -> QueueStats:
+    """One queue's script reply (all zero when it failed)."""
+    values = [int(v) for v in reply] if isinstance(reply, list) else [0] * 22
+    waiting = {band: max(0, values[2 * i]) for i, band in enumerate(BANDS)}
+    reserved = sum(values[2 * i + 1] for i in range(len(BANDS)))
+    return QueueStats(queue, waiting, reserved, values[20], values[21])
+
+
+def node_stats(consumer: str, raw: Any) -> Optional[NodeStats]:
+    """A listed node from its liveness key; None when the key is gone (or not a node's)."""
+    if not isinstance(raw, (bytes, str)):
+        return None
+    try:
+        info = json.loads(raw)
+    except ValueError:
+        return None
+    if type(info) is not dict:
+        return None
+    active = info.get("active")
+    return NodeStats(str(info.get("hostname") or consumer.split("|")[0]), consumer,
+                     bool(info.get("ready", True)),
+                     active if type(active) is int else 0)
+
+
+def _texts(members: Any) -> List[str]:
+    out = []
+    for m in members or ():
+        try:
+            out.append(m.decode() if isinstance(m, bytes) else str(m))
+        except UnicodeDecodeError:
+            continue
+    return out
+
+
+def _number(value: Any, kind: Any) -> Any:
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        return None
