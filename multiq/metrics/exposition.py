@@ -149,13 +149,19 @@ def _renamed(fam: Family, name: str, labels: Optional[Dict[str, str]] = None) ->
 def text(fams: Iterable[Family]) -> str:
     """The text format of ``fams``."""
     lines: List[str] = []
+    pairs: Dict[Tuple[str, str], str] = {}  # (label, value) -> its text: most repeat
     for fam in fams:
         lines.append(f"# HELP {fam.name} {escape_help(fam.help)}")
         lines.append(f"# TYPE {fam.name} {fam.kind}")
         for suffix, labels, value in fam.samples:
             if labels:
-                inner = ",".join(f'{k}="{escape_label(v)}"' for k, v in labels)
-                lines.append(f"{fam.name}{suffix}{{{inner}}} {number(value)}")
+                parts = []
+                for pair in labels:
+                    text_ = pairs.get(pair)
+                    if text_ is None:
+                        text_ = pairs[pair] = f'{pair[0]}="{escape_label(pair[1])}"'
+                    parts.append(text_)
+                lines.append(f"{fam.name}{suffix}{{{','.join(parts)}}} {number(value)}")
             else:
                 lines.append(f"{fam.name}{suffix} {number(value)}")
     return "\n".join(lines) + "\n"

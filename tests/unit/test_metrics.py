@@ -16,8 +16,14 @@ from multiq.cli import cli
 from multiq.keys import Keys
 from multiq.message import Message, envelope
 from multiq.metrics import families
-from multiq.metrics.collect import Histogram, NodeStats, QueueStats, Snapshot, counters, \
-    histograms
+from multiq.metrics.collect import (
+    Histogram,
+    NodeStats,
+    QueueStats,
+    Snapshot,
+    counters,
+    histograms,
+)
 from multiq.metrics.exposition import check_prefix, escape_label, render
 from multiq.metrics.tally import record, tally
 from multiq.trace import Outcome
