@@ -8,11 +8,14 @@ gone: it is counted as ``lost`` until recovery forgets it, and never as up.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from multiq.keys import BANDS, GROUP
+from redis.exceptions import NoScriptError
+
+from multiq.keys import BANDS, GROUP, Keys
 from multiq.metrics import families
 
 # KEYS: the 10 band streams (band 9 first), the delayed set, the dead-letter stream.
@@ -34,6 +37,7 @@ out[#out + 1] = redis.call('ZCARD', KEYS[11])
 out[#out + 1] = redis.call('XLEN', KEYS[12])
 return out
 """
+QUEUE_STATS_SHA = hashlib.sha1(QUEUE_STATS.encode()).hexdigest()
 
 
 @dataclass
@@ -98,14 +102,10 @@ def collect(broker: Any) -> Snapshot:
                     wait=histograms(wait))
     queues = sorted(_texts(members))
     consumers = _texts(names)
-    script = client.register_script(QUEUE_STATS)
-    p = client.pipeline(transaction=False)
-    for queue in queues:
-        script(keys=[*keys.streams(queue), keys.delayed(queue), keys.deadletter(queue)],
-               args=[GROUP], client=p)
-    for consumer in consumers:
-        p.get(keys.node(consumer))
-    replies = p.execute(raise_on_error=False)
+    replies = _live(client, keys, queues, consumers)
+    if any(isinstance(r, NoScriptError) for r in replies[:len(queues)]):
+        client.script_load(QUEUE_STATS)  # (a server restarted or flushed its scripts)
+        replies = _live(client, keys, queues, consumers)
     for queue, reply in zip(queues, replies):
         snap.queues.append(queue_stats(queue, reply))
     for consumer, raw in zip(consumers, replies[len(queues):]):
@@ -115,6 +115,17 @@ def collect(broker: Any) -> Snapshot:
         else:
             snap.nodes.append(node)
     return snap
+
+
+def _live(client: Any, keys: Keys, queues: List[str], consumers: List[str]) -> List[Any]:
+    """The second exchange: each queue's script reply, then each node's key."""
+    p = client.pipeline(transaction=False)
+    for queue in queues:
+        p.execute_command("EVALSHA", QUEUE_STATS_SHA, 12, *keys.streams(queue),
+                          keys.delayed(queue), keys.deadletter(queue), GROUP)
+    for consumer in consumers:
+        p.get(keys.node(consumer))
+    return list(p.execute(raise_on_error=False))
 
 
 def counters(raw: Dict[bytes, bytes]) -> Dict[Tuple[str, str, str], int]:
