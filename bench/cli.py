@@ -59,6 +59,8 @@ def parse(argv: Optional[Sequence[str]] = None) -> Options:
     p.add_argument("--chain-length", type=int, help="chain tasks (default 100; --quick 20)")
     p.add_argument("--io-n", type=int,
                    help="half-second tasks of the io figure (default 10000; --quick 1000)")
+    p.add_argument("--metric-queues", type=int, default=100,
+                   help="queues the metrics figure's scrape reads (default 100)")
     p.add_argument("--json", type=Path, help="default bench/results-<timestamp>.json")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     p.add_argument("--baseline", type=Path, metavar="CHECKOUT",
@@ -75,7 +77,7 @@ def parse(argv: Optional[Sequence[str]] = None) -> Options:
         chord_size=a.chord_size or (100 if quick else 1_000),
         chain_length=a.chain_length or (20 if quick else 100),
         io_n=a.io_n or (1_000 if quick else 10_000),
-        stop_grace=0.2 if quick else 1.0, baseline=a.baseline,
+        stop_grace=0.2 if quick else 1.0, baseline=a.baseline, metric_queues=a.metric_queues,
     )
     if opts.runs < 1 or opts.n < 2 or opts.latency_samples < 1:
         p.error("--runs, -n and --latency-samples must be positive (-n at least 2)")

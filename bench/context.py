@@ -17,7 +17,7 @@ from bench.systems import System
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BROKER_DB, BACKEND_DB, COUNTER_DB = 1, 2, 0
 MEASURES = ("enqueue", "drain", "latency", "startup", "memory", "multi", "chord", "chain",
-            "roundtrips", "io")
+            "roundtrips", "io", "metrics")
 
 
 @dataclass
@@ -31,6 +31,7 @@ class Options:
     chord_size: int = 1_000  # header tasks of the chord (and the roundtrips group)
     chain_length: int = 100
     io_n: int = 10_000  # half-second tasks of the ``io`` figure
+    metric_queues: int = 100  # queues the ``metrics`` figure's scrape reads
     stop_grace: float = 1.0  # after a measurement: TERM, this long, then KILL the tree
     quick: bool = False
     quiet: bool = False

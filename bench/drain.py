@@ -93,12 +93,14 @@ def _until_counted(counter: Any, n: int, procs: List[Any], redis_proc: Any,
         time.sleep(POLL)
 
 
-def run(bench: Bench, system: System, setting: Setting, run_no: int) -> None:
-    """One drain of one system and setting; adds its samples to the results."""
+def run(bench: Bench, system: System, setting: Setting, run_no: int,
+        prefix: str = "") -> None:
+    """One drain of one system and setting; adds its samples to the results (figures
+    ``drain``, ``drain-wall``, ``worker-cpu`` and ``redis-cpu``, each after ``prefix``)."""
     n = drain_n(bench, setting)
     bench.flush()
     rate, keys = prequeue(bench, system, n)
-    if n == bench.opts.n and "enqueue" in bench.opts.only:
+    if n == bench.opts.n and "enqueue" in bench.opts.only and not prefix:
         bench.results.add("enqueue", system.name, "one-by-one", rate, n=n)
     counter = bench.redis.client(COUNTER_DB)
     store = bench.redis.client(system.results_db)
@@ -131,16 +133,16 @@ def run(bench: Bench, system: System, setting: Setting, run_no: int) -> None:
     common = {"note": setting.note, "compare_to": setting.compare_to, "n": n}
     stamped = (n - 1) / (stamps[1] - stamps[0])
     wall = n / (t_end - t0)
-    bench.results.add("drain", system.name, setting.key, stamped, **common)
-    bench.results.add("drain-wall", system.name, setting.key, wall, **common)
+    bench.results.add(f"{prefix}drain", system.name, setting.key, stamped, **common)
+    bench.results.add(f"{prefix}drain-wall", system.name, setting.key, wall, **common)
     if first is not None and end[0] > first[0]:
         tasks = end[0] - first[0]
-        bench.results.add("worker-cpu", system.name, setting.key,
+        bench.results.add(f"{prefix}worker-cpu", system.name, setting.key,
                           (end[1] - first[1]) / tasks * 1e6, **common)
         if redis_proc is not None:
-            bench.results.add("redis-cpu", system.name, setting.key,
+            bench.results.add(f"{prefix}redis-cpu", system.name, setting.key,
                               (end[2] - first[2]) / tasks * 1e6, **common)
-    bench.say(f"run {run_no}: drain {system.name} {setting.key} N={n}: {stamped:,.0f}/s "
+    bench.say(f"run {run_no}: {prefix}drain {system.name} {setting.key} N={n}: {stamped:,.0f}/s "
               f"stamped, {wall:,.0f}/s wall (enqueue {rate:,.0f}/s)")
 
 

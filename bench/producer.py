@@ -8,7 +8,8 @@ API), ``latency`` (warm-up, then N sequential send->get; samples in ms), ``ping-
 (prints ``ready``, then pings until ``--expect`` nodes answer; prints when, as time.time()),
 ``canvas`` (warm-up, then one chord of ``--chord-size`` and one chain of ``--chain-length``
 timed), ``roundtrips`` (warm-up, then a group and a chord of ``--chord-size``: the
-``time.time()`` window of each, for the driver's counting proxy).
+``time.time()`` window of each, for the driver's counting proxy), ``scrape`` (multiq:
+``--queues`` seeded queues, then N timed Prometheus scrapes; see bench.metrics).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from bench.clients import CLIENTS, Client, NotAvailable
+from bench.clients import CLIENTS, Client, MultiqClient, NotAvailable
 
 
 def _write_keys(path: Optional[str], keys: List[str]) -> None:
@@ -124,11 +125,21 @@ def roundtrips(client: Client, n: int, timeout: float, quiet: float = 0.3) -> Di
     return windows
 
 
+def scrape(client: Client, queues: int, n: int) -> Dict[str, Any]:
+    from bench import metrics
+
+    if not isinstance(client, MultiqClient):
+        raise NotAvailable("multiq's metrics only")
+    app = client.app.app
+    metrics.seed(app, queues)
+    return metrics.time_scrapes(app, n)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.producer")
     parser.add_argument("system", choices=sorted(CLIENTS))
     parser.add_argument("action", choices=["enqueue", "batch", "latency", "alatency", "ping-wait",
-                                                  "canvas", "roundtrips"])
+                                                  "canvas", "roundtrips", "scrape"])
     parser.add_argument("-n", type=int, default=1000)
     parser.add_argument("--counted", action="store_true", help="send noop_count")
     parser.add_argument("--chunk", type=int, default=1000)
@@ -139,6 +150,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--chain-length", type=int, default=100)
     parser.add_argument("--keys", help="write the result keys here, one a line")
     parser.add_argument("--task", default="", help="send this task of the app instead")
+    parser.add_argument("--queues", type=int, default=100, help="queues the scrape reads")
     args = parser.parse_args(argv)
     try:
         client = CLIENTS[args.system]()
@@ -156,6 +168,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             out = canvas(client, args.chord_size, args.chain_length, args.timeout)
         elif args.action == "roundtrips":
             out = roundtrips(client, args.chord_size, args.timeout)
+        elif args.action == "scrape":
+            out = scrape(client, args.queues, args.n)
         else:
             out = ping_wait(client, args.expect, args.timeout)
     except NotAvailable as exc:

@@ -36,6 +36,13 @@ FIGURES: Dict[str, Figure] = {
                                  "warm worker"),
     "io": Figure("s", False, "N tasks each waiting 0.5 s, pre-queued: worker Popen -> N-th "
                              "done"),
+    "metrics-drain": Figure("tasks/s", True, "drain as `drain`, the nodes' Prometheus counters "
+                                             "on (multiq) and off (multiq-nometrics)"),
+    "metrics-drain-wall": Figure("tasks/s", True, "drain-wall, counters on and off"),
+    "metrics-worker-cpu": Figure("us/task", False, "worker-cpu, counters on and off"),
+    "metrics-redis-cpu": Figure("us/task", False, "redis-cpu, counters on and off"),
+    "metrics-scrape": Figure("ms", False, "one multiq.metrics.scrape() of --metric-queues "
+                                          "queues: median of 50, fresh client"),
     "roundtrips": Figure("trips/task", False, "worker's request bursts to Redis per header "
                                               "task: N-task chord minus the same N as a group"),
 }

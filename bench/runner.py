@@ -4,7 +4,7 @@ from __future__ import annotations
 import traceback
 from typing import Any, Callable, List
 
-from bench import canvas, drain, enqueue, io, multi, node
+from bench import canvas, drain, enqueue, io, metrics, multi, node
 from bench.context import Bench
 from bench.procs import ProcessError
 from bench.systems import SYSTEMS, System, baseline
@@ -40,7 +40,8 @@ def _attempt(bench: Bench, figure: str, system: System, setting: str,
 def run_all(bench: Bench) -> None:
     systems = available(bench)
     for run_no in range(1, bench.opts.runs + 1):
-        for figures in (_enqueue, _drain, _node, _multi, _canvas_timing, _roundtrips, _io):
+        for figures in (_enqueue, _drain, _node, _multi, _canvas_timing, _roundtrips, _io,
+                        _metrics):
             figures(bench, systems, run_no)
 
 
@@ -108,3 +109,14 @@ def _io(bench: Bench, systems: List[System], run_no: int) -> None:
     for system in systems:
         for setting in system.settings(system.io, bench.opts.quick):
             _attempt(bench, "io", system, setting.key, io.run, setting, run_no)
+
+
+def _metrics(bench: Bench, systems: List[System], run_no: int) -> None:
+    if "metrics" not in bench.opts.only:
+        return
+    for system in systems:
+        if system.name != "multiq":
+            continue
+        for setting in system.settings(system.drain, bench.opts.quick):
+            _attempt(bench, "metrics-drain", system, setting.key, metrics.run, setting, run_no)
+        _attempt(bench, "metrics-scrape", system, "scrape", metrics.scrape, run_no)

@@ -115,3 +115,29 @@ def test_bench_io_smoke(tmp_path: Path) -> None:
         assert not row["errors"] and row["median"] > 0 and row["n"] == 40, row
     if "celery" in systems:
         assert rows[("celery", "gevent1000")]["multiq_over_peer"] > 0
+
+
+def test_bench_metrics_smoke(tmp_path: Path) -> None:
+    """The ``metrics`` figure: a drain with the counters on and one with them off per
+    setting, the second row with the on/off ratio, and a scrape of the seeded queues;
+    timings never checked."""
+    out = tmp_path / "bench.json"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--runs", "1", "-n", "200", "--systems",
+         "multiq", "--only", "metrics", "--metric-queues", "10", "--json", str(out)],
+        cwd=str(tmp_path), env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        timeout=110,
+    )
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+    rows = {(r["figure"], r["system"], r["setting"]): r
+            for r in json.loads(out.read_text())["results"]}
+    for setting in ("solo", "prefork2"):
+        on = rows[("metrics-drain", "multiq", setting)]
+        off = rows[("metrics-drain", "multiq-nometrics", setting)]
+        assert not on["errors"] and not off["errors"] and on["n"] == off["n"] == 200
+        assert off["multiq_over_peer"] > 0
+    scrape = rows[("metrics-scrape", "multiq", "scrape")]
+    assert not scrape["errors"] and scrape["median"] > 0
+    assert scrape["note"].startswith("10 queues")
