@@ -53,7 +53,7 @@ def scrape(bench: Bench, system: System, run_no: int) -> None:
 def seed(app: Any, queues: int) -> None:
     """Queues with messages in several states, counters as nodes leave them, live nodes."""
     from multiq.keys import GROUP
-    from multiq.metrics.families import BOUNDS
+    from multiq.metrics.families import BOUNDS, SUM
     from multiq.metrics.tally import Counts, record
 
     broker = app.broker
@@ -70,8 +70,8 @@ def seed(app: Any, queues: int) -> None:
             for bound in BOUNDS[:6]:
                 counts.runtime[_field(task, q, bound)] = 100
                 counts.wait[_field(task, q, bound)] = 100
-            counts.runtime_sum[_field(task, q, "sum")] = 12.5
-            counts.wait_sum[_field(task, q, "sum")] = 3.5
+            counts.runtime_sum[_field(task, q, SUM)] = 12_500_000
+            counts.wait_sum[_field(task, q, SUM)] = 3_500_000
     p = broker.client.pipeline(transaction=False)
     record(p, broker.keys, counts)
     for q in names:

@@ -35,8 +35,8 @@ Broker (one Redis, ``broker_url``; all names start with the prefix, default ``mu
                                              ``["<name>","<queue>","<le>"]`` -> how many runs
                                              took at most <le> seconds and more than the
                                              bucket below (``+Inf`` the rest; the count is
-                                             their sum), ``["<name>","<queue>","sum"]`` ->
-                                             total seconds (HINCRBYFLOAT)
+                                             their sum), ``["<name>","<queue>","sum_us"]``
+                                             -> total microseconds
     multiq:metrics:wait             HASH     the same for the time from a message's ``sent``
                                              (or later eta) to the start of its run
 

@@ -149,9 +149,9 @@ def histograms(raw: Dict[bytes, bytes]) -> Dict[Tuple[str, str], Histogram]:
             continue
         name, queue, part = labels
         if part == families.SUM:
-            x = _number(value, float)
-            if x is not None:
-                out.setdefault((name, queue), Histogram()).sum = x
+            us = _number(value, int)
+            if us is not None:
+                out.setdefault((name, queue), Histogram()).sum = us / 1e6
         elif part in bounds:
             n = _number(value, int)
             if n is not None:

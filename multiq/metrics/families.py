@@ -4,11 +4,13 @@ Both sides use this module: the nodes' writes (:mod:`multiq.metrics.tally`) and 
 exporter's reads (:mod:`multiq.metrics.collect`). A field is the JSON array of its labels
 (``["add","SUCCESS","celery"]``): any text a task or queue name holds stays unambiguous.
 A histogram keeps one non-cumulative count per bucket (``+Inf`` above the last bound)
-and its sum; its count is the sum of its buckets, so the two never disagree.
+and its sum in microseconds (an integer: HINCRBY is cheaper than HINCRBYFLOAT, and adds
+up exactly); its count is the sum of its buckets, so the two never disagree.
 """
 from __future__ import annotations
 
 import json
+from bisect import bisect_left
 from typing import Dict, Optional, Tuple
 
 #: the outcomes counted in ``multiq_tasks_total``
@@ -17,7 +19,7 @@ STATES = ("SUCCESS", "FAILURE", "RETRY", "REVOKED", "REJECTED")
 BUCKETS: Tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                               10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 INF = "+Inf"
-SUM = "sum"
+SUM = "sum_us"  # a histogram's sum, in whole microseconds (HINCRBY, exact)
 #: each bound as it appears in a field (and in the ``le`` label)
 BOUNDS: Tuple[str, ...] = tuple(repr(b) for b in BUCKETS) + (INF,)
 
@@ -57,8 +59,5 @@ def _parse(raw: bytes, size: int) -> Optional[Tuple[str, ...]]:
 
 
 def bucket(seconds: float) -> str:
-    """The bound of the bucket ``seconds`` falls in."""
-    for bound, text in zip(BUCKETS, BOUNDS):
-        if seconds <= bound:
-            return text
-    return INF
+    """The bound of the bucket ``seconds`` falls in: the lowest bound at or above it."""
+    return BOUNDS[bisect_left(BUCKETS, seconds)]
