@@ -104,13 +104,17 @@ class Writer:
         self.sender = Sender.for_client(client)
         self._transactions = not is_cluster(client)
 
-    def write(self, commands: Commands, transaction: bool = False) -> List[Any]:
+    def write(self, commands: Commands, transaction: bool = False,
+              raise_errors: bool = True) -> Any:
+        """The replies (of a transaction: its commands' results, or its error); without
+        ``raise_errors`` error replies are left in their place."""
         if not commands.stack:
             return []
         if self.sender is not None:
-            return self.sender.execute(commands.stack, transaction=transaction)
+            return self.sender.execute(commands.stack, transaction=transaction,
+                                       raise_errors=raise_errors)
         pipe = self.client.pipeline(transaction=transaction and self._transactions)
-        return list(commands.replay(pipe).execute())
+        return list(commands.replay(pipe).execute(raise_on_error=raise_errors))
 
     def close(self) -> None:
         if self.sender is not None:
@@ -164,7 +168,8 @@ class Sender:
         With ``transaction`` the commands run inside MULTI/EXEC and their results (the
         ``EXEC`` reply) are returned."""
         if transaction:
-            return self.execute([("MULTI",), *commands, ("EXEC",)])[-1] or []
+            return self.execute([("MULTI",), *commands, ("EXEC",)], raise_errors=raise_errors)[-1] \
+                or []
         return self.post(commands).replies(raise_errors)
 
     def post(self, commands: Sequence[Command]) -> Exchange:

@@ -22,7 +22,7 @@ from multiq.chordstate import send_commands
 from multiq.redisconn import UNAVAILABLE
 from multiq.worker.items import Done, Event, Item, Redeliver, Refused, Revoked, Started
 from multiq.worker.markers import Markers
-from multiq.worker.outbox import Outbox
+from multiq.worker.outbox import Outbox, uncounted
 from multiq.worker.record import Recorder
 
 if TYPE_CHECKING:
@@ -59,6 +59,8 @@ class Committer:
         self._cond = threading.Condition()
         self._busy = False
         self._in_hand: List[Item] = []  # the batch being written
+        self._riding_counts = 0  # counter commands at the end of the riding batch's EXEC
+        self._riding_exec = 0  # where that EXEC's reply is among the exchange's
         self._due = False  # write without waiting out the linger
         self._since = 0.0  # when the oldest waiting item came in
         self._stopping = False
@@ -149,12 +151,18 @@ class Committer:
             return None  # (only where counts cannot ride in the result write)
         if self.markers is not None and recorded.marked:
             self.markers.confirm(recorded.marked)
-        return self.outbox.exchange(recorded.results, recorded.acks)
+        stack = self.outbox.exchange(recorded.results, recorded.acks, recorded.counts)
+        self._riding_counts = len(recorded.counts or ())  # ... ending the stack's EXEC
+        self._riding_exec = len(stack) - 1
+        return stack
 
     def taken(self, batch: List[Item], replies: Optional[List[Any]]) -> None:
         """The end of a :meth:`take`: ``replies`` of its exchange, or None when it was not
         written (it goes back to the writer thread, first in line)."""
         failed = replies is None or any(isinstance(r, UNAVAILABLE) for r in replies)
+        counted, self._riding_counts = self._riding_counts, 0
+        if replies and counted and not failed:
+            replies = uncounted(replies, self._riding_exec, counted)
         errors = [e for r in replies or () for e in (r if isinstance(r, list) else [r])
                   if isinstance(e, Exception)]
         if errors and not failed:
@@ -357,7 +365,7 @@ class Committer:
         if self.markers is not None and recorded.marked:
             self.markers.confirm(recorded.marked)  # markers in place before acks delete them
         # results (replicas too), then chord counts, then acks
-        self.outbox.write(recorded.results, recorded.acks, recorded.chords)
+        self.outbox.write(recorded.results, recorded.acks, recorded.chords, recorded.counts)
 
     # -- recovery of a dead node's started tasks ---------------------------------------------
 

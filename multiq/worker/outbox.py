@@ -8,15 +8,24 @@ single exchange on one connection: ``SELECT`` the results' database, the result 
 Redis runs a connection's commands in order, so results are stored before their messages
 are acknowledged, as with two exchanges, at half the round trips. Otherwise each side is
 written on its own, results first.
+
+The batch's Prometheus counters (``counts``, see :mod:`multiq.metrics.tally`) go last inside
+the acks' transaction, so they change exactly when the acks do; an error of theirs (a key
+someone replaced) is logged and never fails the batch, whose writes are done.
 """
 from __future__ import annotations
 
+import logging
+import time
 from typing import TYPE_CHECKING, Any, List, Optional
 
 from multiq.broker.wire import Command, Commands, Writer
 
 if TYPE_CHECKING:
     from multiq.broker.base import Broker
+
+logger = logging.getLogger("multiq.worker")
+WARN_EVERY = 60.0  # seconds between two warnings that counters could not be written
 
 
 class Outbox:
@@ -39,28 +48,32 @@ class Outbox:
         """Whether every write of a commit can go out as one exchange on one connection."""
         return self.shared or (self.backend is None and self.acks.sender is not None)
 
-    def exchange(self, results: Optional[Commands], acks: Commands) -> List[Command]:
+    def exchange(self, results: Optional[Commands], acks: Commands,
+                 counts: Optional[Commands] = None) -> List[Command]:
         """A commit as one exchange for the broker's server (see :attr:`single`): results
-        in their database (sealed with ``WAIT`` when the backend asks), then the acks as
-        one transaction."""
+        in their database (sealed with ``WAIT`` when the backend asks), then the acks and
+        the counters as one transaction."""
         stack: List[Command] = []
         if results is not None and results.stack:
             self.backend.seal(results)
             stack += [("SELECT", self.backend_db), *results.stack, ("SELECT", self.broker_db)]
-        if acks.stack:
-            stack += [("MULTI",), *acks.stack, ("EXEC",)]
+        if acks.stack or counts:
+            stack += [("MULTI",), *acks.stack, *(counts.stack if counts else ()), ("EXEC",)]
         return stack
 
     def write(self, results: Optional[Commands], acks: Commands,
-              chords: Optional[Commands] = None) -> None:
+              chords: Optional[Commands] = None, counts: Optional[Commands] = None) -> None:
         """Results, then acks as one transaction; nothing is acknowledged unless its
         results were written. ``chords`` (chord counts that cannot ride in the result
         write) run after the results; the chord bodies they hand back are sent in the acks'
-        transaction."""
+        transaction, and so are the ``counts``."""
         if self.single and chords is None:
-            stack = self.exchange(results, acks)
+            stack = self.exchange(results, acks, counts)
             if stack:
-                self.acks.sender.execute(stack)  # type: ignore[union-attr]
+                replies = self.acks.sender.execute(  # type: ignore[union-attr]
+                    stack, raise_errors=not counts)
+                if counts:
+                    check(replies, len(counts))
             return
         if results is not None and results.stack:
             self.backend.seal(results)
@@ -72,9 +85,42 @@ class Outbox:
             for reply in self.results.write(chords):
                 send_commands(sends, self.broker, reply)
             acks.stack[:0] = sends.stack
-        self.acks.write(acks, transaction=True)
+        if not counts:
+            self.acks.write(acks, transaction=True)
+            return
+        both = Commands()
+        both.stack, both.options = [*acks.stack, *counts.stack], acks.options
+        check([self.acks.write(both, transaction=True, raise_errors=False)], len(counts))
 
     def close(self) -> None:
         self.acks.close()
         if self.results is not None:
             self.results.close()
+
+
+_warned = [0.0]  # when counters last could not be written (monotonic)
+
+
+def check(replies: List[Any], counted: int) -> None:
+    """Raise the first error among a commit's ``replies`` except those of the counters
+    (the last ``counted`` commands of its transaction, whose reply is the last): logged."""
+    for reply in uncounted(replies, len(replies) - 1, counted):
+        for r in reply if isinstance(reply, list) else (reply,):
+            if isinstance(r, Exception):
+                raise r
+
+
+def uncounted(replies: List[Any], at: int, counted: int) -> List[Any]:
+    """``replies`` with the counters' own (the last ``counted`` results of the transaction
+    whose ``EXEC`` reply is ``replies[at]``) left out, their first error logged (once a
+    minute at most). A transaction that failed as a whole keeps its error."""
+    inner = replies[at]
+    if not isinstance(inner, list):
+        return replies
+    cut = max(0, len(inner) - counted)
+    bad = next((r for r in inner[cut:] if isinstance(r, Exception)), None)
+    if bad is not None and time.monotonic() - _warned[0] >= WARN_EVERY:
+        _warned[0] = time.monotonic()
+        logger.warning("Could not count outcomes for Prometheus (the batch is written): %s",
+                       bad)
+    return [*replies[:at], inner[:cut], *replies[at + 1:]]

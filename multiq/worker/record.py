@@ -43,6 +43,9 @@ class Recorded:
     #: chord counts to run after the results, whose replies may add sends to ``acks``
     #: (when they cannot ride in the result write: see multiq.worker.flow)
     chords: Optional[Commands] = None
+    #: the Prometheus counters' increments (multiq.metrics.tally), sent inside the acks'
+    #: transaction; an error of theirs is logged, it never fails the batch
+    counts: Optional[Commands] = None
 
 
 class LostPlan(NamedTuple):
@@ -107,11 +110,17 @@ class Recorder:
                 self.broker.dead_letter(acks, item.delivery, item.reason)
                 self._acks.append((item.delivery, False))
         self.broker.ack_many(acks, self._acks)
-        if self.metrics:
-            counts = tally.tally(batch)
-            if counts:
-                tally.record(acks, self.broker.keys, counts)
-        return Recorded(results, acks, self._marked, self._chords or None)
+        return Recorded(results, acks, self._marked, self._chords or None, self._counts(batch))
+
+    def _counts(self, batch: Sequence[Item]) -> Optional[Commands]:
+        if not self.metrics:
+            return None
+        counts = tally.tally(batch)
+        if not counts:
+            return None
+        pipe = Commands()
+        tally.record(pipe, self.broker.keys, counts)
+        return pipe
 
     def lost(self, entries: Sequence[LostEntry], node: str) -> LostPlan:
         """WorkerLostError for each started early-ack task of the dead ``node`` (the

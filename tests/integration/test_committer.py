@@ -122,3 +122,39 @@ def test_here_false_never_writes_in_the_calling_thread(make_app: Any, redis_clie
         committer.stop(10)
     assert [r.get(timeout=5) for r in sent] == [0, 2]
     assert writers == [threading.current_thread().name, "committer"]
+
+
+def test_counters_redis_cannot_increment_never_fail_the_batch(
+        make_app: Any, redis_client: Any, caplog: Any) -> None:
+    """The Prometheus counters ride in the acks' transaction; when their key is not a hash
+    any more (someone overwrote it), the outcomes are still written and acknowledged, the
+    problem is logged, and the other counters still count."""
+    app = make_app()
+
+    @app.task(name="t.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    redis_client.set("multiq:metrics:runtime", "not a hash")
+    sent = [add.delay(i, i) for i in range(3)]
+    app.broker.declare(["multiq"])
+    got = app.broker.fetch("c1", ["multiq"], 10)
+    accept = accepted(app.conf.accept_content)
+    reqs = [Request(d, decode(d.data, accept), add, early_ack=False) for d in got]
+    committer = Committer(app, "c1", "host")
+    committer.idle = lambda req: False  # a busy node: the three share one batch
+    committer.start()
+    try:
+        for i, req in enumerate(reqs):
+            req.time_start = req.time_done = 1.0
+            committer.complete(req, Outcome("SUCCESS", 2 * i))
+        with caplog.at_level(logging.WARNING, logger="multiq.worker"):
+            assert committer.flush(10)
+    finally:
+        committer.stop(10)
+    assert [r.get(timeout=5) for r in sent] == [0, 2, 4]
+    assert _pending(redis_client) == 0
+    assert not redis_client.exists("multiq:q:{multiq}:deadletter")
+    assert "Could not count outcomes" in caplog.text
+    assert redis_client.hgetall("multiq:metrics:tasks") == \
+        {b'["t.add","SUCCESS","multiq"]': b"3"}

@@ -174,3 +174,22 @@ def test_without_metrics_writes_nothing(make_app, start_worker, redis_client):
     assert [r.get(timeout=20) for r in results] == [0, 1, 2]
     assert redis_client.keys("multiq:metrics:*") == []
     assert "multiq_tasks_total{" not in scrape(client)
+
+
+@pytest.mark.timeout(40)
+@pytest.mark.parametrize("pool", ["solo", "threads"])
+def test_a_broken_counter_key_costs_only_its_counts(make_app, start_worker, redis_client,
+                                                    pool):
+    """The counters ride in the acks' transaction (on a solo node, in its next fetch's
+    exchange): a key Redis cannot increment any more is warned about, the tasks succeed."""
+    redis_client.set("multiq:metrics:wait", "not a hash")
+    worker = start_worker("sysq_metrics", "-Q", "alpha", cwd=APPS, pool=pool, env=WORKER_ENV)
+    client = make_app("sysq_metrics_client")
+    results = [client.send_task(T("ok"), (i,), queue="alpha") for i in range(3)]
+    assert [r.get(timeout=20) for r in results] == [0, 1, 2]
+    wait_until(lambda: redis_client.hget("multiq:metrics:tasks",
+                                         '["sysq_metrics.ok","SUCCESS","alpha"]') == b"3",
+               timeout=10, message="the other counters did not count")
+    worker.wait_for_log("Could not count outcomes", timeout=10)
+    assert "Could not commit" not in worker.log()
+    assert not redis_client.exists("multiq:q:{alpha}:deadletter")
