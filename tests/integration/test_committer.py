@@ -17,6 +17,17 @@ def _pending(client: Any, queue: str = "multiq") -> int:
                for band in range(10) if client.exists(f"multiq:q:{{{queue}}}:{band}"))
 
 
+def _held(app: Any, task: Any, n: int = 3) -> Any:
+    """``n`` calls of ``task`` sent, and fetched by consumer ``c1``: their results and
+    requests."""
+    sent = [task.delay(i, i) for i in range(n)]
+    app.broker.declare(["multiq"])
+    got = app.broker.fetch("c1", ["multiq"], 10)
+    assert len(got) == n
+    accept = accepted(app.conf.accept_content)
+    return sent, [Request(d, decode(d.data, accept), task, early_ack=False) for d in got]
+
+
 def test_one_item_that_cannot_be_written_costs_only_itself(
         make_app: Any, redis_client: Any, caplog: Any) -> None:
     app = make_app()
@@ -25,12 +36,8 @@ def test_one_item_that_cannot_be_written_costs_only_itself(
     def add(x: int, y: int) -> int:
         return x + y
 
-    sent = [add.delay(i, i) for i in range(3)]
-    app.broker.declare(["multiq"])
-    got = app.broker.fetch("c1", ["multiq"], 10)
-    assert len(got) == 3 and _pending(redis_client) == 3
-    accept = accepted(app.conf.accept_content)
-    reqs = [Request(d, decode(d.data, accept), add, early_ack=False) for d in got]
+    sent, reqs = _held(app, add)
+    assert _pending(redis_client) == 3
     committer = Committer(app, "c1", "host")
     committer.idle = lambda req: False  # a busy node: the three share one batch
     committer.events_enabled = True
@@ -62,11 +69,7 @@ def test_an_outcome_that_cannot_be_written_is_dead_lettered_not_left_pending(
     def add(x: int, y: int) -> int:
         return x + y
 
-    sent = [add.delay(i, i) for i in range(3)]
-    app.broker.declare(["multiq"])
-    got = app.broker.fetch("c1", ["multiq"], 10)
-    accept = accepted(app.conf.accept_content)
-    reqs = [Request(d, decode(d.data, accept), add, early_ack=False) for d in got]
+    sent, reqs = _held(app, add)
     committer = Committer(app, "c1", "host")
     committer.idle = lambda req: False
     committer.start()
@@ -81,11 +84,11 @@ def test_an_outcome_that_cannot_be_written_is_dead_lettered_not_left_pending(
     assert sent[0].get(timeout=5) == 0 and sent[2].get(timeout=5) == 4
     assert _pending(redis_client) == 0
     [(_, dead)] = redis_client.xrange("multiq:q:{multiq}:deadletter")
-    assert dead[b"m"] == got[1].data
+    assert dead[b"m"] == reqs[1].delivery.data
     assert b"could not write its done outcome" in dead[b"reason"], dead
     sent[1].get(timeout=5, propagate=False)
     assert sent[1].status == "FAILURE"
-    assert got[1].entry_id.decode() in caplog.text and sent[1].id in caplog.text
+    assert reqs[1].delivery.entry_id.decode() in caplog.text and sent[1].id in caplog.text
 
 
 def test_here_false_never_writes_in_the_calling_thread(make_app: Any, redis_client: Any) -> None:
@@ -136,11 +139,7 @@ def test_counters_redis_cannot_increment_never_fail_the_batch(
         return x + y
 
     redis_client.set("multiq:metrics:runtime", "not a hash")
-    sent = [add.delay(i, i) for i in range(3)]
-    app.broker.declare(["multiq"])
-    got = app.broker.fetch("c1", ["multiq"], 10)
-    accept = accepted(app.conf.accept_content)
-    reqs = [Request(d, decode(d.data, accept), add, early_ack=False) for d in got]
+    sent, reqs = _held(app, add)
     committer = Committer(app, "c1", "host")
     committer.idle = lambda req: False  # a busy node: the three share one batch
     committer.start()
