@@ -97,7 +97,7 @@ script and every transaction touches one queue's keys only. What spans queues is
 plain pipeline, which runs each command in order on its own shard: the worker's batch of
 acknowledgements, ``multiq:queues``, ``nodes``, ``node:*`` (one slot each), the revoked
 set, and the ``metrics:*`` hashes (each a single key: a node's counts for a batch are
-one HINCRBY per field it changes, inside the batch's acknowledgements). A node that
+one HINCRBY per field it changes, right after the batch's acknowledgements). A node that
 consumes queues on several slots blocks on each slot from its own thread (one
 ``XREADGROUP`` cannot span slots). Results (``multiq-task-meta-<id>``) spread over
 all shards and are announced with ``SPUBLISH`` on the key's own shard; the control and

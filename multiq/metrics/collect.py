@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from multiq.keys import BANDS, GROUP, Keys
 from multiq.metrics import families
@@ -37,6 +38,7 @@ out[#out + 1] = redis.call('ZCARD', KEYS[11])
 out[#out + 1] = redis.call('XLEN', KEYS[12])
 return out
 """
+logger = logging.getLogger("multiq.metrics")
 QUEUE_STATS_SHA = hashlib.sha1(QUEUE_STATS.encode()).hexdigest()
 
 
@@ -103,11 +105,15 @@ def collect(broker: Any) -> Snapshot:
     queues = sorted(_texts(members))
     consumers = _texts(names)
     replies = _live(client, keys, queues, consumers)
-    if any(isinstance(r, NoScriptError) for r in replies[:len(queues)]):
-        client.script_load(QUEUE_STATS)  # (a server restarted or flushed its scripts)
-        replies = _live(client, keys, queues, consumers)
+    failed = []
     for queue, reply in zip(queues, replies):
-        snap.queues.append(queue_stats(queue, reply))
+        stats = queue_stats(queue, reply)
+        if stats is None:
+            failed.append((queue, reply))
+        else:
+            snap.queues.append(stats)
+    if failed:  # (its series are left out, not shown as zeros)
+        logger.warning("Could not read %d queue(s), e.g. %s: %s", len(failed), *failed[0])
     for consumer, raw in zip(consumers, replies[len(queues):]):
         node = node_stats(consumer, raw)
         if node is None:
@@ -117,12 +123,32 @@ def collect(broker: Any) -> Snapshot:
     return snap
 
 
+_READ_ONLY = [True]  # whether the server has EVALSHA_RO / EVAL_RO (Redis 7 has)
+
+
 def _live(client: Any, keys: Keys, queues: List[str], consumers: List[str]) -> List[Any]:
-    """The second exchange: each queue's script reply, then each node's key."""
+    """The second exchange: each queue's script reply, then each node's key. The script is
+    called read-only where the server can (a read-only ACL user may run it), by its body
+    when the server does not have it yet (so no SCRIPT LOAD right is needed)."""
+    replies = _exchange(client, keys, queues, consumers, by_sha=True)
+    errors = [r for r in replies[:len(queues)] if isinstance(r, ResponseError)]
+    if _READ_ONLY[0] and any("unknown command" in str(e).lower() for e in errors):
+        _READ_ONLY[0] = False  # Redis 6.2
+        replies = _exchange(client, keys, queues, consumers, by_sha=True)
+        errors = [r for r in replies[:len(queues)] if isinstance(r, ResponseError)]
+    if any(isinstance(e, NoScriptError) for e in errors):
+        replies = _exchange(client, keys, queues, consumers, by_sha=False)
+    return replies
+
+
+def _exchange(client: Any, keys: Keys, queues: List[str], consumers: List[str],
+              by_sha: bool) -> List[Any]:
+    call = ("EVALSHA" if by_sha else "EVAL") + ("_RO" if _READ_ONLY[0] else "")
+    script = QUEUE_STATS_SHA if by_sha else QUEUE_STATS
     p = client.pipeline(transaction=False)
     for queue in queues:
-        p.execute_command("EVALSHA", QUEUE_STATS_SHA, 12, *keys.streams(queue),
-                          keys.delayed(queue), keys.deadletter(queue), GROUP)
+        p.execute_command(call, script, 12, *keys.streams(queue), keys.delayed(queue),
+                          keys.deadletter(queue), GROUP)
     for consumer in consumers:
         p.get(keys.node(consumer))
     return list(p.execute(raise_on_error=False))
@@ -159,9 +185,11 @@ def histograms(raw: Dict[bytes, bytes]) -> Dict[Tuple[str, str], Histogram]:
     return out
 
 
-def queue_stats(queue: str, reply: Any) -> QueueStats:
-    """One queue's script reply (all zero when it failed)."""
-    values = [int(v) for v in reply] if isinstance(reply, list) else [0] * 22
+def queue_stats(queue: str, reply: Any) -> Optional[QueueStats]:
+    """One queue's script reply; None when it failed."""
+    if not isinstance(reply, list) or len(reply) != 22:
+        return None
+    values = [int(v) for v in reply]
     waiting = {band: max(0, values[2 * i]) for i, band in enumerate(BANDS)}
     reserved = sum(values[2 * i + 1] for i in range(len(BANDS)))
     return QueueStats(queue, waiting, reserved, values[20], values[21])

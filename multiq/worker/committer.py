@@ -59,8 +59,8 @@ class Committer:
         self._cond = threading.Condition()
         self._busy = False
         self._in_hand: List[Item] = []  # the batch being written
-        self._riding_counts = 0  # counter commands at the end of the riding batch's EXEC
-        self._riding_exec = 0  # where that EXEC's reply is among the exchange's
+        self._riding_counts = 0  # counter commands ending the riding batch's commands
+        self._riding_end = 0  # where they end among the exchange's
         self._due = False  # write without waiting out the linger
         self._since = 0.0  # when the oldest waiting item came in
         self._stopping = False
@@ -152,8 +152,8 @@ class Committer:
         if self.markers is not None and recorded.marked:
             self.markers.confirm(recorded.marked)
         stack = self.outbox.exchange(recorded.results, recorded.acks, recorded.counts)
-        self._riding_counts = len(recorded.counts or ())  # ... ending the stack's EXEC
-        self._riding_exec = len(stack) - 1
+        self._riding_counts = len(recorded.counts or ())  # (the stack's last commands)
+        self._riding_end = len(stack)
         return stack
 
     def taken(self, batch: List[Item], replies: Optional[List[Any]]) -> None:
@@ -162,7 +162,7 @@ class Committer:
         failed = replies is None or any(isinstance(r, UNAVAILABLE) for r in replies)
         counted, self._riding_counts = self._riding_counts, 0
         if replies and counted and not failed:
-            replies = uncounted(replies, self._riding_exec, counted)
+            replies = uncounted(replies, self._riding_end, counted)
         errors = [e for r in replies or () for e in (r if isinstance(r, list) else [r])
                   if isinstance(e, Exception)]
         if errors and not failed:

@@ -9,9 +9,11 @@ Redis runs a connection's commands in order, so results are stored before their 
 are acknowledged, as with two exchanges, at half the round trips. Otherwise each side is
 written on its own, results first.
 
-The batch's Prometheus counters (``counts``, see :mod:`multiq.metrics.tally`) go last inside
-the acks' transaction, so they change exactly when the acks do; an error of theirs (a key
-someone replaced) is logged and never fails the batch, whose writes are done.
+The batch's Prometheus counters (``counts``, see :mod:`multiq.metrics.tally`) follow the
+acks' transaction in the same exchange: Redis runs a connection's commands in order, so they
+land with the acks, and outside the transaction an error of theirs (a user without the
+right to HINCRBY, a key someone replaced) can never abort it. Such an error is logged, never
+raised: the batch's own writes are done.
 """
 from __future__ import annotations
 
@@ -52,13 +54,15 @@ class Outbox:
                  counts: Optional[Commands] = None) -> List[Command]:
         """A commit as one exchange for the broker's server (see :attr:`single`): results
         in their database (sealed with ``WAIT`` when the backend asks), then the acks and
-        the counters as one transaction."""
+        then the counters."""
         stack: List[Command] = []
         if results is not None and results.stack:
             self.backend.seal(results)
             stack += [("SELECT", self.backend_db), *results.stack, ("SELECT", self.broker_db)]
-        if acks.stack or counts:
-            stack += [("MULTI",), *acks.stack, *(counts.stack if counts else ()), ("EXEC",)]
+        if acks.stack:
+            stack += [("MULTI",), *acks.stack, ("EXEC",)]
+        if counts:
+            stack += counts.stack
         return stack
 
     def write(self, results: Optional[Commands], acks: Commands,
@@ -66,7 +70,7 @@ class Outbox:
         """Results, then acks as one transaction; nothing is acknowledged unless its
         results were written. ``chords`` (chord counts that cannot ride in the result
         write) run after the results; the chord bodies they hand back are sent in the acks'
-        transaction, and so are the ``counts``."""
+        transaction. The ``counts`` follow it."""
         if self.single and chords is None:
             stack = self.exchange(results, acks, counts)
             if stack:
@@ -87,10 +91,13 @@ class Outbox:
             acks.stack[:0] = sends.stack
         if not counts:
             self.acks.write(acks, transaction=True)
-            return
-        both = Commands()
-        both.stack, both.options = [*acks.stack, *counts.stack], acks.options
-        check([self.acks.write(both, transaction=True, raise_errors=False)], len(counts))
+        elif self.acks.sender is not None:
+            check(self.acks.sender.execute([("MULTI",), *acks.stack, ("EXEC",), *counts.stack],
+                                           raise_errors=False), len(counts))
+        else:  # (a cluster: one plain pipeline, each command on its own shard)
+            both = Commands()
+            both.stack, both.options = [*acks.stack, *counts.stack], acks.options
+            check(self.acks.write(both, transaction=True, raise_errors=False), len(counts))
 
     def close(self) -> None:
         self.acks.close()
@@ -102,25 +109,21 @@ _warned = [0.0]  # when counters last could not be written (monotonic)
 
 
 def check(replies: List[Any], counted: int) -> None:
-    """Raise the first error among a commit's ``replies`` except those of the counters
-    (the last ``counted`` commands of its transaction, whose reply is the last): logged."""
-    for reply in uncounted(replies, len(replies) - 1, counted):
+    """Raise the first error among a commit's ``replies`` (inside a transaction's too)
+    except those of the counters, its last ``counted`` commands: logged."""
+    for reply in uncounted(replies, len(replies), counted):
         for r in reply if isinstance(reply, list) else (reply,):
             if isinstance(r, Exception):
                 raise r
 
 
-def uncounted(replies: List[Any], at: int, counted: int) -> List[Any]:
-    """``replies`` with the counters' own (the last ``counted`` results of the transaction
-    whose ``EXEC`` reply is ``replies[at]``) left out, their first error logged (once a
-    minute at most). A transaction that failed as a whole keeps its error."""
-    inner = replies[at]
-    if not isinstance(inner, list):
-        return replies
-    cut = max(0, len(inner) - counted)
-    bad = next((r for r in inner[cut:] if isinstance(r, Exception)), None)
+def uncounted(replies: List[Any], end: int, counted: int) -> List[Any]:
+    """``replies`` without the counters' own (the ``counted`` before position ``end``),
+    their first error logged (once a minute at most)."""
+    start = max(0, end - counted)
+    bad = next((r for r in replies[start:end] if isinstance(r, Exception)), None)
     if bad is not None and time.monotonic() - _warned[0] >= WARN_EVERY:
         _warned[0] = time.monotonic()
-        logger.warning("Could not count outcomes for Prometheus (the batch is written): %s",
-                       bad)
-    return [*replies[:at], inner[:cut], *replies[at + 1:]]
+        logger.warning("Could not count outcomes for Prometheus (the outcomes are written; "
+                       "worker_metrics = False stops counting): %s", bad)
+    return [*replies[:start], *replies[end:]]

@@ -43,8 +43,8 @@ class Recorded:
     #: chord counts to run after the results, whose replies may add sends to ``acks``
     #: (when they cannot ride in the result write: see multiq.worker.flow)
     chords: Optional[Commands] = None
-    #: the Prometheus counters' increments (multiq.metrics.tally), sent inside the acks'
-    #: transaction; an error of theirs is logged, it never fails the batch
+    #: the Prometheus counters' increments (multiq.metrics.tally), sent right after the
+    #: acks' transaction; an error of theirs is logged, it never fails the batch
     counts: Optional[Commands] = None
 
 

@@ -1,7 +1,7 @@
 """What a scrape reads from a real Redis (``multiq.metrics.collect``): messages waiting per
 band apart from those nodes hold, delayed and dead-lettered ones, a queue that was only
-published to (no consumer group yet), nodes whose liveness key expired, and a server that
-lost its scripts."""
+published to (no consumer group yet), a queue whose keys cannot be read, nodes whose
+liveness key expired, and a server that lost its scripts."""
 from __future__ import annotations
 
 import time
@@ -35,10 +35,13 @@ def test_queues_and_nodes_as_redis_holds_them(redis_url: str, redis_client: Any)
     broker.heartbeat("n1|x", {"hostname": "n1", "ready": True, "active": 3}, ttl=60)
     broker.heartbeat("gone|y", {"hostname": "gone"}, ttl=0.05)
     time.sleep(0.1)  # the second node's key expires; it stays listed until recovered
+    redis_client.sadd("multiq:queues", "broken")
+    redis_client.set("multiq:q:{broken}:0", "not a stream")  # left out, not shown as empty
     redis_client.script_flush()
 
     snap = collect(broker)
     by_name = {q.name: q for q in snap.queues}
+    assert sorted(by_name) == ["a", "only-sent"]
     a, sent = by_name["a"], by_name["only-sent"]
     assert (a.waiting[0], a.waiting[9], a.reserved, a.delayed, a.deadletters) == (3, 0, 3, 3, 1)
     assert sum(a.waiting.values()) == 3

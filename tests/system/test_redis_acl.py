@@ -184,6 +184,27 @@ def test_monitor_runs_inspect_status_and_events(clean_log: _Server, worker: Any,
     assert clean_log.denials() == []
 
 
+@pytest.mark.timeout(60)
+def test_monitor_scrapes_the_metrics_the_worker_counts(clean_log: _Server, worker: Any,
+                                                       producer: Any) -> None:
+    """The worker's counters need only its README rights; the monitor's scrape only
+    reads (the queue script runs read-only, sent whole when the server lost it)."""
+    from multiq.metrics import scrape
+
+    assert producer.send_task("sysq_acl.add", args=[2, 2]).get(timeout=20) == 4
+    clean_log.admin.script_flush()
+    monitor = MultiQ("sysq_acl_monitor", broker=clean_log.url("monitor", 1),
+                     set_as_current=False)
+    try:
+        text = wait_until(lambda: (lambda t: 'name="sysq_acl.add",state="SUCCESS"' in t
+                                   and t)(scrape(monitor)), timeout=10)
+    finally:
+        monitor.close()
+    assert f'multiq_worker_up{{hostname="{WORKER}"}} 1' in text
+    assert 'multiq_queue_length{queue="multiq",band="0"} 0' in text
+    assert clean_log.denials() == []
+
+
 def _succeeded(broker: Any, task_id: str) -> bool:
     entries = broker.xrange("multiq:events")
     return any(task_id.encode() in fields[b"e"] and b"task-succeeded" in fields[b"e"]
