@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Dict, List
@@ -21,6 +22,7 @@ from helpers import free_port, wait_until  # noqa: E402
 from sysq_support import APPS, WORKER_ENV  # noqa: E402
 
 from multiq.metrics import scrape  # noqa: E402
+from multiq.patching import _installed  # noqa: E402
 
 pytestmark = pytest.mark.system
 
@@ -193,3 +195,49 @@ def test_a_broken_counter_key_costs_only_its_counts(make_app, start_worker, redi
     worker.wait_for_log("Could not count outcomes", timeout=10)
     assert "Could not commit" not in worker.log()
     assert not redis_client.exists("multiq:q:{alpha}:deadletter")
+
+
+@pytest.mark.timeout(40)
+@pytest.mark.parametrize("pool", ["threads", "asyncio", "gevent"])
+def test_every_pool_counts(make_app, start_worker, pool):
+    if pool == "gevent" and not _installed("gevent"):
+        pytest.skip("gevent is not installed (pip install 'multiq[gevent]')")
+    start_worker("sysq_metrics", "-Q", "alpha", "-c", "4", cwd=APPS, pool=pool,
+                 env=WORKER_ENV)
+    client = make_app("sysq_metrics_client")
+    results = [client.send_task(T(name), (i,), queue="alpha")
+               for i in range(3) for name in ("ok", "aok")]
+    assert sorted(r.get(timeout=20) for r in results) == [0, 0, 1, 1, 2, 2]
+    failures = [client.send_task(T("fail"), queue="alpha") for _ in range(2)]
+    for r in failures:
+        with pytest.raises(ValueError):
+            r.get(timeout=20)
+    text = parse(scrape(client))
+    for name, state, n in (("ok", "SUCCESS", 3), ("aok", "SUCCESS", 3), ("fail", "FAILURE", 2)):
+        assert value(text, "multiq_tasks_total", name=T(name), state=state, queue="alpha") == n
+        assert value(text, "multiq_task_runtime_seconds_count", name=T(name),
+                     queue="alpha") == n
+
+
+@pytest.mark.timeout(20)
+def test_the_exporter_never_shows_the_broker_password(process_tracker, env):
+    """The exporter's first line names the broker with its password masked (no Redis is
+    needed to start it: nothing is read before the first scrape)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "multiq", "-A", "sysq_metrics", "-b",
+         "redis://user:s3cr3t-pw@127.0.0.1:1/0",
+         "metrics", "--port", str(port)],
+        cwd=str(APPS), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process_tracker.track(proc)
+    line = proc.stdout.readline().decode()  # type: ignore[union-attr]
+    assert line.startswith("Serving metrics of redis://user:**@127.0.0.1:1/0 on "
+                           f"http://127.0.0.1:{port}/metrics"), line
+    with pytest.raises(urllib.error.HTTPError) as refused:  # Redis is not there: 503
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5)
+    assert refused.value.code == 503
+    body = refused.value.read().decode()
+    assert "s3cr3t-pw" not in body and body.startswith("Scrape failed")
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=10)
+    assert b"s3cr3t-pw" not in rest

@@ -1,6 +1,6 @@
-"""Tasks for tests/system/test_metrics.py: successes, failures and a task that retries
-once before it succeeds. A short liveness (``worker_lost_timeout`` 2 s) lets a killed
-node's key expire soon."""
+"""Tasks for tests/system/test_metrics.py: successes (``aok`` an ``async def`` one),
+failures and a task that retries once before it succeeds. A short liveness
+(``worker_lost_timeout`` 2 s) lets a killed node's key expire soon."""
 from __future__ import annotations
 
 import os
@@ -31,3 +31,8 @@ def flaky(self):
     if self.request.retries == 0:
         raise self.retry(countdown=0)
     return "second time"
+
+
+@app.task
+async def aok(x):
+    return x
