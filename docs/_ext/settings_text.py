@@ -94,6 +94,8 @@ DESCRIPTIONS = {
     "worker_heartbeat_interval": "Seconds between two heartbeats of a node in Redis.",
     "worker_hostname": "The node's name (``-n``), such as ``w1@%h``.",
     "worker_log_format": "Log line format of the worker.",
+    "worker_metrics": "Count task outcomes, run times and queue waits in Redis for "
+    "Prometheus (``multiq metrics``); ``--without-metrics`` turns it off for one node.",
     "worker_lost_timeout": "Seconds without a heartbeat after which a node is dead and its "
                            "tasks go to other nodes.",
     "worker_max_memory_per_child": "KiB of resident memory after which a pool process is "
