@@ -32,7 +32,12 @@ from multiq import config as config_mod
 from multiq import publishing, signals
 from multiq import task as task_mod  # in MultiQ's body, "Task" is the property
 from multiq.connopts import backend_options, broker_options
-from multiq.exceptions import BackendNotConfigured, ImproperlyConfigured, OperationalError
+from multiq.exceptions import (
+    BackendNotConfigured,
+    BrokerNotConfigured,
+    ImproperlyConfigured,
+    OperationalError,
+)
 from multiq.message import envelope
 from multiq.task import Task, check_time_limits
 
@@ -368,9 +373,9 @@ class MultiQ:
             with self._lock:
                 if self._broker is None:
                     from multiq.broker.redis import RedisBroker
-                    url = self.conf.broker_url or os.environ.get("MULTIQ_BROKER_URL")
+                    url = self.conf.broker_url
                     if not url:
-                        raise ImproperlyConfigured("No broker_url configured")
+                        raise BrokerNotConfigured()
                     self._broker = RedisBroker(url, broker_options(self.conf, self._node))
         return self._broker
 
@@ -381,7 +386,7 @@ class MultiQ:
             with self._lock:
                 if self._backend is None:
                     from multiq.backends.redis import RedisBackend
-                    url = self.conf.result_backend or os.environ.get("MULTIQ_RESULT_BACKEND")
+                    url = self.conf.result_backend
                     if not url:
                         raise BackendNotConfigured(
                             "No result backend is configured: pass backend=... to MultiQ() "

@@ -113,6 +113,11 @@ _PATH_NAMES = frozenset({"ssl_keyfile", "keyfile", "key_file", "ssl_key_file"})
 _URL = re.compile(r"[A-Za-z][\w+.-]*://[^\s;]*")
 _QUOTES = "'\""
 _RESERVED_ATTRS = frozenset({"changes"})
+
+#: Settings that an environment variable overrides, in the client as in the worker (as
+#: Celery's ``CELERY_BROKER_URL`` / ``CELERY_RESULT_BACKEND``): command line options first
+#: (``Settings.pin``), then these variables, then the app's own configuration.
+ENV_OVERRIDES = {"broker_url": "MULTIQ_BROKER_URL", "result_backend": "MULTIQ_RESULT_BACKEND"}
 _MISSING = object()
 
 MappingOrPairs = Union[Mapping[str, Any], Iterable[Tuple[str, Any]]]
@@ -229,9 +234,11 @@ def _ignored(key: str, value: Any) -> bool:
         return True
 
 
-def _rebuild(values: dict[str, Any], changes: dict[str, Any]) -> Settings:
+def _rebuild(values: dict[str, Any], changes: dict[str, Any],
+             pinned: Optional[Mapping[str, Any]] = None) -> Settings:
     settings = Settings()
     dict.update(settings, values)
+    settings._pinned.update(pinned or {})
     settings._warned = {key for key in changes if key in CELERY_SETTINGS}
     settings.changes = changes
     return settings
@@ -248,11 +255,13 @@ class Settings(dict[str, Any]):
 
     changes: dict[str, Any]
     _warned: set[str]
+    _pinned: dict[str, Any]
 
     def __init__(self, mapping: Optional[MappingOrPairs] = None, /, **kwargs: Any) -> None:
         super().__init__(copy.deepcopy(DEFAULTS))
         object.__setattr__(self, "changes", {})
         object.__setattr__(self, "_warned", set())
+        object.__setattr__(self, "_pinned", {})
         self._update(mapping, kwargs, stacklevel=3)
 
     def _set(self, key: str, value: Any, stacklevel: int) -> None:
@@ -304,6 +313,7 @@ class Settings(dict[str, Any]):
         if key not in self:
             raise KeyError(key)
         self.changes.pop(key, None)
+        self._pinned.pop(key, None)
         if key in DEFAULTS:
             dict.__setitem__(self, key, copy.deepcopy(DEFAULTS[key]))
         else:
@@ -330,8 +340,27 @@ class Settings(dict[str, Any]):
         dict.clear(self)
         dict.update(self, copy.deepcopy(DEFAULTS))
         self.changes.clear()
+        self._pinned.clear()
+
+    def pin(self, key: str, value: Any) -> None:
+        """Set ``key`` (one of :data:`ENV_OVERRIDES`) from the command line: it then wins
+        over its environment variable and over what the configuration sets later."""
+        key = key.lower()
+        self._set(key, value, stacklevel=3)
+        self._pinned[key] = value
+
+    def unpin(self, key: str) -> None:
+        """Undo :meth:`pin`: ``key`` reads its variable or its setting again."""
+        self._pinned.pop(key.lower(), None)
+
+    def _overridden(self, key: str) -> Any:
+        if key in self._pinned:
+            return self._pinned[key]
+        return os.environ.get(ENV_OVERRIDES[key]) or dict.__getitem__(self, key)
 
     def __getitem__(self, key: str) -> Any:
+        if key in ENV_OVERRIDES:
+            return self._overridden(key)
         try:
             return dict.__getitem__(self, key)
         except KeyError:
@@ -377,16 +406,17 @@ class Settings(dict[str, Any]):
 
     def copy(self) -> Settings:
         """A shallow copy that keeps track of the user's changes."""
-        return _rebuild(dict(self), dict(self.changes))
+        return _rebuild(dict(self), dict(self.changes), self._pinned)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return _rebuild, (dict(self), dict(self.changes))
+        return _rebuild, (dict(self), dict(self.changes), dict(self._pinned))
 
     def table(self, with_defaults: bool = False, censored: bool = True) -> dict[str, Any]:
         """The settings sorted by name; without defaults, only those that differ from them."""
         out: dict[str, Any] = {}
         for key in sorted(self):
-            value = dict.__getitem__(self, key)
+            value = self._overridden(key) if key in ENV_OVERRIDES \
+                else dict.__getitem__(self, key)
             unchanged = key not in self.changes and DEFAULTS.get(key, _MISSING) == value
             if unchanged and not with_defaults:
                 continue

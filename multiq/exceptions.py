@@ -14,6 +14,15 @@ class ImproperlyConfigured(MultiQError):
     """A setting is missing or has a value multiq cannot use."""
 
 
+class BrokerNotConfigured(ImproperlyConfigured):
+    """The app has no broker URL: none from ``-b``, ``MULTIQ_BROKER_URL`` or ``broker_url``."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message or (
+            "No broker configured: give -b redis://HOST:6379/0, set MULTIQ_BROKER_URL, "
+            "or set broker_url (MultiQ(broker=...)) in the app"))
+
+
 class NotRegistered(MultiQError, KeyError):
     """The task name is not registered with this app."""
 

@@ -40,6 +40,11 @@ from topologies import ClusterTopology, SentinelTopology  # noqa: E402
 BROKER_DB = 1
 BACKEND_DB = 2
 
+# These win over an app's own URLs (as Celery's CELERY_BROKER_URL does): one exported in the
+# shell must not send the tests' apps to that Redis. Subprocesses get the test's own.
+for _name in ("MULTIQ_BROKER_URL", "MULTIQ_RESULT_BACKEND"):
+    os.environ.pop(_name, None)
+
 
 @pytest.fixture(name="wait_until")
 def _wait_until() -> Any:

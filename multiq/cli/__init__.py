@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional
 import click
 
 from multiq import __version__
-from multiq.cli.base import global_options, merge_globals
+from multiq.cli.base import EX_CONFIG, global_options, merge_globals
 
 # command name -> module of multiq.cli that defines it (a function of the same name)
 COMMANDS: Dict[str, str] = {
@@ -49,8 +49,13 @@ def main() -> None:
     from multiq.patching import maybe_patch_concurrency
 
     maybe_patch_concurrency()  # (done already when started by ``multiq.__main__``)
+    from multiq.exceptions import BrokerNotConfigured
+
     try:
         cli(prog_name="multiq")
+    except BrokerNotConfigured as exc:  # raised where a command first needs the broker
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(EX_CONFIG)
     except Exception as exc:
         if "redis" not in sys.modules:  # not a Redis error: redis-py was never imported
             raise

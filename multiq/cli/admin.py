@@ -35,11 +35,17 @@ def redis_errors(fun: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fun)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from multiq.config import mask_url
-        from multiq.exceptions import BackendNotConfigured, ImproperlyConfigured
+        from multiq.exceptions import (
+            BackendNotConfigured,
+            BrokerNotConfigured,
+            ImproperlyConfigured,
+        )
         from multiq.redisconn import UNAVAILABLE
 
         try:
             return fun(*args, **kwargs)
+        except BrokerNotConfigured:
+            raise
         except (ImproperlyConfigured, BackendNotConfigured) as exc:
             raise click.UsageError(str(exc)) from exc
         except UNAVAILABLE as exc:
@@ -230,7 +236,7 @@ class DateTimeOrSeconds(click.ParamType):
 def call(ctx: click.Context, name: str, args: List[Any], task_kwargs: Dict[str, Any],
          **kwargs: Any) -> None:
     """Send a task by name and print its id."""
-    from multiq.exceptions import MultiQError
+    from multiq.exceptions import BrokerNotConfigured, MultiQError
 
     obj = merge_globals(ctx, kwargs)
     if kwargs["countdown"] is not None and kwargs["eta"] is not None:
@@ -241,6 +247,8 @@ def call(ctx: click.Context, name: str, args: List[Any], task_kwargs: Dict[str, 
             name, args, task_kwargs, countdown=kwargs["countdown"], eta=kwargs["eta"],
             expires=kwargs["expires"], queue=kwargs["queue"], priority=kwargs["priority"],
             serializer=kwargs["serializer"], task_type=app.tasks.get(name))
+    except BrokerNotConfigured:
+        raise
     except (MultiQError, TypeError, ValueError) as exc:
         raise click.UsageError(f"Cannot send {name}: {exc}") from exc
     click.echo(res.id)

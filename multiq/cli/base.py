@@ -14,6 +14,7 @@ EX_FAILURE = 1
 EX_USAGE = 64
 EX_UNAVAILABLE = 69
 EX_CANTCREAT = 73
+EX_CONFIG = 78
 
 GLOBAL_OPTIONS = ("app", "broker", "result_backend", "config", "workdir", "no_color", "quiet")
 
@@ -100,18 +101,19 @@ def load_app(options: Dict[str, Any]) -> Any:
     except click.UsageError:
         raise
     except Exception as exc:
-        raise click.UsageError(
-            f"Unable to load app {spec!r}: {type(exc).__name__}: {exc}") from exc
+        reason = _spec_hint(spec) or f"{type(exc).__name__}: {exc}"
+        raise click.UsageError(f"Unable to load app {spec!r}: {reason}") from exc
     if options.get("config"):
         try:
             app.config_from_object(options["config"])
         except ImportError as exc:
             raise click.UsageError(str(exc)) from exc
+    # -b / --result-backend (or their variables, which click reads) win over the app's
     if options.get("broker"):
-        app.conf.broker_url = options["broker"]
+        app.conf.pin("broker_url", options["broker"])
         app._reset_connections()
     if options.get("result_backend"):
-        app.conf.result_backend = options["result_backend"]
+        app.conf.pin("result_backend", options["result_backend"])
         app._reset_connections()
     fixup = getattr(app, "django_fixup", None)
     if fixup is not None:  # a Django project's app: its models before any task module
@@ -123,11 +125,33 @@ def load_app(options: Dict[str, Any]) -> Any:
     return app
 
 
+class ConfigurationError(click.ClickException):
+    """A missing or unusable setting: one line on stderr, exit 78 (EX_CONFIG)."""
+
+    exit_code = EX_CONFIG
+
+
+def require_broker(app: Any) -> None:
+    """Stop with one line naming the three ways to give a broker when the app has none."""
+    from multiq.exceptions import BrokerNotConfigured
+
+    if not app.conf.broker_url:
+        raise ConfigurationError(str(BrokerNotConfigured()))
+
+
 def _default_app() -> Any:
     """The app of ``--config`` without ``-A``: Celery's ``default`` app."""
     from multiq.app import MultiQ
 
     return MultiQ("default")
+
+
+def _spec_hint(spec: Optional[str]) -> str:
+    """A hint for an app given as a file (``-A main.py``, ``-A proj/app.py``)."""
+    if not spec or not spec.endswith(".py"):
+        return ""
+    module = spec[:-3].replace(os.sep, ".").replace("/", ".").strip(".")
+    return f"-A takes a module name, not a file name: use -A {module}"
 
 
 def find_app(spec: str) -> Any:

@@ -8,7 +8,13 @@ from typing import Any, Optional
 import click
 
 from multiq import __version__
-from multiq.cli.base import CLIContext, global_options, hold_pidfile, merge_globals
+from multiq.cli.base import (
+    CLIContext,
+    global_options,
+    hold_pidfile,
+    merge_globals,
+    require_broker,
+)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -39,6 +45,7 @@ def beat(ctx: click.Context, loglevel: str, logfile: Optional[str], pidfile: Opt
 
     obj: CLIContext = merge_globals(ctx, kwargs)
     app = obj.app
+    require_broker(app)
     pidfile = os.path.abspath(pidfile) if pidfile else None
     logfile = os.path.abspath(logfile) if logfile else None
     if detach and not os.environ.get(daemon.DAEMON_ENV):

@@ -17,6 +17,7 @@ from multiq.cli.base import (
     hold_pidfile,
     hostname_option,
     merge_globals,
+    require_broker,
 )
 
 
@@ -115,6 +116,7 @@ def worker(ctx: click.Context, **kwargs: Any) -> None:
     obj: CLIContext = merge_globals(ctx, kwargs)
     app = obj.app
     _apply_overrides(app, kwargs.pop("overrides", ()))
+    require_broker(app)
     opts = NodeOptions.from_cli(app, kwargs)
     pidfile = opts.pidfile_path()
     if kwargs["detach"] and not os.environ.get(daemon.DAEMON_ENV):

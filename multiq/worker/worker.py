@@ -286,7 +286,7 @@ class Worker:
         """The app's broker once its queues are declared; None if Redis stays away."""
         retry = self.app.conf.broker_connection_retry_on_startup
         delay, attempts = 0.2, int(self.app.conf.broker_connection_max_retries or 100)
-        url = self.app.conf.broker_url or os.environ.get("MULTIQ_BROKER_URL", "")
+        url = self.app.conf.broker_url or ""
         for attempt in range(attempts + 1):
             try:
                 broker = self.app.broker  # a cluster client connects when it is made

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 
+from multiq.config import ENV_OVERRIDES
+
 TEST_DBS = (1, 2)  # broker, results
 SESSION_DBS = (3, 4)
 _UNSET = object()
@@ -59,10 +61,15 @@ def configured(redis_url: str, settings: Mapping[str, Any], app: Optional[Any] =
         saved = {key.lower(): app.conf.changes.get(key.lower(), _UNSET) for key in settings}
         app.conf.update(settings)
         app.set_current()
+    for key in ENV_OVERRIDES:  # the test Redis, whatever MULTIQ_BROKER_URL says
+        if key in settings:
+            target.conf.pin(key, settings[key])
     try:
         yield target
     finally:
         target.close()
+        for key in ENV_OVERRIDES:
+            target.conf.unpin(key)
         _restore(target.conf, saved)
         state.local.current = previous_current
         if app is None and target in state.apps:
