@@ -35,6 +35,7 @@ from helpers import (  # noqa: E402
     start_worker_process,
     wait_until,
 )
+from redis_features import CLUSTER_FIXTURES, features  # noqa: E402
 from topologies import ClusterTopology, SentinelTopology  # noqa: E402
 
 BROKER_DB = 1
@@ -44,6 +45,28 @@ BACKEND_DB = 2
 # shell must not send the tests' apps to that Redis. Subprocesses get the test's own.
 for _name in ("MULTIQ_BROKER_URL", "MULTIQ_RESULT_BACKEND"):
     os.environ.pop(_name, None)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip, with the reason, a test that needs what the tests' redis-server lacks: a
+    cluster (``cluster`` mark or fixture) or ``acl`` Redis 7+, ``tls`` a build with TLS."""
+    needs = {
+        "cluster": item.get_closest_marker("cluster") is not None or bool(
+            CLUSTER_FIXTURES & set(getattr(item, "fixturenames", ()))),
+        "acl": item.get_closest_marker("acl") is not None,
+        "tls": item.get_closest_marker("tls") is not None,
+    }
+    if not any(needs.values()):
+        return
+    try:
+        found = features(find_redis_server())
+    except (FileNotFoundError, OSError):
+        return  # the fixtures fail with the reason
+    reasons = {"cluster": found.cluster_skip(), "acl": found.acl_skip(),
+               "tls": found.tls_skip()}
+    for what, needed in needs.items():
+        if needed and reasons[what]:
+            pytest.skip(reasons[what])
 
 
 @pytest.fixture(name="wait_until")

@@ -37,7 +37,7 @@ from sysq_control_support import APPS, env_for, node  # noqa: E402
 
 from multiq import MultiQ  # noqa: E402
 
-pytestmark = pytest.mark.system
+pytestmark = [pytest.mark.system, pytest.mark.acl]
 
 ROLES = ("producer", "worker", "monitor")
 WORKER = node("acl")

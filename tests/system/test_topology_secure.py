@@ -23,7 +23,7 @@ sys.path[:0] = [str(HERE), str(HERE / "apps")]
 from helpers import find_redis_server, free_port, tail, wait_until  # noqa: E402
 from sysq_support import TASK, runs, start  # noqa: E402
 
-pytestmark = pytest.mark.system
+pytestmark = [pytest.mark.system, pytest.mark.tls]
 
 PASSWORD = "s3cret-pw"
 SENTINEL_PASSWORD = "sentinel-pw"
