@@ -323,15 +323,57 @@ def time_limit(node: Node, task_name: str, soft: Optional[float] = None,
     return {"ok": f"time limits set for {task_name}: soft={soft} hard={hard}"}
 
 
+#: how long ``revoke --terminate`` waits for the tasks it signalled to end before it replies
+#: (below the command line's one-second default timeout)
+TERMINATE_WAIT = 0.6
+
+
 @command
 def revoke(node: Node, task_id: Any, terminate: bool = False,
            signal: str = "SIGTERM") -> Any:
     ids = check.task_ids(task_id)
     terminate = check.flag(terminate, "terminate")
     signo = check.signal_number(signal)
+    running = _running(node, ids) if terminate else set()
     killed = node.revoke(ids, terminate, signo)
-    suffix = f"; terminated {killed}" if killed else ""
-    return {"ok": f"tasks {ids} flagged as revoked{suffix}"}
+    text = f"tasks {ids} flagged as revoked"
+    if killed:  # "terminated" only once they are gone
+        left = _still_running(node, killed, TERMINATE_WAIT)
+        ended = [i for i in killed if i not in left]
+        if ended:
+            text += f"; terminated {ended}"
+        if left:
+            name = _sig_name(signo)
+            text += f"; {name} sent to {left}, not ended yet"
+    unkillable = sorted(running - set(killed))
+    if unkillable:
+        pool = node.pool_info().get("implementation", "this")
+        text += f"; {unkillable} cannot be terminated on the {pool} pool: they run to the end"
+    return {"ok": text}
+
+
+def _running(node: Node, ids: Sequence[str]) -> set:
+    wanted = set(ids)
+    return {req.id for req in node.running() if req.id in wanted}
+
+
+def _still_running(node: Node, ids: Sequence[str], wait: float) -> List[str]:
+    """Those of ``ids`` still running after up to ``wait`` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        left = _running(node, ids)
+        if not left or time.monotonic() >= deadline:
+            return [i for i in ids if i in left]
+        time.sleep(0.005)
+
+
+def _sig_name(signo: int) -> str:
+    import signal as signals
+
+    try:
+        return signals.Signals(signo).name
+    except ValueError:
+        return str(signo)
 
 
 @command

@@ -173,8 +173,12 @@ def test_rate_limit_cli_slows_the_next_tasks(nodes, client, rec, env):
 
     bad = cli(env, "control", "rate_limit", TASK("record"), "lots", "-d", name)
     assert f"->  {name}: ERROR" in bad.out, bad
+    assert bad.code == 1, bad  # an error reply fails the command (scripts see it)
     unknown = cli(env, "control", "rate_limit", "sysq_control.nope", "2/s", "-d", name)
     assert f"->  {name}: ERROR" in unknown.out, unknown
+    assert unknown.code == 1, unknown
+    as_json = cli(env, "control", "rate_limit", TASK("record"), "lots", "-d", name, "-j")
+    assert as_json.code == 1, as_json
 
 
 def test_rate_limit_python_api_and_lifting_it(nodes, client, rec):

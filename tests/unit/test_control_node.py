@@ -2,6 +2,8 @@
 reads and changes of the node's parts, with and without them."""
 from __future__ import annotations
 
+import threading
+import time
 from types import SimpleNamespace
 from typing import Any, List, Set
 
@@ -46,6 +48,25 @@ class RecordingPool(Pool):
         return self.concurrency
 
 
+class KillingPool(RecordingPool):
+    """Its running task ends a moment after the signal, as a killed child does."""
+
+    def terminate(self, ids: Set[str], signum: int) -> List[str]:
+        killed = super().terminate(ids, signum)
+        threading.Timer(0.05, self.requests.pop, (0,)).start()
+        return killed
+
+
+class ThreadPoolLike(RecordingPool):
+    """Runs its tasks in the node's own process: it can signal none of them."""
+
+    kind = "threads"
+
+    def terminate(self, ids: Set[str], signum: int) -> List[str]:
+        self.killed.append((ids, signum))
+        return []
+
+
 @pytest.fixture
 def worker() -> Worker:
     app = MultiQ("unit", broker="redis://127.0.0.1:1/0")
@@ -82,16 +103,35 @@ def test_reserved_is_what_the_pool_queues_then_what_the_consumer_prefetched(work
         "run": ["active", {"id": "run"}], "later": ["reserved", {"id": "later"}]}
 
 
-def test_revoke_with_terminate_asks_the_pool_and_says_what_it_killed(worker):
-    worker.pool = pool = RecordingPool()
+def test_revoke_with_terminate_answers_once_the_task_has_ended(worker):
+    worker.pool = pool = KillingPool()
     node = NodeControl(worker)
+    started = time.monotonic()
     reply = commands.dispatch(node, "revoke", {"task_id": ["run", "other"],
                                                "terminate": True, "signal": "KILL"})
     assert reply == {"ok": "tasks ['run', 'other'] flagged as revoked; terminated ['run']"}
+    assert time.monotonic() - started >= 0.05  # not before the task was gone
+    assert "run" not in [req.id for req in node.running()]
     assert pool.killed == [({"run", "other"}, 9)]
     assert {"run", "other"} <= set(node.revoked())
     commands.dispatch(node, "revoke", {"task_id": "quiet"})
     assert len(pool.killed) == 1
+
+
+def test_revoke_with_terminate_says_when_the_task_has_not_ended_yet(worker):
+    worker.pool = RecordingPool()  # signalled, but still running when the wait is over
+    reply = commands.dispatch(NodeControl(worker), "revoke", {"task_id": ["run"],
+                                                              "terminate": True})
+    assert reply == {"ok": "tasks ['run'] flagged as revoked; SIGTERM sent to ['run'], "
+                           "not ended yet"}
+
+
+def test_revoke_with_terminate_says_what_the_pool_cannot_kill(worker):
+    worker.pool = ThreadPoolLike()
+    reply = commands.dispatch(NodeControl(worker), "revoke", {"task_id": ["run", "next"],
+                                                              "terminate": True})
+    assert reply == {"ok": "tasks ['run', 'next'] flagged as revoked; ['run'] cannot be "
+                           "terminated on the threads pool: they run to the end"}
 
 
 def test_growing_the_pool_keeps_the_prefetch_in_step(worker):
