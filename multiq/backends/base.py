@@ -48,6 +48,12 @@ class RemoteError(Exception):
         msg = self.info.get("exc_message") or []
         return f"{self.info.get('exc_type')}: {', '.join(map(str, msg))}"
 
+    def __repr__(self) -> str:
+        """As the original's: ``ValueError('x')``, not ``RemoteError(...)`` (events show it)."""
+        msg = self.info.get("exc_message")
+        args = msg if isinstance(msg, (list, tuple)) else [msg]
+        return f"{self.info.get('exc_type') or 'Exception'}({', '.join(map(repr, args))})"
+
 
 def exception_to_dict(exc: BaseException) -> Dict[str, Any]:
     """``{exc_type, exc_message, exc_module}`` as Celery stores it; never raises.

@@ -5,7 +5,7 @@ import datetime as dt
 import sys
 import time
 from collections import Counter, deque
-from typing import Any, Deque, Dict, Optional
+from typing import Any, Callable, Deque, Dict, Iterator, Optional
 
 import click
 
@@ -70,6 +70,43 @@ class Monitor:
         return "\n".join(lines)
 
 
+#: seconds without any event before ``multiq events`` says why there may be none
+HINT_AFTER = 3.0
+
+
+def with_hint(receiver: Any, limit: Optional[int], timeout: Optional[float],
+              hint_after: float, hint: Callable[[], None]) -> Iterator[Dict[str, Any]]:
+    """The receiver's events, as ``itercapture(limit, timeout)`` yields them; ``hint()`` is
+    called once if none has come within ``hint_after`` seconds."""
+    start, seen, hinted = time.monotonic(), 0, False
+    while True:
+        left = None if timeout is None else timeout - (time.monotonic() - start)
+        if left is not None and left <= 0:
+            return
+        waiting = not seen and not hinted
+        window = left
+        if waiting:
+            till_hint = hint_after - (time.monotonic() - start)
+            window = till_hint if left is None else min(left, till_hint)
+        for body in receiver.itercapture(limit=None if limit is None else limit - seen,
+                                         timeout=window):
+            seen += 1
+            yield body
+        if (limit is not None and seen >= limit) or not waiting or receiver.should_stop:
+            return  # done, or the whole timeout has passed
+        if not seen and time.monotonic() - start >= hint_after:
+            hint()
+            hinted = True
+
+
+def _hint(app: Any) -> None:
+    live = len(app.broker.live_nodes())
+    who = "no node is running" if not live else \
+        f"{live} {'node is' if live == 1 else 'nodes are'} up"
+    click.echo(f"No events yet ({who}): start nodes with -E, or run "
+               "`multiq control enable_events`.", err=True)
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @global_options
 @click.option("--dump", is_flag=True, default=False, help="Print one line per event.")
@@ -88,7 +125,7 @@ def events(ctx: click.Context, dump: bool, from_start: bool, limit: Optional[int
     monitor, last_draw = Monitor(), 0.0
     live = sys.stdout.isatty()
     try:
-        for body in receiver.itercapture(limit=limit, timeout=timeout):
+        for body in with_hint(receiver, limit, timeout, HINT_AFTER, lambda: _hint(obj.app)):
             if dump:
                 click.echo(format_event(body))
                 continue

@@ -180,6 +180,23 @@ def test_prefork_node_sends_task_events_when_enabled(cluster):
     assert _of(cluster, again.id) == []
 
 
+def test_a_prefork_task_failed_event_shows_the_tasks_own_exception(cluster):
+    run = cli(cluster.env, "control", "enable_events", "-d", EVP)
+    assert run.code == 0, run
+    try:
+        bad = cluster.app.send_task(TASK("boom"), args=["evp-boom"], queue="evp")
+        failed = _wait_types(cluster, bad.id, ("task-failed",))[-1]
+    finally:
+        cli(cluster.env, "control", "disable_events", "-d", EVP)
+    # raised in a pool child, carried to the node: still the task's exception type
+    assert failed["exception"] == "SysqControlBoom('evp-boom')", failed
+    total = cluster.broker.xlen("multiq:events")
+    dump = cli(cluster.env, "events", "--dump", "--from-start", "--limit", str(total))
+    line = next(line for line in dump.out.splitlines()
+                if bad.id in line and "task-failed" in line)
+    assert "exception=SysqControlBoom('evp-boom')" in line, line
+
+
 def test_python_api_enable_and_disable_events(cluster):
     replies = cluster.app.control.enable_events(destination=[EVP], reply=True)
     assert list(flat(replies)) == [EVP] and "ok" in flat(replies)[EVP], replies
@@ -241,6 +258,29 @@ def test_events_dump_live_stops_at_limit(cluster):
     assert len(lines) == 2, proc.stdout  # -E nodes beat every second
     assert all("worker-heartbeat" in line or " task-" in line for line in lines), lines
     assert took < 5, took
+
+
+def test_events_dump_says_why_when_no_node_sends_events(cluster, redis_server):
+    # a database no node uses: no events at all; the hint comes after a few seconds
+    env = dict(cluster.env, MULTIQ_BROKER_URL=redis_server.url(5))
+    argv = [sys.executable, "-m", "multiq", "-A", "sysq_control", "events", "--dump",
+            "--timeout", "4.5"]
+    proc = subprocess.run(argv, env=env, cwd=str(APPS), stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=20)
+    assert proc.returncode == 0, proc
+    assert proc.stdout == ""
+    assert proc.stderr.strip() == ("No events yet (no node is running): start nodes with -E, "
+                                   "or run `multiq control enable_events`."), proc.stderr
+
+
+def test_events_dump_gives_no_hint_while_events_come(cluster):
+    argv = [sys.executable, "-m", "multiq", "-A", "sysq_control", "events", "--dump",
+            "--timeout", "4.5"]
+    proc = subprocess.run(argv, env=cluster.env, cwd=str(APPS), stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=20)
+    assert proc.returncode == 0, proc
+    assert "worker-heartbeat" in proc.stdout  # the -E nodes beat every second
+    assert "No events yet" not in proc.stderr, proc.stderr
 
 
 def test_worker_online_heartbeat_offline(cluster):
