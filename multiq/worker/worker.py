@@ -48,6 +48,7 @@ from multiq.worker.contact import Contact
 from multiq.worker.execute import Executor
 from multiq.worker.node import NodeControl
 from multiq.worker.state import WorkerState
+from multiq.worker.twins import warn_twins
 
 if TYPE_CHECKING:
     from multiq.broker.base import Broker
@@ -181,6 +182,7 @@ class Worker:
         if broker is None:
             return 1
         name, host = self.consumer_name, self.hostname
+        warn_twins(broker, host, name)
         kind = self._pool_class()
         committer = Committer(app, name, host)
         riding = rides(kind, broker, committer)

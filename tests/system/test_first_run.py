@@ -80,3 +80,14 @@ def test_the_client_program_follows_multiq_broker_url_too(
         text=True, timeout=30)
     assert client.returncode == 0, client.stderr
     assert client.stdout.strip() == "5"
+
+
+def test_a_second_node_of_the_same_name_warns(tmp_path: Path, start_worker) -> None:
+    (tmp_path / "main.py").write_text(NO_BROKER_APP)  # the broker comes from worker_env
+    first = start_worker("main", cwd=tmp_path, hostname="twin@%h")
+    second = start_worker("main", cwd=tmp_path, hostname="twin@%h")
+    log = second.log()
+    assert "Another node named twin@" in log and f"(pid {first.pid})" in log, log
+    assert "-n" in log
+    third = start_worker("main", cwd=tmp_path, hostname="other@%h")
+    assert "Another node named" not in third.log() + first.log()
