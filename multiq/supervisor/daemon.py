@@ -2,9 +2,11 @@
 
 The launcher forks; the fork opens a ``DaemonContext`` (double fork, ``setsid``, std streams
 to ``/dev/null``, working directory, umask, uid/gid) and runs the node, which reports over
-a pipe: ``READY`` once it consumes, or ``ERROR <reason>`` if it cannot start. The launcher
-exits 0 on READY and non-zero, with the reason, on anything else — so a supervisor knows a
-node really started rather than merely forked.
+a pipe: ``PID <pid>`` once it is a daemon, ``WAITING <reason>`` while it cannot reach
+Redis yet, then ``READY`` once it consumes, or ``ERROR <reason>`` if it cannot start. The
+launcher exits 0 on READY and non-zero, with the reason, on anything else — so a supervisor
+knows a node really started rather than merely forked. A node still not ready when the
+launcher stops waiting is stopped (TERM, then KILL), so a failed start leaves nothing running.
 """
 from __future__ import annotations
 
@@ -12,8 +14,9 @@ import grp
 import os
 import pwd
 import select
+import signal
 import time
-from typing import Callable, Optional, Union
+from typing import Callable, List, Optional, Tuple, Union
 
 DAEMON_ENV = "MULTIQ_DETACHED"  # set in a detached node, so a HUP re-exec stays detached
 EX_TEMPFAIL = 75
@@ -25,22 +28,35 @@ class Reporter:
     def __init__(self, fd: Optional[int]) -> None:
         self.fd = fd
 
-    def _send(self, text: str) -> None:
+    def _line(self, text: str) -> None:
         if self.fd is None:
             return
         try:
-            os.write(self.fd, text.encode("utf-8", "replace") + b"\n")
+            os.write(self.fd, text.replace("\n", " | ").encode("utf-8", "replace") + b"\n")
         except OSError:
             pass
+
+    def _send(self, text: str) -> None:
+        """The last word: the launcher stops reading after it."""
+        if self.fd is None:
+            return
+        try:
+            self._line(text)
         finally:
             os.close(self.fd)
             self.fd = None
+
+    def started(self) -> None:
+        self._line(f"PID {os.getpid()}")
+
+    def waiting(self, reason: str) -> None:
+        self._line("WAITING " + reason)
 
     def ready(self) -> None:
         self._send("READY")
 
     def error(self, reason: str) -> None:
-        self._send("ERROR " + reason.replace("\n", " | "))
+        self._send("ERROR " + reason)
 
 
 def parse_umask(value: Union[str, int, None]) -> Optional[int]:
@@ -72,9 +88,10 @@ def detach(
     run: Callable[[Reporter], int], *, workdir: Optional[str] = None,
     umask: Optional[int] = None, uid: Optional[int] = None, gid: Optional[int] = None,
     timeout: float = 60.0, on_failure: Optional[Callable[[str], None]] = None,
+    on_waiting: Optional[Callable[[str], None]] = None,
 ) -> int:
     """In the launcher: start ``run`` as a daemon and wait for its report; returns the exit
-    code the launcher should use."""
+    code the launcher should use. ``on_waiting`` hears why the node is not ready yet."""
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the daemon, checked by the system tests
@@ -82,13 +99,25 @@ def detach(
         _become_daemon(run, write_fd, workdir, umask, uid, gid)
     os.close(write_fd)
     os.waitpid(pid, 0)  # the first fork exits as soon as the daemon exists
-    reply = _read_reply(read_fd, timeout)
+    waited: List[str] = []
+
+    def heard(reason: str) -> None:
+        waited.append(reason)
+        if on_waiting is not None:
+            on_waiting(reason)
+
+    reply, daemon_pid = _read_reply(read_fd, timeout, heard)
     os.close(read_fd)
     if reply == "READY":
         return 0
-    reason = reply[6:] if reply.startswith("ERROR ") else (
-        "the node exited before it was ready" if reply == "EOF"
-        else f"the node is not ready after {timeout:g}s (it keeps trying in the background)")
+    if reply == "TIMEOUT":
+        stopped = daemon_pid is not None and _stop(daemon_pid)
+        reason = f"the node is not ready after {timeout:g}s" + (
+            f" ({waited[-1]})" if waited else "") + (
+            "; it was stopped" if stopped else "; it may still be running")
+    else:
+        reason = reply[6:] if reply.startswith("ERROR ") else \
+            "the node exited before it was ready"
     if on_failure is not None:
         on_failure(reason)
     if reply.startswith("ERROR 73") or "already exists" in reply:
@@ -112,6 +141,7 @@ def _become_daemon(run: Callable[[Reporter], int], write_fd: int, workdir: Optio
         )
         context.open()
         os.environ[DAEMON_ENV] = "1"
+        reporter.started()
         code = run(reporter)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
@@ -124,18 +154,48 @@ def _become_daemon(run: Callable[[Reporter], int], write_fd: int, workdir: Optio
         os._exit(code)
 
 
-def _read_reply(fd: int, timeout: float) -> str:
+def _read_reply(fd: int, timeout: float,
+                on_waiting: Callable[[str], None]) -> Tuple[str, Optional[int]]:
+    """The daemon's last word (``READY``, ``ERROR ...``, or ``EOF`` / ``TIMEOUT``) and its
+    pid; each ``WAITING`` line on the way goes to ``on_waiting``."""
     deadline = time.monotonic() + timeout
-    data = b""
-    while b"\n" not in data:
+    data, pid = b"", None
+    while True:
+        while b"\n" in data:
+            raw, data = data.split(b"\n", 1)
+            line = raw.decode("utf-8", "replace")
+            if line.startswith("PID ") and line[4:].isdigit():
+                pid = int(line[4:])
+            elif line.startswith("WAITING "):
+                on_waiting(line[8:])
+            else:
+                return line, pid
         left = deadline - time.monotonic()
         if left <= 0:
-            return "TIMEOUT"
+            return "TIMEOUT", pid
         ready, _, _ = select.select([fd], [], [], left)
         if not ready:
             continue
         chunk = os.read(fd, 4096)
         if not chunk:
-            return "EOF" if not data else data.decode("utf-8", "replace").strip()
+            return ("EOF" if not data.strip() else data.decode("utf-8", "replace").strip()), pid
         data += chunk
-    return data.split(b"\n", 1)[0].decode("utf-8", "replace")
+
+
+def _stop(pid: int, grace: float = 10.0) -> bool:
+    """TERM the daemon (a warm stop, also while it waits for Redis), KILL it after ``grace``
+    seconds; True once it is gone."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        for signum, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+            proc.send_signal(signum)
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                if proc.status() == psutil.STATUS_ZOMBIE:  # gone, not reaped yet
+                    return True
+                time.sleep(0.05)
+    except psutil.NoSuchProcess:
+        return True
+    return False

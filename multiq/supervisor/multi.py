@@ -9,13 +9,14 @@ a separate 0600 file, both removed with the pid file).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Protocol, Sequence
+from typing import Dict, List, Optional, Protocol, Sequence, Tuple
 
 import psutil
 
@@ -26,6 +27,8 @@ from multiq.supervisor.nodes import Node
 from multiq.supervisor.pidfile import Pidfile
 
 DEFAULT_START_TIMEOUT = 60.0
+#: what ``multiq worker --detach`` prints while its node waits for Redis
+WAITING = re.compile(r"node \S+ is (waiting for .*)$")
 DEFAULT_STOP_TIMEOUT = 300.0
 
 
@@ -110,19 +113,50 @@ class Supervisor:
         env = {**os.environ, **launch.env} if launch.env else None
         log_start = _size(self._main_log(node))
         try:
-            proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
-                                  text=True, timeout=timeout + 10, env=env)
+            code, output = self._launcher(node, argv, env, timeout + 10)
         except subprocess.TimeoutExpired:
             return False, "FAILED", (f"* not ready after {timeout:g}s\n"
                                       + self._log_tail(node, log_start))
         except OSError as exc:
             return False, "FAILED", f"* could not run {argv[0]}: {exc}"
-        if proc.returncode == 0:
+        if code == 0:
             return True, "OK", ""
-        output = mask_url((proc.stderr or proc.stdout or "").strip())
-        detail = f"* Child terminated with exit code {proc.returncode}"
+        output = mask_url(output.strip())
+        detail = f"* Child terminated with exit code {code}"
         extra = output or self._log_tail(node, log_start)
         return False, "FAILED", detail + ("\n" + extra if extra else "")
+
+    def _launcher(self, node: Node, argv: List[str], env: Optional[Dict[str, str]],
+                  timeout: float) -> Tuple[int, str]:
+        """Run a node's launcher: its exit code and output; what it says while the node
+        waits for Redis is reported at once (``w1@host: waiting for the broker at ...``)."""
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, env=env)
+        fired = threading.Event()
+
+        def kill() -> None:
+            fired.set()
+            proc.kill()
+
+        timer = threading.Timer(timeout, kill)
+        timer.start()
+        lines = []
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                waiting = WAITING.match(line.rstrip("\n"))
+                if waiting:
+                    self.reporter.say(f"\t> {node.name}: {mask_url(waiting.group(1))}")
+                else:
+                    lines.append(line)
+            code = proc.wait()
+        finally:
+            timer.cancel()
+            if proc.stdout is not None:
+                proc.stdout.close()
+        if fired.is_set():
+            raise subprocess.TimeoutExpired(argv, timeout)
+        return code, "".join(lines)
 
     def _launch(self, node: Node) -> Launch:
         """How to start ``node``: its saved launch (a bare ``restart``), else its own

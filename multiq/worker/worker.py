@@ -65,7 +65,8 @@ class Worker:
         exclude_queues: Optional[List[str]] = None,
         prefetch_multiplier: Optional[int] = None,
         on_ready: Optional[Callable[[], None]] = None,
-        on_exit: Optional[Callable[[], None]] = None, **options: Any,
+        on_exit: Optional[Callable[[], None]] = None,
+        on_waiting: Optional[Callable[[str], None]] = None, **options: Any,
     ) -> None:
         """``options`` are :data:`multiq.worker.config.OPTIONS`; others are kept, unused, in
         :attr:`extra` (as they always were accepted)."""
@@ -81,6 +82,8 @@ class Worker:
         self.notifier = Notifier.from_environ(unset=True)  # systemd Type=notify, if any
         self.on_ready = on_ready
         self.on_exit = on_exit
+        #: told once, with the reason, when the broker cannot be reached at start
+        self.on_waiting = on_waiting
         self.state = WorkerState()
         self.started = time.time()
         self.ready = False
@@ -299,7 +302,7 @@ class Worker:
                 self.failure = str(exc)
                 return None
             except UNAVAILABLE as exc:
-                reason = _masked(str(exc))  # a client error may quote the URL
+                reason = _masked(str(exc)).rstrip(".")  # may quote the URL; ends with "."
                 if not retry or attempt >= attempts or self.should_stop():
                     logger.critical("Cannot connect to the broker at %s: %s", _masked(url),
                                     reason)
@@ -307,6 +310,8 @@ class Worker:
                     return None
                 logger.error("Cannot connect to %s: %s. Trying again in %.1fs...",
                              _masked(url), reason, delay)
+                if attempt == 0 and self.on_waiting is not None:
+                    self.on_waiting(f"waiting for the broker at {_masked(url)}: {reason}")
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
         return None

@@ -210,6 +210,29 @@ def test_failing_node_is_reported_failed_and_leaves_nothing(multi, options, miss
     assert f"> {full(name)}: DOWN" in status.stdout, status
 
 
+@pytest.mark.timeout(60)
+def test_start_with_redis_down_says_it_waits_and_stops_the_node_it_gave_up_on(
+        multi, tmp_path):
+    from helpers import free_port
+
+    name = unique("down")
+    multi.env["MULTIQ_BROKER_URL"] = f"redis://127.0.0.1:{free_port()}/1"  # nothing there
+    run = multi("start", name, "-A", APP, "-c", "1", "--timeout=3")
+
+    assert run.returncode == 1, run
+    lines = run.stdout.splitlines()
+    waiting = [i for i, line in enumerate(lines)
+               if f"> {full(name)}: waiting for the broker at redis://127.0.0.1:" in line]
+    failed = [i for i, line in enumerate(lines) if f"> {full(name)}: FAILED" in line]
+    assert waiting and failed and waiting[0] < failed[0], run  # told while it waited
+    assert "not ready after 3s" in run.output and "it was stopped" in run.output, run
+    assert ".." not in run.output.replace("...", ""), run
+    assert procs_like(name) == [], "the node it reported FAILED is still running"
+    assert not multi.pidfile(name).exists()
+    status = multi("status", name)
+    assert f"> {full(name)}: DOWN" in status.stdout, status
+
+
 # -- 7. one log file per pool process ------------------------------------------------------------
 
 

@@ -62,7 +62,19 @@ def test_status_running_stale_down_and_exit_code(multi):
     assert re.match(rf"RUNNING\b.*\bpid {pids['w1']}\b", _line(mixed, "w1")), mixed
     assert _line(mixed, "w2").startswith("STALE"), mixed
     assert str(pids["w2"]) in _line(mixed, "w2"), mixed
+    assert str(multi.pidfile("w2")) in _line(mixed, "w2"), mixed
     assert _line(mixed, "w3").startswith("DOWN"), mixed
+    assert f"no pid file at {multi.pidfile('w3')}" in _line(mixed, "w3"), mixed
+
+    # without the --pidfile it was started with, status says which file it looked for
+    files, multi.files = multi.files, []
+    try:
+        elsewhere = multi("status", "w1")
+    finally:
+        multi.files = files
+    assert elsewhere.returncode != 0, elsewhere
+    assert re.search(r"DOWN\s+not running \(no pid file at /\S+w1\.pid\)",
+                     _line(elsewhere, "w1")), elsewhere
 
     only_w1 = multi("status", "w1")
     assert only_w1.returncode == 0, only_w1
