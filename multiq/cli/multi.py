@@ -29,6 +29,12 @@ multiq multi: start, stop and restart named worker nodes on this host.
 Templates: %n node name, %h full node name, %d host, %p full node name; %i / %I are
 expanded by each pool process (%n%I.log gives w1.log, w1-1.log, w1-2.log).
 Anything after -- is passed to every node.
+
+multi's own options: --pidfile / -p, --logfile / -f (defaults /var/run/multiq/%n.pid,
+/var/log/multiq/%n%I.log; give the same ones to every verb), -n / --hostname (host part
+of the names), --range-prefix (for counts), --prefix, --suffix, --executable, --cmd,
+--append, --timeout, --kill-after, --verbose, -q / --quiet, --nosplash, --no-color.
+Every other option goes to the nodes' `multiq worker`.
 """
 
 VERBS = ("start", "stop", "stopwait", "stop_verify", "restart", "kill", "status", "show",
@@ -191,9 +197,9 @@ def _status(sup: Any, printer: Printer) -> int:
                       f"{row.children} {'child' if row.children == 1 else 'children'}, "
                       f"{row.memory / 1048576:.1f} MiB")
         elif row.state == "stale":
-            detail = f"stale pid file (pid {row.pid} is not a live node)"
-        else:
-            detail = "not running"
+            detail = f"stale pid file {row.node.pidfile} (pid {row.pid} is not a live node)"
+        else:  # a node started with another --pidfile is not found here: say where we looked
+            detail = f"not running (no pid file at {row.node.pidfile})"
         click.echo(f"\t> {row.node.name}: {row.state.upper()}  {detail}")
     return 0 if all(r.state == "running" for r in rows) else 1
 
