@@ -5,9 +5,11 @@ import importlib
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import click
+
+from multiq.cli.compat import accepted
 
 EX_OK = 0
 EX_FAILURE = 1
@@ -43,7 +45,7 @@ class CLIContext:
 
 def global_options(fun: Callable[..., Any]) -> Callable[..., Any]:
     """Add the global options to a command too, so ``multiq worker -A proj`` works."""
-    decorators = [
+    decorators: List[Callable[[Any], Any]] = [
         click.option("-A", "--app", "app", default=None, envvar="MULTIQ_APP",
                      help="The app: module, module:attribute or package.module."),
         click.option("-b", "--broker", "broker", default=None, envvar="MULTIQ_BROKER_URL",
@@ -58,6 +60,8 @@ def global_options(fun: Callable[..., Any]) -> Callable[..., Any]:
                      help="No colours in the output."),
         click.option("-q", "--quiet", "quiet", is_flag=True, default=None,
                      help="Print less."),
+        accepted("--loader", reason="settings come from the app and --config"),
+        accepted("--skip-checks", flag=True, reason="there are no start-up checks to skip"),
     ]
     for decorate in reversed(decorators):
         fun = decorate(fun)

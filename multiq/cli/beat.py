@@ -15,13 +15,14 @@ from multiq.cli.base import (
     merge_globals,
     require_broker,
 )
+from multiq.cli.compat import accepted
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @global_options
 @click.option("-l", "--loglevel", default="WARNING", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "FATAL"],
-                                case_sensitive=False))
+                                case_sensitive=False), help="Logging level.")
 @click.option("-f", "--logfile", default=None, help="Log file (default: stderr).")
 @click.option("--pidfile", default=None, help="Pid file.")
 @click.option("-D", "--detach", is_flag=True, default=False, help="Run in the background.")
@@ -33,9 +34,14 @@ from multiq.cli.base import (
               help="Where the periodic tasks come from: 'redis' (default: beat_schedule and "
                    "app.beat), 'django' (the models of multiq.contrib.django.beat) or "
                    "module:Class. Default: the beat_scheduler setting.")
-@click.option("--uid", default=None)
-@click.option("--gid", default=None)
-@click.option("--umask", default=None)
+@click.option("--uid", default=None, help="User to run as (name or id), with --detach.")
+@click.option("--gid", default=None, help="Group to run as (name or id), with --detach.")
+@click.option("--umask", default=None, help="Umask (octal) of the detached process.")
+@accepted("-n", "--hostname",
+          reason="beat has no node name; its leader holds a lease in Redis")
+@accepted("--enable-remote-control/--no-enable-remote-control", flag=True,
+          reason="beat takes no remote control commands; control the nodes instead")
+@accepted("--executable", reason="beat runs the Python that runs multiq")
 @click.pass_context
 def beat(ctx: click.Context, loglevel: str, logfile: Optional[str], pidfile: Optional[str],
          detach: bool, max_interval: Optional[float], schedule_file: Optional[str],

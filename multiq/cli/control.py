@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence
@@ -68,6 +69,31 @@ def _destination(value: Optional[str]) -> Optional[List[str]]:
     return [nodename(v.strip()) for v in value.split(",") if v.strip()]
 
 
+def _list_option(kind: str, builtin: Sequence[str]) -> Any:
+    """``--list``: the commands (built in, then the app's own), one a line, and exit."""
+
+    def show(ctx: click.Context, param: Any, value: bool) -> None:
+        if not value or ctx.resilient_parsing:
+            return
+        from multiq.control.commands import CUSTOM
+
+        spec = ctx.params.get("app") or ctx.find_root().params.get("app") \
+            or os.environ.get("MULTIQ_APP")
+        if spec:  # the app's modules declare its own commands
+            from multiq.cli.base import find_app
+
+            find_app(spec).import_default_modules()
+        for name in builtin:
+            click.echo(name)
+        for name, custom in sorted(CUSTOM.items()):
+            if custom.kind == kind and name not in builtin:
+                click.echo(f"{name} {custom.signature}".rstrip())
+        ctx.exit(0)
+
+    return click.option("--list", "list_commands", is_flag=True, expose_value=False,
+                        callback=show, help=f"List the {kind} commands and exit.")
+
+
 def _common(fun: Any) -> Any:
     fun = click.option("-d", "--destination", default=None,
                        help="Comma list of node names to address (default: all).")(fun)
@@ -131,6 +157,7 @@ def _indent(value: Any) -> str:
 @click.argument("arguments", nargs=-1)
 @click.option("--include", "include", multiple=True,
               help="registered: task attributes to show (e.g. rate_limit).")
+@_list_option("inspect", INSPECT_COMMANDS)
 @_common
 @click.pass_context
 def inspect(ctx: click.Context, action: str, arguments: Sequence[str], include: Sequence[str],
@@ -193,6 +220,7 @@ def _control_arguments(action: str, arguments: Sequence[str], terminate: bool,
 @click.option("--terminate", is_flag=True, default=False,
               help="revoke: also kill the running task.")
 @click.option("--signal", "signal_name", default=None, help="revoke: signal to kill with.")
+@_list_option("control", CONTROL_COMMANDS)
 @_common
 @click.pass_context
 def control(ctx: click.Context, action: str, arguments: Sequence[str], terminate: bool,

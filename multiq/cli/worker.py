@@ -19,6 +19,7 @@ from multiq.cli.base import (
     merge_globals,
     require_broker,
 )
+from multiq.cli.compat import accepted
 
 
 def _concurrency(ctx: click.Context, param: Any, value: Optional[int]) -> Optional[int]:
@@ -75,11 +76,13 @@ def _split(values: Any) -> List[str]:
 @click.option("--uid", default=None, help="User to run as (name or id), with --detach.")
 @click.option("--gid", default=None, help="Group to run as (name or id), with --detach.")
 @click.option("--umask", default=None, help="Umask (octal) of the detached process.")
-@click.option("--executable", default=None, hidden=True)
+@accepted("--executable", reason="the node runs the Python that runs multiq")
 @click.option("--ready-timeout", type=float, default=60.0, show_default=True,
               help="With --detach: how long to wait for the node to be ready.")
 @click.option("--prefetch-multiplier", type=int, default=None,
               help="Messages held per pool slot (default 4).")
+@click.option("--disable-prefetch", is_flag=True, default=False,
+              help="Hold no message beyond the pool's free slots (--prefetch-multiplier 1).")
 @click.option("--max-tasks-per-child", type=int, default=None,
               help="Replace a pool child after this many tasks.")
 @click.option("--max-memory-per-child", type=int, default=None,
@@ -96,16 +99,36 @@ def _split(values: Any) -> List[str]:
               help="Do not count outcomes in Redis for Prometheus (worker_metrics).")
 @click.option("-B", "--beat", is_flag=True, default=False,
               help="Also run beat in this node (only one beat sends, whatever runs).")
-@click.option("-s", "--schedule", "schedule_file", default=None, hidden=True)
+@click.option("--scheduler", default=None,
+              help="With -B: where the periodic tasks come from (as beat's -S).")
+@accepted("-s", "--schedule-filename", "--schedule",
+          reason="beat's last-run times are kept in Redis, not in a file")
 @click.option("-I", "--include", multiple=True, help="Extra modules to import (comma list).")
-@click.option("--without-heartbeat", is_flag=True, hidden=True)
-@click.option("--without-gossip", is_flag=True, hidden=True)
-@click.option("--without-mingle", is_flag=True, hidden=True)
-@click.option("-O", "optimization", default=None, hidden=True)
-@click.argument("overrides", nargs=-1)
+@click.option("--purge", "--discard", "purge", is_flag=True, default=False,
+              help="Erase the waiting messages of the node's queues before it starts "
+                   "(no undo).")
+@click.option("--heartbeat-interval", type=float, default=None,
+              help="Seconds between the node's heartbeats (default 1).")
+@accepted("--without-heartbeat", flag=True,
+          reason="a node's heartbeat in Redis is its liveness, which redelivery relies on")
+@accepted("--without-gossip", flag=True,
+          reason="nodes know each other from their heartbeats in Redis, there is no gossip")
+@accepted("--without-mingle", flag=True,
+          reason="revokes are kept in Redis and read at start, there is no mingle")
+@accepted("-O", "--optimization",
+          reason="a node hands each message to a free pool slot, as -O fair does")
+@accepted("-S", "--statedb",
+          reason="revoked ids live in Redis and outlast restarts without a state file")
+@accepted("--pool-start-method", check=lambda v: None if v == "fork" else
+          "prefork children are forked; there is no other start method",
+          reason="prefork children are always forked")
+@click.argument("overrides", nargs=-1, metavar="[-- NAME=VALUE...]")
 @click.pass_context
 def worker(ctx: click.Context, **kwargs: Any) -> None:
-    """Start a worker node."""
+    """Start a worker node.
+
+    Settings may follow "--" as NAME=VALUE, each value read as JSON where it parses:
+    multiq -A proj worker -- worker_prefetch_multiplier=1 task_acks_late=true"""
     from multiq.supervisor import daemon
     from multiq.task import check_time_limits
 
@@ -117,6 +140,12 @@ def worker(ctx: click.Context, **kwargs: Any) -> None:
     app = obj.app
     _apply_overrides(app, kwargs.pop("overrides", ()))
     require_broker(app)
+    if kwargs["disable_prefetch"]:
+        kwargs["prefetch_multiplier"] = 1
+    if kwargs["heartbeat_interval"] is not None:
+        app.conf.worker_heartbeat_interval = kwargs["heartbeat_interval"]
+    if kwargs["scheduler"]:
+        app.conf.beat_scheduler = kwargs["scheduler"]
     opts = NodeOptions.from_cli(app, kwargs)
     pidfile = opts.pidfile_path()
     if kwargs["detach"] and not os.environ.get(daemon.DAEMON_ENV):
@@ -174,10 +203,14 @@ def _detach(obj: CLIContext, opts: NodeOptions, pidfile: Optional[str],
         if logfile:
             click.echo(tail(logfile, since=log_start), err=True)
 
+    def waiting(reason: str) -> None:
+        click.echo(f"node {opts.hostname} is {reason}; retrying for up to "
+                   f"{kwargs['ready_timeout']:g}s", err=True)
+
     return daemon.detach(
         lambda reporter: run_node(obj, opts, pidfile, reporter, detached=True),
         workdir=obj.options.get("workdir") or os.getcwd(), umask=umask, uid=uid, gid=gid,
-        timeout=kwargs["ready_timeout"], on_failure=failed,
+        timeout=kwargs["ready_timeout"], on_failure=failed, on_waiting=waiting,
     )
 
 
@@ -205,8 +238,8 @@ def run_node(obj: CLIContext, opts: NodeOptions, pidfile: Optional[str], reporte
     try:
         obj.app.import_default_modules()
         try:
-            node = Worker(obj.app, on_ready=reporter.ready, detached=detached,
-                          **opts.worker_kwargs())
+            node = Worker(obj.app, on_ready=reporter.ready, on_waiting=reporter.waiting,
+                          detached=detached, **opts.worker_kwargs())
         except ImproperlyConfigured as exc:
             reporter.error(str(exc))
             raise click.UsageError(str(exc)) from exc
@@ -214,6 +247,8 @@ def run_node(obj: CLIContext, opts: NodeOptions, pidfile: Optional[str], reporte
             click.echo(banner(node))
         elif detached:
             logging.getLogger("multiq.worker").info("\n%s", banner(node))
+        if opts.values.get("purge"):
+            _purge(obj.app, node.queues)
         conf = obj.app.conf
         # a daemon's stdout is /dev/null, and with a log file it is not the log: what the
         # tasks print would be lost, so it goes to the log (the pool's children inherit it)
@@ -236,6 +271,16 @@ def run_node(obj: CLIContext, opts: NodeOptions, pidfile: Optional[str], reporte
     if restarting:
         _reexec()
     return code
+
+
+def _purge(app: Any, queues: List[str]) -> None:
+    """``--purge``: what waits in the node's queues is erased before it consumes."""
+    from multiq.broker.deadletter import purge_queue
+
+    total = sum(purge_queue(app.broker, queue) for queue in queues)
+    logging.getLogger("multiq.worker").warning(
+        "purge: erased %d %s from %s", total, "message" if total == 1 else "messages",
+        ", ".join(queues))
 
 
 def _reexec() -> None:
