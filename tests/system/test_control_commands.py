@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import psutil
 import pytest
 
 HERE = Path(__file__).resolve().parent
@@ -140,6 +141,13 @@ def _wait_children(w, n, exclude=(), timeout=10.0):
     return wait_until(check, timeout=timeout,
                       message=f"node {w.pid} does not have {n} children (other than "
                               f"{sorted(exclude)}): {child_pids(w.pid)}")
+
+
+def _running(pid):
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _held(broker, queue):
@@ -291,7 +299,8 @@ def test_revoke_terminate_running_prefork_task(nodes, client, rec, env, how, sho
     began = time.monotonic()
     if how == "cli --terminate":
         run = cli(env, "control", "revoke", r.id, "--terminate", "-d", name)
-        _ok(run, name, "revoked")
+        _ok(run, name, f"terminated ['{r.id}']")
+        assert not _running(kid), "the reply said terminated while the task's process ran"
     elif how == "cli terminate SIGKILL":
         run = cli(env, "control", "terminate", "SIGKILL", r.id, "-d", name)
         _ok(run, name, "revoked")
