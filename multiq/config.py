@@ -40,6 +40,8 @@ DEFAULTS: dict[str, Any] = {
     "broker_url": None,
     "broker_use_ssl": False,
     "control_queue_expires": 10.0,
+    "dashboard_history_max_age": 7 * 86400,  # seconds a task stays in the dashboard's index
+    "dashboard_history_max_tasks": 100_000,  # tasks the dashboard's index keeps at most
     "enable_utc": True,
     "imports": [],
     "include": [],

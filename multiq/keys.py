@@ -39,6 +39,41 @@ Broker (one Redis, ``broker_url``; all names start with the prefix, default ``mu
                                              -> total microseconds
     multiq:metrics:wait             HASH     the same for the time from a message's ``sent``
                                              (or later eta) to the start of its run
+    multiq:beat:disabled            HASH     dynamic beat entries switched off from the
+                                             dashboard (same JSON as ``beat:entries``; beat
+                                             does not read it)
+
+Dashboard (``multiq dashboard``, on the broker's Redis; written only by the process holding
+``dash:feeder``, which reads ``events`` and keeps the read position with every batch)::
+
+    multiq:dash:feeder              STRING   lease of the dashboard that feeds the index
+                                             (expires unless renewed)
+    multiq:dash:pos                 STRING   last ``events`` entry id folded into the index:
+                                             a restarted dashboard resumes after it
+    multiq:dash:tasks               ZSET     task id -> time first seen (the history's order)
+    multiq:dash:ids                 ZSET     task ids, all scored 0 (prefix search by id)
+    multiq:dash:names               ZSET     task name -> time last seen
+    multiq:dash:by:<kind>:<value>   ZSET     task id -> time first seen, for <kind> ``name``,
+                                             ``state`` and ``node`` (search filters)
+    multiq:dash:t:<task id>         HASH     the task as its events tell: ``name``, ``state``,
+                                             ``hostname``, ``pid``, ``args``, ``kwargs``
+                                             (reprs), ``result``, ``exception``,
+                                             ``traceback``, ``runtime``, ``retries``,
+                                             ``queue``, ``parent_id``, ``root_id``,
+                                             ``first``, ``t_<event>`` (time of each kind),
+                                             ``resent_as`` / ``resent_from`` (re-sends)
+    multiq:dash:t:<task id>:log     LIST     its timeline: JSON {type, timestamp, hostname,
+                                             pid}, oldest first (at most 100)
+    multiq:dash:t:<task id>:kids    SET      ids of the tasks whose parent_id is this task
+    multiq:dash:rate:<minute>       HASH     "<second>:s" / "<second>:f" -> tasks succeeded /
+                                             failed in that second; expires after 20 minutes
+    multiq:dash:samples:<kind>      LIST     the latest 1,000 ``runtime`` / ``wait`` (queue
+                                             wait: started minus sent, or received) seconds
+    multiq:dash:search:<digest>     ZSET     a search's intersection of filters; expires
+                                             after 10 s
+
+The index is bounded by ``dashboard_history_max_tasks`` and ``dashboard_history_max_age``:
+the feeder deletes the oldest tasks' keys past either bound.
 
 Result store (``result_backend``, may be another Redis or database)::
 
@@ -135,6 +170,8 @@ class Keys:
         self.metrics_tasks = f"{p}:metrics:tasks"
         self.metrics_runtime = f"{p}:metrics:runtime"
         self.metrics_wait = f"{p}:metrics:wait"
+        self.beat_disabled = f"{p}:beat:disabled"
+        self.dash = f"{p}:dash"
 
     def _q(self, queue: str) -> str:
         return f"{self.prefix}:q:{{{queue}}}"
@@ -164,6 +201,40 @@ class Keys:
 
     def node(self, consumer: str) -> str:
         return f"{self.prefix}:node:{consumer}"
+
+
+class DashboardKeys:
+    """Names of the dashboard's keys (``<prefix>:dash:...``), see the table above."""
+
+    def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
+        p = f"{prefix.rstrip(':')}:dash"
+        self.feeder = f"{p}:feeder"
+        self.pos = f"{p}:pos"
+        self.tasks = f"{p}:tasks"
+        self.ids = f"{p}:ids"
+        self.names = f"{p}:names"
+        self._p = p
+
+    def by(self, kind: str, value: str) -> str:
+        return f"{self._p}:by:{kind}:{value}"
+
+    def task(self, task_id: str) -> str:
+        return f"{self._p}:t:{task_id}"
+
+    def timeline(self, task_id: str) -> str:
+        return f"{self._p}:t:{task_id}:log"
+
+    def children(self, task_id: str) -> str:
+        return f"{self._p}:t:{task_id}:kids"
+
+    def rate(self, minute: int) -> str:
+        return f"{self._p}:rate:{minute}"
+
+    def samples(self, kind: str) -> str:
+        return f"{self._p}:samples:{kind}"
+
+    def search(self, digest: str) -> str:
+        return f"{self._p}:search:{digest}"
 
 
 def child_consumer(node: str, index: int, generation: int) -> str:

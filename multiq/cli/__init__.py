@@ -20,6 +20,7 @@ COMMANDS: Dict[str, str] = {
     "call": "admin", "report": "admin", "deadletter": "deadletter", "inspect": "control",
     "control": "control", "status": "control", "events": "events", "beat": "beat",
     "metrics": "metrics",
+    "dashboard": "dashboard",
 }
 
 

@@ -127,6 +127,11 @@ class Control:
                  timeout: float = 1.0) -> Replies:
         return self.broadcast("shutdown", None, destination, reply, timeout)
 
+    def restart(self, destination: Any = None, reply: bool = False,
+                timeout: float = 1.0) -> Replies:
+        """Restart the nodes in place (a warm stop, then the same command again)."""
+        return self.broadcast("restart", None, destination, reply, timeout)
+
     def enable_events(self, destination: Any = None, reply: bool = False,
                       timeout: float = 1.0) -> Replies:
         return self.broadcast("enable_events", None, destination, reply, timeout)

@@ -383,6 +383,14 @@ def shutdown(node: Node) -> Any:
 
 
 @command
+def restart(node: Node) -> Any:
+    """Warm stop, then the node starts again in place (``multiq worker`` re-executes
+    itself with the same arguments, as on HUP)."""
+    node.request_restart()
+    return {"ok": "restarting (warm)"}
+
+
+@command
 def pool_grow(node: Node, n: int = 1) -> Any:
     if node.autoscaling():
         return {"error": "pool_grow is not allowed with autoscale; use autoscale MAX MIN"}

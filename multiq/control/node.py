@@ -84,6 +84,9 @@ class Node(Protocol):
     def request_stop(self, mode: str) -> None:
         """Ask for a ``"warm"`` or ``"cold"`` shutdown."""
 
+    def request_restart(self) -> None:
+        """Stop warm, then start again in place (same pid and arguments), as HUP does."""
+
     def grow(self, n: int) -> int:
         """Grow the pool by ``n`` (and the prefetch with it); returns its new size."""
 

@@ -101,6 +101,10 @@ class NodeControl:
     def request_stop(self, mode: str) -> None:
         self.worker.request_stop(mode)
 
+    def request_restart(self) -> None:
+        self.worker.restart_requested = True
+        self.worker.request_stop("warm")
+
     def grow(self, n: int) -> int:
         pool = self.worker.pool
         size = pool.grow(n) if pool is not None else 0
