@@ -27,7 +27,8 @@ COPIED = ("name", "hostname", "pid", "args", "kwargs", "result", "exception", "t
 TIMELINE_MAX = 100
 SAMPLES_MAX = 1000
 RATE_TTL = 20 * 60
-KNOWN = ("state", "first", "name", "hostname", "t_task-sent", "t_task-received", "t_state")
+KNOWN = ("state", "first", "name", "hostname", "t_task-sent", "t_task-received", "t_state",
+         "t_task-started", "waited")
 
 
 @dataclass
@@ -41,6 +42,8 @@ class Seen:
     sent: Optional[float] = None
     received: Optional[float] = None
     state_at: Optional[float] = None
+    started: Optional[float] = None
+    waited: bool = False
     new: bool = True
     changes: Dict[str, str] = field(default_factory=dict)
 
@@ -83,9 +86,10 @@ class History:
             pipe.hmget(self.keys.task(task_id), KNOWN)
         out: Dict[str, Seen] = {}
         for task_id, row in zip(order, pipe.execute() if order else []):
-            state, first, name, host, sent, received, at = (_text(v) for v in row)
+            state, first, name, host, sent, received, at, started, waited = \
+                (_text(v) for v in row)
             out[task_id] = Seen(state, _num(first), name, host, _num(sent), _num(received),
-                                _num(at), new=first is None)
+                                _num(at), _num(started), bool(waited), new=first is None)
         return out
 
     def _fold_one(self, pipe: Any, body: Dict[str, Any], s: Seen, now: float) -> None:
@@ -147,10 +151,10 @@ class History:
         elif kind == "task-received":
             s.received = ts
         elif kind == "task-started":
-            since = s.sent or s.received
-            if since is not None and ts >= since:
-                self._sample(pipe, "wait", ts - since)
-        elif kind in ("task-succeeded", "task-failed"):
+            s.started = ts
+        done = kind in ("task-succeeded", "task-failed")
+        self._wait(pipe, s, done)
+        if done:
             runtime = _num(body.get("runtime"))
             if runtime is not None:
                 self._sample(pipe, "runtime", runtime)
@@ -159,6 +163,19 @@ class History:
                 key = self.keys.rate(second // 60)
                 pipe.hincrby(key, f"{second}:{'s' if kind == 'task-succeeded' else 'f'}", 1)
                 pipe.expire(key, RATE_TTL)
+
+    def _wait(self, pipe: Any, s: Seen, done: bool) -> None:
+        """Queue wait, once per task: started minus sent; when the task is done and no
+        ``task-sent`` came (the sender's events are off), started minus received. (The
+        sender stamps ``task-sent`` once the message is out, so it may come late.)"""
+        if s.waited or s.started is None:
+            return
+        since = s.sent if s.sent is not None else s.received if done else None
+        if since is None:
+            return
+        s.waited = True
+        s.changes["waited"] = "1"
+        self._sample(pipe, "wait", max(0.0, s.started - since))
 
     def _sample(self, pipe: Any, kind: str, seconds: float) -> None:
         pipe.lpush(self.keys.samples(kind), repr(round(seconds, 6)))
