@@ -102,6 +102,8 @@ class History:
             pipe.zadd(k.ids, {task_id: 0})
         for field_name in COPIED:
             value = body.get(field_name)
+            if field_name == "hostname" and kind == "task-sent":
+                continue  # the sender's name, not a node's
             if value is not None and value != "":
                 s.changes[field_name] = value if isinstance(value, str) else json.dumps(value)
         s.changes[f"t_{kind}"] = repr(ts)
@@ -116,7 +118,6 @@ class History:
             s.hostname = host
             pipe.zadd(k.by("node", host), {task_id: s.first})
         elif kind == "task-sent":
-            s.changes.pop("hostname", None)  # the sender's name, not a node's
             s.changes["origin"] = str(host or "")
         self._move_state(pipe, task_id, s, _state_of(body), kind, ts)
         parent = body.get("parent_id")
