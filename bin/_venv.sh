@@ -5,6 +5,9 @@
 #                    on PATH; sets MQ_VENV and MQ_PY.
 #   mq_redis_server  export MULTIQ_REDIS_SERVER, the path of a runnable
 #                    redis-server (6.2 or newer), installing one if needed.
+#   mq_chromium      install Debian's chromium and chromium-driver (the dashboard's
+#                    browser test) with apt-get when missing and running as root;
+#                    never fatal: without them that test is skipped.
 #
 # The caller sets MQ_ROOT (the repository root) and `set -euo pipefail`.
 
@@ -117,4 +120,26 @@ mq_redis_server() {
         fi
     fi
     mq_die "no redis-server 6.2+ found or installable: put one on PATH or set MULTIQ_REDIS_SERVER"
+}
+
+# The dashboard's browser test drives /usr/bin/chromium through /usr/bin/chromedriver.
+# MULTIQ_NO_CHROMIUM=1 skips the install (the test then skips itself).
+mq_chromium() {
+    if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+        return 0
+    fi
+    if [ -n "${MULTIQ_NO_CHROMIUM:-}" ]; then
+        return 0
+    fi
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+        mq_log "no chromium/chromedriver (the browser test will be skipped; as root: apt-get install chromium chromium-driver)"
+        return 0
+    fi
+    mq_log "installing Debian's chromium and chromium-driver with apt-get (for the dashboard's browser test)"
+    if ! { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver </dev/null >/dev/null 2>&1 \
+        || { DEBIAN_FRONTEND=noninteractive apt-get update -qq </dev/null \
+             && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver </dev/null >/dev/null; }; }; then
+        mq_log "could not install chromium (the browser test will be skipped)"
+    fi
+    return 0
 }

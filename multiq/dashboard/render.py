@@ -175,6 +175,8 @@ def pretty(value: Any) -> str:
     if isinstance(value, str):
         return value
     try:
-        return json.dumps(value, indent=2, sort_keys=True, default=repr)
+        flat = json.dumps(value, sort_keys=True, default=repr)
+        return flat if len(flat) <= 100 else json.dumps(value, indent=2, sort_keys=True,
+                                                        default=repr)
     except (TypeError, ValueError):
         return repr(value)
