@@ -61,7 +61,9 @@ Dashboard (``multiq dashboard``, on the broker's Redis; written only by the proc
                                              ``traceback``, ``runtime``, ``retries``,
                                              ``queue``, ``parent_id``, ``root_id``,
                                              ``first``, ``t_<event>`` (time of each kind),
-                                             ``resent_as`` / ``resent_from`` (re-sends)
+                                             ``t_state`` (of the event that set ``state``),
+                                             ``origin`` (the sender), ``waited`` (queue
+                                             wait sampled), ``resent_as`` / ``resent_from``
     multiq:dash:t:<task id>:log     LIST     its timeline: JSON {type, timestamp, hostname,
                                              pid}, oldest first (at most 100)
     multiq:dash:t:<task id>:kids    SET      ids of the tasks whose parent_id is this task

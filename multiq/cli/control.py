@@ -21,8 +21,8 @@ from multiq.cli.base import (
 INSPECT_COMMANDS = ("stats", "active", "registered", "reserved", "scheduled", "revoked",
                     "ping", "conf", "query_task", "active_queues", "clock", "report")
 CONTROL_COMMANDS = ("enable_events", "disable_events", "revoke", "rate_limit", "time_limit",
-                    "shutdown", "pool_grow", "pool_shrink", "add_consumer", "cancel_consumer",
-                    "autoscale", "terminate")
+                    "shutdown", "restart", "pool_grow", "pool_shrink", "add_consumer",
+                    "cancel_consumer", "autoscale", "terminate")
 
 
 def _action(obj: CLIContext, action: str, kind: str, builtin: Sequence[str]) -> Any:
