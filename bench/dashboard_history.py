@@ -116,6 +116,8 @@ def main() -> None:
                 "task list, by name + state, uncached": "/tasks?name=bench.task3&state=SUCCESS",
                 "api/tasks, first page (50)": "/api/tasks",
                 "api/tasks, by name + state": "/api/tasks?name=bench.task0&state=FAILURE",
+                "overview page": "/",
+                "api/overview": "/api/overview",
                 "task page": f"/task/{middle}",
                 "api/task/info": f"/api/task/info/{middle}",
             }

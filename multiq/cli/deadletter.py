@@ -81,7 +81,7 @@ def show(ctx: click.Context, entry: str, as_json: bool, **kwargs: Any) -> None:
     """Everything about one entry (ENTRY is queue/entryid or a bare entry id)."""
     obj = merge_globals(ctx, kwargs)
     letter = _get(_letters(obj), entry, split_names(kwargs["queues"]))
-    fields = _details(letter, obj.app.conf.accept_content)
+    fields = entry_details(letter, obj.app.conf.accept_content)
     if as_json:
         click.echo(json.dumps(fields, indent=2, default=repr))
         return
@@ -102,7 +102,7 @@ def _get(letters: Any, ref: str, queues: List[str]) -> Any:
         sys.exit(EX_FAILURE)
 
 
-def _details(letter: Any, accept: Any) -> Dict[str, Any]:
+def entry_details(letter: Any, accept: Any) -> Dict[str, Any]:
     """The entry's fields, then the envelope's (args/kwargs decoded when possible)."""
     out: Dict[str, Any] = {"entry": letter.ref, "reason": letter.reason,
                            "time": _when(letter.time), "band": letter.band}

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Optional
+import threading
+import time
+from typing import Any, List, Optional, Set
 
 from multiq.dashboard.feeder import Feeder
 from multiq.dashboard.history import History
@@ -12,6 +14,8 @@ from multiq.dashboard.settings import DashboardSettings
 from multiq.keys import DashboardKeys
 
 logger = logging.getLogger("multiq.dashboard")
+#: seconds between two scans of the keyspace for dead-letter streams of unknown queues
+SCAN_EVERY = 60.0
 
 
 class Dashboard:
@@ -30,6 +34,9 @@ class Dashboard:
         self.auth = Authenticator(settings.credentials)
         self.feeder: Optional[Feeder] = Feeder(self.client, broker.keys.events, self.history) \
             if settings.feed else None
+        self._scan_lock = threading.Lock()
+        self._scanned: Set[str] = set()
+        self._scanned_at = float("-inf")
 
     @property
     def read_only(self) -> bool:
@@ -39,6 +46,16 @@ class Dashboard:
         from multiq.broker.deadletter import DeadLetters
 
         return DeadLetters(self.broker)
+
+    def queue_names(self) -> List[str]:
+        """The known queues, and those with a dead-letter stream (found by a scan of the
+        keyspace, done at most once a minute: it reads every key)."""
+        with self._scan_lock:
+            if time.monotonic() - self._scanned_at >= SCAN_EVERY:
+                self._scanned = set(self.deadletters().queues())
+                self._scanned_at = time.monotonic()
+            scanned = set(self._scanned)
+        return sorted(scanned | set(self.broker.queue_names()))
 
     def beat(self) -> Any:
         from multiq.dashboard.beatview import BeatView

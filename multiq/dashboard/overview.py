@@ -30,12 +30,10 @@ class QueueInfo:
                 "waiting": self.waiting}
 
 
-def queues(broker: Any, names: Optional[Sequence[str]] = None) -> List[QueueInfo]:
-    """Every known queue (and every queue with dead letters), in one pipeline."""
-    from multiq.broker.deadletter import DeadLetters
-
+def queues(broker: Any, names: Sequence[str]) -> List[QueueInfo]:
+    """These queues' figures, in one pipeline."""
     k = broker.keys
-    names = sorted(names if names is not None else DeadLetters(broker).queues())
+    names = sorted(names)
     pipe = broker.client.pipeline(transaction=False)
     for queue in names:
         for band in BANDS:

@@ -76,9 +76,22 @@ class Shots:
 
 
 def text_of(browser, element_id):
+    """The element's text; "" while it is not there (a page still loading)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
-    return browser.find_element(By.ID, element_id).text
+    try:
+        return browser.find_element(By.ID, element_id).text
+    except (NoSuchElementException, StaleElementReferenceException):
+        return ""
+
+
+def open_page(browser, url, element_id):
+    """Load ``url``; whether it has the element ``element_id``."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(url)
+    return bool(browser.find_elements(By.ID, element_id))
 
 
 def click_submit(browser, form_action_suffix):
@@ -113,6 +126,7 @@ def test_overview_search_revoke_and_requeue_in_a_browser(fleet, server, browser,
                    interval=0.2, message="the live throughput never rose")
         wait_until(lambda: int(browser.find_element(By.ID, "throughput")
                                .get_attribute("data-total") or 0) >= 20, timeout=10)
+        assert text_of(browser, "nodes")
         assert fleet.hostname("bw") in text_of(browser, "nodes")
         shots.take("overview")
     finally:
@@ -135,8 +149,8 @@ def test_overview_search_revoke_and_requeue_in_a_browser(fleet, server, browser,
     shots.take("task")
 
     later = app.send_task("sysq_dash.add", [1, 1], countdown=60)
-    browser.get(f"{base}/task/{later.id}")
-    wait_until(lambda: later.id in text_of(browser, "task-id"), timeout=10)
+    # its page exists once the dashboard has folded the task-sent event
+    wait_until(lambda: open_page(browser, f"{base}/task/{later.id}", "task-id"), timeout=10)
     click_submit(browser, f"/task/{later.id}/revoke")
     wait_until(lambda: "revoked" in text_of(browser, "flash"), timeout=10)
     assert app.broker.client.zscore(app.broker.keys.revoked, later.id) is not None

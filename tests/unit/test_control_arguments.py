@@ -89,6 +89,9 @@ class FakeWorker:
     def request_stop(self, mode: str) -> None:
         self.changes.append(("stop", mode))
 
+    def request_restart(self) -> None:
+        self.changes.append(("restart",))
+
     def grow(self, n: int) -> int:
         self.changes.append(("grow", n))
         return 2
@@ -196,3 +199,11 @@ def test_revoke_terminate_passes_the_signal_number():
     worker = FakeWorker()
     commands.dispatch(worker, "revoke", {"task_id": "a", "terminate": True, "signal": "KILL"})
     assert worker.changes[-1] == ("terminate", ["a"], 9)
+
+
+def test_restart_asks_the_node_to_restart_and_takes_no_arguments():
+    worker = FakeWorker()
+    assert commands.dispatch(worker, "restart", {}) == {"ok": "restarting (warm)"}
+    assert worker.changes == [("restart",)]
+    assert "error" in commands.dispatch(worker, "restart", {"now": True})
+    assert worker.changes == [("restart",)]

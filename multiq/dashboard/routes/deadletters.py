@@ -25,13 +25,13 @@ def listing(dash: Any, queue: str = "") -> Dict[str, Any]:
 def entry(dash: Any, queue: str, entry_id: str) -> Optional[Dict[str, Any]]:
     """One entry's fields, its envelope's header and its decoded arguments."""
     from multiq.broker.deadletter import DeadLetterNotFound
-    from multiq.cli.deadletter import _details
+    from multiq.cli.deadletter import entry_details
 
     try:
         letter = dash.deadletters().get(f"{queue}/{entry_id}")
     except (DeadLetterNotFound, ValueError):
         return None
-    return {"queue": queue, **_details(letter, dash.app.conf.accept_content)}
+    return {"queue": queue, **entry_details(letter, dash.app.conf.accept_content)}
 
 
 async def letters_page(request: Request) -> Response:

@@ -16,7 +16,7 @@ from multiq.dashboard.render import dash_of, data, page
 def snapshot(dash: Any) -> Dict[str, Any]:
     """Everything the overview shows, as JSON."""
     return {"nodes": overview.nodes(dash.broker),
-            "queues": [q.to_json() for q in overview.queues(dash.broker)],
+            "queues": [q.to_json() for q in overview.queues(dash.broker, dash.queue_names())],
             "throughput": overview.throughput(dash.client, dash.keys),
             "percentiles": overview.percentiles(dash.client, dash.keys),
             "history": dash.search.count()}
@@ -34,7 +34,9 @@ async def api_overview(request: Request) -> Response:
 
 
 async def api_queues(request: Request) -> Response:
-    queues: List[Any] = await run_in_threadpool(overview.queues, dash_of(request).broker)
+    dash = dash_of(request)
+    queues: List[Any] = await run_in_threadpool(
+        lambda: overview.queues(dash.broker, dash.queue_names()))
     return data({"active_queues": [{"name": q.name, "messages": q.waiting, **q.to_json()}
                                    for q in queues]})
 
