@@ -60,6 +60,7 @@ Dashboard (``multiq dashboard``, on the broker's Redis; written only by the proc
                                              (reprs), ``result``, ``exception``,
                                              ``traceback``, ``runtime``, ``retries``,
                                              ``queue``, ``parent_id``, ``root_id``,
+                                             ``group_id``, ``chord_id``,
                                              ``first``, ``t_<event>`` (time of each kind),
                                              ``t_state`` (of the event that set ``state``),
                                              ``origin`` (the sender), ``waited`` (queue

@@ -23,7 +23,8 @@ STATES = {"task-sent": "PENDING", "task-received": "RECEIVED", "task-started": "
 READY = frozenset({"SUCCESS", "FAILURE", "REVOKED", "REJECTED"})
 #: event fields copied into the task's hash (all as text)
 COPIED = ("name", "hostname", "pid", "args", "kwargs", "result", "exception", "traceback",
-          "runtime", "retries", "queue", "parent_id", "root_id", "eta", "expires")
+          "runtime", "retries", "queue", "parent_id", "root_id", "eta", "expires", "group_id",
+          "chord_id")
 TIMELINE_MAX = 100
 SAMPLES_MAX = 1000
 RATE_TTL = 20 * 60

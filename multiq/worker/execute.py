@@ -96,7 +96,7 @@ class Executor:
                 "task-received", uuid=msg.id, name=msg.task, args=events.safe_repr(msg.args),
                 kwargs=events.safe_repr(msg.kwargs), retries=msg.retries, eta=msg.eta,
                 expires=msg.expires, queue=msg.queue, root_id=msg.root_id,
-                parent_id=msg.parent_id)
+                parent_id=msg.parent_id, **_membership(msg.options))
         if signals.task_received.has_receivers():
             signals.task_received.send(sender=self, request=req)
         return req
@@ -313,3 +313,13 @@ def _envelope_of(data: bytes) -> Optional[Dict[str, Any]]:
     except Exception:  # (RecursionError included)
         return None
     return env if type(env) is dict else None
+
+
+def _membership(options: Dict[str, Any]) -> Dict[str, Any]:
+    """The group and chord a task belongs to (a chord's header task, or its body's
+    ``chord_of``), for its ``task-received`` event."""
+    if not options:
+        return {}
+    chord = options.get("chord")
+    return {"group_id": options.get("group_id"),
+            "chord_id": chord.get("id") if type(chord) is dict else options.get("chord_of")}

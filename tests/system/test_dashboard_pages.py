@@ -156,6 +156,20 @@ def test_task_page_shows_arguments_outcome_timeline_and_family(web, app, fleet):
     assert f'/task/{parent.id}"' in web.get(f"/task/{child_id}").text
 
 
+def test_task_pages_show_group_and_chord_membership(web, app):
+    from multiq import chord
+
+    header = [app.signature("sysq_dash.add", args=(i, i)) for i in range(3)]
+    result = chord(header, app.signature("sysq_dash.total")).apply_async()
+    assert result.get(timeout=15) == 6
+    body = wait_task(web, result.id, "SUCCESS")
+    members = [wait_task(web, r.id, "SUCCESS") for r in result.parent.results]
+    assert body["chord_id"] and {m["chord_id"] for m in members} == {body["chord_id"]}
+    assert len({m["group_id"] for m in members}) == 1 and members[0]["group_id"]
+    html = web.get(f"/task/{members[0]['id']}").text
+    assert body["chord_id"] in html and members[0]["group_id"] in html
+
+
 def test_what_a_task_returns_is_shown_as_text_never_as_markup(web, app):
     r = app.send_task("sysq_dash.evil", [SCRIPT])
     assert r.get(timeout=10) == SCRIPT

@@ -137,6 +137,8 @@ async def api_task(request: Request) -> Response:
 async def api_result(request: Request) -> Response:
     task_id = request.path_params["task_id"]
     dash = dash_of(request)
+    if not dash.app.conf.result_backend:
+        return data({"error": "no result backend is configured"}, 404)
     doc = await run_in_threadpool(dash.app.backend.get_meta, task_id)
     return data({"task-id": task_id, "state": doc.get("status", "PENDING"),
                  "result": doc.get("result"), "traceback": doc.get("traceback")})

@@ -47,3 +47,8 @@ def nap(seconds):
 def parent(self):
     """Sends one child (``add``) and returns its id."""
     return add.delay(1, 1).id
+
+
+@app.task
+def total(values):
+    return sum(values)
