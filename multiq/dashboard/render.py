@@ -8,7 +8,7 @@ import functools
 import json
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict, Optional
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import jinja2
 from starlette.requests import Request
@@ -143,7 +143,8 @@ def _back(request: Request, back: Optional[Callable[[Request], str]], **outcome:
         target = back(request)
     else:
         parts = urlsplit(request.headers.get("referer", ""))
-        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k not in ("msg", "err")])
+        target = parts.path + (f"?{query}" if query else "")
     prefix = dash_of(request).settings.prefix
     if not target.startswith(prefix + "/"):
         target = prefix + "/"

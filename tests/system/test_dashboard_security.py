@@ -135,7 +135,8 @@ def test_redis_passwords_are_masked_on_every_page(tmp_path, process_tracker):
     try:
         url = f"redis://:{PASSWORD}@127.0.0.1:{server.port}"
         app = MultiQ("sysq_dash", broker=f"{url}/1", backend=f"{url}/2",
-                     result_extended=True, set_as_current=False)
+                     result_extended=True, set_as_current=False,
+                     result_backend_transport_options={"password": "nested-" + PASSWORD})
         app.send_task("sysq_dash.add", [1, 2], queue="q1")
         app.send_task("sysq_dash.not_a_task", queue="q1")
         with dashboard(app) as web:
@@ -148,6 +149,7 @@ def test_redis_passwords_are_masked_on_every_page(tmp_path, process_tracker):
                 assert PASSWORD not in response.text, path
                 seen += response.text
             assert f"redis://:**@127.0.0.1:{server.port}/1" in seen
+            assert "result_backend_transport_options" in seen  # the configuration, masked
         app.close()
     finally:
         server.stop()

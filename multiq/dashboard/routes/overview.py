@@ -26,7 +26,9 @@ async def home(request: Request) -> Response:
     snap = await run_in_threadpool(snapshot, dash_of(request))
     tp = snap["throughput"]
     recent = {"succeeded": sum(tp["succeeded"][-60:]), "failed": sum(tp["failed"][-60:])}
-    return page(request, "overview.html", snap=snap, recent=recent, title="Overview")
+    conf = dash_of(request).app.conf.humanize(censored=True)
+    return page(request, "overview.html", snap=snap, recent=recent, conf=conf,
+                title="Overview")
 
 
 async def api_overview(request: Request) -> Response:
