@@ -94,6 +94,9 @@ DESCRIPTIONS = {
     "worker_heartbeat_interval": "Seconds between two heartbeats of a node in Redis.",
     "worker_hostname": "The node's name (``-n``), such as ``w1@%h``.",
     "worker_log_format": "Log line format of the worker.",
+    "dashboard_history_max_tasks": "Most tasks the dashboard's history keeps; the oldest "
+    "leave first.",
+    "dashboard_history_max_age": "Seconds a task stays in the dashboard's history.",
     "worker_metrics": "Count task outcomes, run times and queue waits in Redis for "
     "Prometheus (``multiq metrics``); ``--without-metrics`` turns it off for one node.",
     "worker_lost_timeout": "Seconds without a heartbeat after which a node is dead and its "
