@@ -341,10 +341,10 @@ def test_pool_grow_and_shrink_change_the_children(nodes, client, env):
     (kid,) = _wait_children(w, 1)
 
     def shrunk():  # the node reaps its retired children within its reader's 1 s tick
-        stats = client.control.inspect(destination=[name]).stats()[name]
-        return stats if stats["pool"]["processes"] == [kid] else None
+        stats = (client.control.inspect(destination=[name]).stats() or {}).get(name)
+        return stats if stats and stats["pool"]["processes"] == [kid] else None
 
-    stats = wait_until(shrunk, timeout=3, interval=0.1,
+    stats = wait_until(shrunk, timeout=6, interval=0.1,
                        message="stats still lists the retired children")
     assert stats["pool"]["max-concurrency"] == 1
     assert stats["prefetch_count"] == 4
