@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
@@ -67,6 +68,21 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     for what, needed in needs.items():
         if needed and reasons[what]:
             pytest.skip(reasons[what])
+
+
+@pytest.fixture(autouse=True)
+def _keep_time_zone() -> Iterator[None]:
+    """The test process's time zone outlives no test: Django sets ``TZ`` (and calls
+    ``tzset``) to its settings' ``TIME_ZONE`` when it reads them, America/Chicago by
+    default, and the tests that follow would read local times in it."""
+    before = os.environ.get("TZ")
+    yield
+    if os.environ.get("TZ") != before:
+        if before is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
 
 
 @pytest.fixture(name="wait_until")
