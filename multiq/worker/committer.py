@@ -64,6 +64,8 @@ class Committer:
         self._due = False  # write without waiting out the linger
         self._since = 0.0  # when the oldest waiting item came in
         self._stopping = False
+        self._flushers = 0  # threads in flush()
+        self._writer_blocked = False  # the writer waits for the batch in hand, items behind it
         self._thread = threading.Thread(target=self._loop, name="committer", daemon=True)
 
     @property
@@ -234,7 +236,12 @@ class Committer:
                 self._items.extendleft(reversed(back))
                 self._due = True
             self._busy, self._in_hand = False, []
-            self._cond.notify_all()
+            # only who waits on the batch in hand: the writer thread, when it was told of
+            # items that came in meanwhile, and flush(); waking the writer for nothing,
+            # batch after batch, would cost the riding consumer a thread switch each time
+            # (what it hands in quietly, wake=False, its next fetch takes along)
+            if self._writer_blocked or self._flushers:
+                self._cond.notify_all()
 
     def holding(self) -> Set[bytes]:
         """Stream entry ids whose outcome waits here or is being written."""
@@ -254,11 +261,15 @@ class Committer:
         with self._cond:
             self._due = True
             self._cond.notify_all()
-            while self._items or self._busy:
-                left = deadline - time.monotonic()
-                if left <= 0 or not self._thread.is_alive():
-                    return False
-                self._cond.wait(min(left, 0.1))
+            self._flushers += 1
+            try:
+                while self._items or self._busy:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or not self._thread.is_alive():
+                        return False
+                    self._cond.wait(min(left, 0.1))
+            finally:
+                self._flushers -= 1
         return True
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -282,7 +293,9 @@ class Committer:
                     if not self._items and self._stopping:
                         return
                     if not self._items or self._busy:  # (another thread writes: see take)
+                        self._writer_blocked = bool(self._items)  # (see _release)
                         self._cond.wait()
+                        self._writer_blocked = False
                         continue
                     left = self._since + LINGER - time.monotonic()
                     if self._due or self._stopping or len(self._items) >= BATCH_MAX \
