@@ -19,6 +19,7 @@ from typing import (
     Iterable,
     Iterator,
     List,
+    NamedTuple,
     Optional,
     Sequence,
     Tuple,
@@ -47,6 +48,14 @@ if TYPE_CHECKING:
     from multiq._typing import BoundTaskDecorator, P, R, TaskDecorator
     from multiq.broker.base import Broker
     from multiq.task import AsyncTask
+
+class Spares(NamedTuple):
+    """A broker and a backend made for a forked child (see ``MultiQ._spares``)."""
+
+    settings: Tuple[Any, ...]
+    broker: Optional[Broker]
+    backend: Any
+
 
 logger = logging.getLogger("multiq.app")
 
@@ -210,6 +219,55 @@ class MultiQ:
         self._broker = self._backend = None
         self._sender = None
 
+    def _spares(self) -> Spares:
+        """A broker and a result backend built from the current settings and never
+        connected: a prefork node builds them before it forks, for each child to adopt
+        (:meth:`_adopt`), so the children share what building them touches instead of
+        each touching a copy of its own. None for a Redis Cluster's client, which connects
+        as it is built, and for a backend not configured."""
+        broker = backend = None
+        if not getattr(self.broker, "cluster", False):
+            broker = self._new_broker()
+        if self.conf.result_backend and not getattr(self.backend, "sharded", False):
+            backend = self._new_backend()
+        return Spares(self._settings(), broker, backend)
+
+    def _adopt(self, spares: Optional[Spares]) -> None:
+        """In a forked child: the ``spares`` become the broker and the backend, unless one
+        was made meanwhile or the settings changed since they were built (then the next
+        use builds its own)."""
+        if spares is None or spares.settings != self._settings():
+            return
+        if self._broker is None:
+            self._broker = spares.broker
+        if self._backend is None:
+            self._backend = spares.backend
+
+    def _settings(self) -> Tuple[Any, ...]:
+        """What the broker and the backend are built from."""
+        conf = self.conf
+        return (conf.broker_url, broker_options(conf, self._node), conf.result_backend,
+                conf.result_expires, backend_options(conf))
+
+    def _new_broker(self) -> Broker:
+        from multiq.broker.redis import RedisBroker
+        url = self.conf.broker_url
+        if not url:
+            raise BrokerNotConfigured()
+        return RedisBroker(url, broker_options(self.conf, self._node))
+
+    def _new_backend(self) -> Any:
+        from multiq.backends.redis import RedisBackend
+        url = self.conf.result_backend
+        if not url:
+            raise BackendNotConfigured(
+                "No result backend is configured: pass backend=... to MultiQ() "
+                "or set result_backend to read task results"
+            )
+        if url == "redis":  # Celery's shorthand: results next to the broker
+            url = self.conf.broker_url
+        return RedisBackend(url, self.conf.result_expires, backend_options(self.conf))
+
     def autodiscover_tasks(self, packages: Any = None, related_name: str = "tasks",
                            force: bool = False) -> None:
         """Import ``<package>.<related_name>`` of each package (lazily, unless ``force``)."""
@@ -372,11 +430,7 @@ class MultiQ:
         if self._broker is None:
             with self._lock:
                 if self._broker is None:
-                    from multiq.broker.redis import RedisBroker
-                    url = self.conf.broker_url
-                    if not url:
-                        raise BrokerNotConfigured()
-                    self._broker = RedisBroker(url, broker_options(self.conf, self._node))
+                    self._broker = self._new_broker()
         return self._broker
 
     @property
@@ -385,17 +439,7 @@ class MultiQ:
         if self._backend is None:
             with self._lock:
                 if self._backend is None:
-                    from multiq.backends.redis import RedisBackend
-                    url = self.conf.result_backend
-                    if not url:
-                        raise BackendNotConfigured(
-                            "No result backend is configured: pass backend=... to MultiQ() "
-                            "or set result_backend to read task results"
-                        )
-                    if url == "redis":  # Celery's shorthand: results next to the broker
-                        url = self.conf.broker_url
-                    self._backend = RedisBackend(
-                        url, self.conf.result_expires, backend_options(self.conf))
+                    self._backend = self._new_backend()
         return self._backend
 
     @property

@@ -32,7 +32,7 @@ from multiq.keys import child_consumer
 from multiq.message import from_envelope, peek
 from multiq.pools.base import Fail, Pool
 from multiq.pools.channel import Channel
-from multiq.pools.selffed_child import ChildSpec, child_main
+from multiq.pools.selffed_child import ChildSpec, before_fork, child_main
 from multiq.pools.selffed_lost import Death, describe_exit, resolve
 from multiq.pools.slots import IDLE, RUNNING, SlotTable, SlotView
 from multiq.redisconn import REDIS_ERRORS
@@ -112,12 +112,18 @@ class SelfFedPool(Pool):
         self._thread: Optional[threading.Thread] = None
         self._parent_pid = os.getpid()
         self._idle = threading.Event()
+        self._spares: Any = None  # (see start)
 
     # -- life --------------------------------------------------------------------------
 
     def start(self) -> None:
         self._running = True
         self._note_queues(self.queues())
+        # What the children would each build first is built here, once, for them to share:
+        # building it in a child writes to every shared object it touches (on the first
+        # of each of their pages, a private copy). The spares are never used here.
+        before_fork()
+        self._spares = self.app._spares()
         # What exists now is the children's to share: no collection in them touches it (a
         # collection writes to every object it visits, unsharing its page). Once, not at
         # every respawn: what is frozen is never collected in the node either.
@@ -167,7 +173,8 @@ class SelfFedPool(Pool):
                 self._wake_w.close()
                 for other in self.children.values():
                     other.conn.close()
-                child_main(self.app, spec, self.table, Channel(child_end), self._parent_pid)
+                child_main(self.app, spec, self.table, Channel(child_end), self._parent_pid,
+                           self._spares)
             child_end.close()
             child = Child(index, pid, Channel(parent_end), name, time.monotonic())
             self.children[index] = child

@@ -43,13 +43,31 @@ logger = logging.getLogger("multiq.worker")
 PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its parent dies (no orphans)."""
+_prctl: Optional[Callable[..., int]] = None
+
+
+def before_fork() -> None:
+    """Load, in the node, what every child needs first, so the children share it rather
+    than each loading a copy of its own: libc's ``prctl``, and ``multiprocessing`` (a
+    child names itself there, for logging's ``processName``). Then give the C heap's free
+    pages back (glibc), so that no child inherits them."""
+    global _prctl
+    import multiprocessing  # noqa: F401
+
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):  # pragma: no cover - not Linux
-        pass
+    except OSError:  # pragma: no cover - not Linux
+        return
+    _prctl = getattr(libc, "prctl", None)
+    trim = getattr(libc, "malloc_trim", None)  # (glibc only)
+    if trim is not None:
+        trim(0)
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (no orphans)."""
+    if _prctl is not None:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _soft_timeout(signum: int, frame: Any) -> None:
@@ -79,8 +97,9 @@ class ChildSpec:
 
 
 def child_main(app: Any, spec: ChildSpec, table: SlotTable, conn: Channel,
-               parent_pid: int) -> None:
-    """The child's whole life; never returns (``os._exit``)."""
+               parent_pid: int, spares: Any = None) -> None:
+    """The child's whole life; never returns (``os._exit``). ``spares``: the broker and
+    backend the node built for its children (see ``MultiQ._spares``)."""
     code = 0
     try:
         die_with_parent()
@@ -93,6 +112,7 @@ def child_main(app: Any, spec: ChildSpec, table: SlotTable, conn: Channel,
         spec.setup(spec.index)
         app._reset_connections()  # never share a connection across fork
         signals.worker_process_init.send(sender=None, index=spec.index)
+        app._adopt(spares)
         ChildNode(app, spec, table, conn).run()
     except (EOFError, OSError, KeyboardInterrupt):
         code = 0

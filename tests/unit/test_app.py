@@ -507,3 +507,34 @@ def test_task_annotations_list_of_mappings() -> None:
     assert job.acks_late is True
     assert job.time_limit == 5
 
+
+
+# -- the clients a prefork node builds for its children ------------------------------------
+
+
+def test_spares_are_built_unconnected_and_adopted_when_settings_are_unchanged() -> None:
+    app = make_app(backend="redis://127.0.0.1:1/1")  # nothing listens: no connection made
+    spares = app._spares()
+    assert spares.broker is not None and spares.broker is not app.broker
+    assert spares.backend is not None and spares.backend is not app.backend
+    app._reset_connections()  # as a forked child does
+    app._adopt(spares)
+    assert app.broker is spares.broker and app.backend is spares.backend
+
+
+def test_spares_are_not_adopted_after_a_settings_change_or_over_a_built_client() -> None:
+    app = make_app(backend="redis://127.0.0.1:1/1")
+    spares = app._spares()
+    app._reset_connections()
+    app.conf.broker_transport_options = {"global_keyprefix": "other"}  # a worker_process_init hook
+    app._adopt(spares)
+    assert app.broker is not spares.broker and app.broker.keys.prefix.startswith("other")
+    assert app.backend is not spares.backend
+
+    app = make_app()
+    spares = app._spares()
+    assert spares.backend is None  # no result backend configured: none built
+    app._reset_connections()
+    own = app.broker  # made before the spares were offered
+    app._adopt(spares)
+    assert app.broker is own
