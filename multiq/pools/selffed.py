@@ -123,7 +123,10 @@ class SelfFedPool(Pool):
         # building it in a child writes to every shared object it touches (on the first
         # of each of their pages, a private copy). The spares are never used here.
         before_fork()
-        self._spares = self.app._spares()
+        try:
+            self._spares = self.app._spares()
+        except Exception as exc:  # (a bad setting): each child builds its own, and says so
+            logger.debug("Prefork: no clients built for the children: %r", exc)
         # What exists now is the children's to share: no collection in them touches it (a
         # collection writes to every object it visits, unsharing its page). Once, not at
         # every respawn: what is frozen is never collected in the node either.
