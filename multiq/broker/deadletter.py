@@ -200,13 +200,21 @@ class DeadLetters:
         return moved, missing
 
     def requeue_all(self, queues: Optional[Sequence[str]] = None) -> int:
-        """Move every entry of ``queues`` (default all) back to its queue."""
+        """Move every entry of ``queues`` (default all) back to its queue: those there
+        when it starts, never one dead-lettered again meanwhile (a node serving the queue
+        may take a requeued message and dead-letter it again at once: each is requeued
+        once)."""
         total = 0
         for queue in self._names(queues):
-            start = "-"
+            p = self.client.pipeline(transaction=False)
+            p.xrevrange(self.keys.deadletter(queue), "+", "-", count=1)
+            last: List[Any] = next((rows for _, rows in self._read([queue], p)), [])
+            if not last:
+                continue
+            start, end = "-", _text(last[0][0])
             while True:
                 p = self.client.pipeline(transaction=False)
-                p.xrange(self.keys.deadletter(queue), start, "+", count=BATCH)
+                p.xrange(self.keys.deadletter(queue), start, end, count=BATCH)
                 rows: List[Any] = next((rows for _, rows in self._read([queue], p)), [])
                 if not rows:
                     break

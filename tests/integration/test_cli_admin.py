@@ -319,6 +319,31 @@ def test_deadletter_requeue_all_restores_bands(run, letters, redis_client):
     assert redis_client.xlen(KEYS.deadletter("other")) == 0
 
 
+@pytest.mark.timeout(30)
+def test_deadletter_requeue_all_moves_each_entry_once_while_they_come_back(
+        client_app, letters, redis_client, monkeypatch):
+    """A node serving the queue may dead-letter a requeued message again at once: requeue
+    all moves what was there when it started, never what came back meanwhile."""
+    from multiq.broker.deadletter import DeadLetters
+
+    letters_of = DeadLetters(client_app.broker)
+    move = letters_of._move
+    came_back: List[str] = []
+
+    def move_and_come_back(queue: str, entry_ids: Any) -> List[str]:
+        moved = move(queue, entry_ids)
+        for _ in moved:  # dead-lettered again by the node, as a new entry
+            came_back.append(dead(redis_client, "*", GARBAGE, queue=queue))
+        return moved
+
+    monkeypatch.setattr(letters_of, "_move", move_and_come_back)
+    assert letters_of.requeue_all(["multiq"]) == 2
+    assert len(came_back) == 2
+    left = [e.decode() for e, _ in redis_client.xrange(KEYS.deadletter("multiq"))]
+    assert left == came_back  # they wait for the next requeue
+    assert redis_client.xlen(KEYS.deadletter("other")) == 1
+
+
 def test_deadletter_purge(run, letters, redis_client):
     result = run("deadletter", "purge", input="n\n", code=1)
     assert "This will delete 3 dead-lettered messages" in result.output
