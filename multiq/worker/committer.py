@@ -37,6 +37,11 @@ logger = logging.getLogger("multiq.worker")
 # others to share its write; when the node runs out of work it goes out at once.
 LINGER = 0.002
 BATCH_MAX = 512  # items that are written without waiting out the linger
+# While batches go by, the writer thread looks this often for what the riding consumer left
+# behind it (its quiet items, see _put), instead of being woken after every batch; after
+# AWAKE_FOR seconds with no batch it sleeps until told.
+POLL = 0.02
+AWAKE_FOR = 1.0
 
 
 class Committer:
@@ -66,6 +71,8 @@ class Committer:
         self._stopping = False
         self._flushers = 0  # threads in flush()
         self._writer_blocked = False  # the writer waits for the batch in hand, items behind it
+        self._asleep = False  # the writer waits until told (no batch for AWAKE_FOR)
+        self._last_batch = 0.0  # when a batch was last claimed (monotonic)
         self._thread = threading.Thread(target=self._loop, name="committer", daemon=True)
 
     @property
@@ -196,7 +203,9 @@ class Committer:
             items.append(item)
             if len(items) == 1:
                 self._since = time.monotonic()
-                if not wake:
+                if not wake:  # (an awake writer finds it within POLL, should it stay)
+                    if self._asleep:
+                        self._cond.notify()
                     return
             elif not due and self._due is False and len(items) < BATCH_MAX:
                 return  # the writer already knows of the batch and its deadline
@@ -225,6 +234,7 @@ class Committer:
         """(Holding the lock.) Every waiting item, then ``extra``: the batch in hand."""
         batch = [*self._items, *extra]
         self._items.clear()
+        self._last_batch = time.monotonic()
         self._due = False
         self._busy, self._in_hand = True, batch
         return batch
@@ -237,9 +247,9 @@ class Committer:
                 self._due = True
             self._busy, self._in_hand = False, []
             # only who waits on the batch in hand: the writer thread, when it was told of
-            # items that came in meanwhile, and flush(); waking the writer for nothing,
-            # batch after batch, would cost the riding consumer a thread switch each time
-            # (what it hands in quietly, wake=False, its next fetch takes along)
+            # items that came in meanwhile, and flush(); waking the writer after every
+            # batch would cost the riding consumer a thread switch each time (what it left
+            # quietly, wake=False, its next fetch takes along, or the writer within POLL)
             if self._writer_blocked or self._flushers:
                 self._cond.notify_all()
 
@@ -294,7 +304,13 @@ class Committer:
                         return
                     if not self._items or self._busy:  # (another thread writes: see take)
                         self._writer_blocked = bool(self._items)  # (see _release)
-                        self._cond.wait()
+                        if self._items or \
+                                time.monotonic() - self._last_batch < AWAKE_FOR:
+                            self._cond.wait(POLL)
+                        else:
+                            self._asleep = True
+                            self._cond.wait()
+                            self._asleep = False
                         self._writer_blocked = False
                         continue
                     left = self._since + LINGER - time.monotonic()
