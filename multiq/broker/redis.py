@@ -209,6 +209,14 @@ class RedisBroker:
         """The sender of the hot path (None on a cluster)."""
         return self._wire
 
+    def _sent(self, *command: Any) -> Any:
+        """One command's raw reply, through the sender (on a plain or Sentinel client).
+        What a consumer sends while it waits goes this way, as its fetches do: a prefork
+        child then never runs redis-py's command layer, whose pages each child would
+        otherwise copy from the node (idle memory)."""
+        assert self._wire is not None
+        return self._wire.execute([command])[0]
+
     def _run(self, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """Run a registered script; on a plain client through the sender (the hot path)."""
         if self._wire is None:
@@ -259,16 +267,21 @@ class RedisBroker:
     def _wait_one(
         self, consumer: str, queues: Sequence[str], count: int, block_ms: int
     ) -> List[Delivery]:
-        streams = dict.fromkeys(self._stream_keys(queues), ">")
+        keys = list(dict.fromkeys(self._stream_keys(queues)))
         try:
-            reply = self.client.xreadgroup(GROUP, consumer, streams, count=count, block=block_ms)
+            if self._wire is not None:  # (see _sent)
+                reply = self._sent("XREADGROUP", "GROUP", GROUP, consumer, "COUNT", count,
+                                   "BLOCK", block_ms, "STREAMS", *keys, *[">"] * len(keys))
+            else:
+                reply = self.client.xreadgroup(GROUP, consumer, dict.fromkeys(keys, ">"),
+                                               count=count, block=block_ms)
         except redis.ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
             self.declare(queues)
             return []
         out = []
-        for stream, entries in reply or ():
+        for stream, entries in reply.items() if isinstance(reply, dict) else reply or ():
             queue, band = self._parse_stream(stream)
             for entry_id, fields in entries:
                 out.append(_delivery(queue, band, entry_id, fields))
@@ -528,7 +541,8 @@ class RedisBroker:
         it is removed, with a warning."""
         key = self.keys.revoked
         try:
-            members = self.client.zrangebyscore(key, time.time(), "+inf")
+            members = self._sent("ZRANGEBYSCORE", key, time.time(), "+inf") \
+                if self._wire is not None else self.client.zrangebyscore(key, time.time(), "+inf")
         except redis.ResponseError as exc:  # not a sorted set
             logger.warning("Cannot read the revoked ids in %s: %s", key, exc)
             return set()

@@ -1,12 +1,16 @@
 """One fetch reads a node's queues in the order it is given, on one server in one call,
-and a stream without its group strands nothing (``RedisBroker.fetch`` / ``post_fetch``)."""
+and a stream without its group strands nothing (``RedisBroker.fetch`` / ``post_fetch``);
+a blocking wait reads what comes, and survives its connection (``RedisBroker.wait``)."""
 from __future__ import annotations
 
+import threading
 from typing import Any, List
 
 import pytest
 
 from multiq.broker.redis import Delivery, RedisBroker
+from multiq.keys import GROUP
+from multiq.redisconn import UNAVAILABLE
 
 
 def _broker(redis_url: str, *queues: str) -> RedisBroker:
@@ -82,4 +86,50 @@ def test_a_stream_without_its_group_strands_nothing_read_before_it(
     pending = broker.own_pending("c1", ["q", "a"])  # all of it reached the caller
     assert sorted(d.entry_id for d in pending) == \
         sorted(d.entry_id for d in first + second + third + fourth)
+    broker.close()
+
+
+@pytest.mark.timeout(30)
+def test_a_blocking_wait_wakes_for_what_comes_and_reads_it_whole(
+        redis_url: str, redis_client: Any) -> None:
+    broker, sender = _broker(redis_url, "a", "b"), RedisBroker(redis_url)
+    assert broker.wait("c1", ["a", "b"], 4, 50) == []
+    redis_client.xadd(broker.keys.stream("a", 0), {"m": b'{"id":"r","task":"t"}', "n": 2})
+    threading.Timer(0.2, _send, (sender, "b", 1)).start()
+    got = broker.wait("c1", ["b", "a"], 4, 5000)  # the requeued entry is there at once
+    assert [(d.queue, d.data, d.redeliveries) for d in got] == [
+        ("a", b'{"id":"r","task":"t"}', 2)]
+    got = broker.wait("c1", ["b", "a"], 4, 5000)  # then it waits for the one sent later
+    assert [(d.queue, d.band, d.data) for d in got] == [("b", 0, b'{"id":"b0","task":"t"}')]
+    # both are this consumer's now, pending until acknowledged
+    assert [d.data for d in broker.own_pending("c1", ["a", "b"])] == [
+        b'{"id":"r","task":"t"}', b'{"id":"b0","task":"t"}']
+    broker.close()
+    sender.close()
+
+
+@pytest.mark.timeout(30)
+def test_a_wait_on_a_stream_that_lost_its_group_declares_it_again(
+        redis_url: str, redis_client: Any) -> None:
+    broker = _broker(redis_url, "a")
+    redis_client.xgroup_destroy(broker.keys.stream("a", 0), GROUP)
+    assert broker.wait("c1", ["a"], 4, 50) == []  # (declared here)
+    _send(broker, "a", 1)
+    assert _where(broker.wait("c1", ["a"], 4, 5000)) == [("a", 0)]
+    broker.close()
+
+
+@pytest.mark.timeout(30)
+def test_a_wait_whose_connection_is_killed_raises_an_outage_and_the_next_one_works(
+        redis_url: str, redis_client: Any) -> None:
+    broker = _broker(redis_url, "a")
+    killer = threading.Timer(0.3, lambda: [
+        redis_client.client_kill_filter(_id=c["id"]) for c in redis_client.client_list()
+        if c.get("cmd") == "xreadgroup"])
+    killer.start()
+    with pytest.raises(UNAVAILABLE):
+        broker.wait("c1", ["a"], 4, 10000)
+    killer.join()
+    _send(broker, "a", 1)
+    assert _where(broker.wait("c1", ["a"], 4, 5000)) == [("a", 0)]
     broker.close()
