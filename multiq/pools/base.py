@@ -20,6 +20,10 @@ class Pool:
     #: Whether start markers may wait for the committer's next batch (see
     #: ``Committer.mark_started``): where nothing holds the writer back for long.
     batched_marks = False
+    #: Built from the executor and the time limits (``pool(executor, concurrency,
+    #: time_limit, soft_time_limit, fail=...)``): a pool that runs calls in this process
+    #: and watches their limits itself (gevent, eventlet, asyncio).
+    watches_calls = False
 
     def __init__(self, execute: Execute, concurrency: int, *,
                  fail: Optional[Fail] = None) -> None:

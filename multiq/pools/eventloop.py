@@ -51,6 +51,7 @@ THREADS_MAX = 32  # threads for plain (def) tasks, at most
 class AsyncioPool(Pool):
     kind = "asyncio"
     batched_marks = True
+    watches_calls = True
 
     def __init__(self, executor: Executor, concurrency: int,
                  time_limit: Optional[float] = None, soft_time_limit: Optional[float] = None,

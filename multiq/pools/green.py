@@ -63,6 +63,7 @@ class GreenPool(Pool):
     """The bookkeeping of a green pool; subclasses fill in the library's calls."""
 
     batched_marks = True
+    watches_calls = True
 
     def __init__(self, executor: Executor, concurrency: int,
                  time_limit: Optional[float] = None, soft_time_limit: Optional[float] = None,

@@ -337,15 +337,10 @@ class Worker:
 
     def _make_pool(self, kind: Type[Pool], executor: Executor) -> Pool:
         config, fail = self.config, executor.fail  # (fail: a request ``execute`` raised for)
-        from multiq.pools.green import GreenPool
-
-        if issubclass(kind, GreenPool):  # (gevent, eventlet)
-            return kind(executor, config.concurrency, config.time_limit,
-                        config.soft_time_limit, fail=fail)
-        if self.pool_kind == "asyncio":
-            from multiq.pools.eventloop import AsyncioPool
-            return AsyncioPool(executor, config.concurrency, config.time_limit,
-                               config.soft_time_limit, fail=fail)
+        if kind.watches_calls:  # (gevent, eventlet, asyncio)
+            watching: Any = kind  # (built so: see Pool.watches_calls)
+            return watching(executor, config.concurrency, config.time_limit,
+                            config.soft_time_limit, fail=fail)
         if self.pool_kind != "prefork":
             return kind(executor.execute, config.concurrency, fail=fail)
         from multiq.pools.selffed import SelfFedPool

@@ -96,6 +96,20 @@ def test_prefork_two_children_with_titles_live_across_tasks(start_worker, client
 
 
 @pytest.mark.timeout(30)
+@pytest.mark.parametrize("pool", ["prefork", "solo"])
+def test_a_node_loads_no_other_pool_s_code(start_worker, client, pool):
+    """What a node imports and never runs is memory in every process of it (and start-up
+    time): a prefork or solo node loads no green or event-loop pool."""
+    start_node(start_worker, "-c", "1", pool=pool, hostname=f"lean-{pool}@%h")
+    others = ["multiq.pools.green", "multiq.pools.greenlets", "multiq.pools.eventlets",
+              "multiq.pools.eventloop", "multiq.pools.threads", "gevent", "eventlet"]
+    if pool == "solo":
+        others.append("multiq.pools.selffed")
+    loaded = client.send_task(TASK("loaded"), args=(others,)).get(timeout=20)
+    assert loaded == []
+
+
+@pytest.mark.timeout(30)
 def test_short_tasks_do_not_wait_behind_a_long_one_while_a_child_is_idle(
         start_worker, client, rec):
     node = start_node(start_worker, "-c", "2")

@@ -13,6 +13,7 @@ The test process imports nothing from here: it sends the tasks by name.
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 from sysq_recorder import recorder
@@ -50,6 +51,12 @@ _hoard = []  # what ``hog`` allocates stays here for the life of the process
 def pid():
     """The pid of the process that ran the task."""
     return os.getpid()
+
+
+@app.task
+def loaded(names):
+    """Which of the modules ``names`` the process that ran the task has imported."""
+    return [name for name in names if name in sys.modules]
 
 
 @app.task
