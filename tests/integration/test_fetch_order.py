@@ -4,9 +4,11 @@ a blocking wait reads what comes, and survives its connection (``RedisBroker.wai
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, List
 
 import pytest
+import redis
 
 from multiq.broker.redis import Delivery, RedisBroker
 from multiq.keys import GROUP
@@ -123,13 +125,34 @@ def test_a_wait_on_a_stream_that_lost_its_group_declares_it_again(
 def test_a_wait_whose_connection_is_killed_raises_an_outage_and_the_next_one_works(
         redis_url: str, redis_client: Any) -> None:
     broker = _broker(redis_url, "a")
-    killer = threading.Timer(0.3, lambda: [
-        redis_client.client_kill_filter(_id=c["id"]) for c in redis_client.client_list()
-        if c.get("cmd") == "xreadgroup"])
+
+    def kill_the_blocked_read() -> None:
+        for _ in range(500):  # (until the wait has begun)
+            blocked = [c for c in redis_client.client_list() if c.get("cmd") == "xreadgroup"]
+            if blocked:
+                redis_client.client_kill_filter(_id=blocked[0]["id"])
+                return
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_the_blocked_read)
     killer.start()
     with pytest.raises(UNAVAILABLE):
         broker.wait("c1", ["a"], 4, 10000)
     killer.join()
     _send(broker, "a", 1)
+    assert _where(broker.wait("c1", ["a"], 4, 5000)) == [("a", 0)]
+    broker.close()
+
+
+@pytest.mark.timeout(30)
+def test_a_wait_on_a_stream_key_that_holds_garbage_raises_and_loses_nothing(
+        redis_url: str, redis_client: Any) -> None:
+    broker = _broker(redis_url, "a", "b")
+    _send(broker, "a", 1)
+    redis_client.delete(broker.keys.stream("b", 0))
+    redis_client.set(broker.keys.stream("b", 0), b"garbage")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        broker.wait("c1", ["a", "b"], 4, 50)
+    # the read failed as a whole: what waits in "a" is still there for the next one
     assert _where(broker.wait("c1", ["a"], 4, 5000)) == [("a", 0)]
     broker.close()

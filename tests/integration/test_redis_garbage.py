@@ -105,6 +105,18 @@ def test_revoked_ids_skip_and_remove_undecodable_members(make_app, redis_client,
     assert K.revoked in caplog.text and repr(UNDECODABLE) in caplog.text
 
 
+def test_revoked_ids_of_a_key_that_is_no_sorted_set_are_none_with_a_warning(
+        make_app, redis_client, caplog):
+    broker = make_app().broker
+    redis_client.set(K.revoked, b"garbage")
+    with caplog.at_level(logging.WARNING, logger="multiq.broker"):
+        assert broker.revoked_ids() == set()
+    assert "Cannot read the revoked ids" in caplog.text and K.revoked in caplog.text
+    redis_client.delete(K.revoked)
+    redis_client.zadd(K.revoked, {b"later-id": time.time() + 600})
+    assert broker.revoked_ids() == {"later-id"}  # (the same connections serve on)
+
+
 def test_live_nodes_skip_garbage_records(make_app, redis_client, caplog):
     broker = make_app().broker
     broker.heartbeat("good@h|1", {"hostname": "good@h", "pid": 1}, ttl=60)
