@@ -68,6 +68,7 @@ class RedisBroker:
         self._recover = self.client.register_script(scripts.RECOVER)
         self._handback = self.client.register_script(scripts.HANDBACK)
         self._retire = self.client.register_script(scripts.RETIRE)
+        self._set_aside = self.client.register_script(scripts.SET_ASIDE)
         self._known_queues: Set[str] = set()
         self._band_keys: Dict[str, List[str]] = {}
         self._wire: Optional[Sender] = None if self.cluster else Sender.for_client(self.client)
@@ -122,17 +123,26 @@ class RedisBroker:
     # -- consuming ---------------------------------------------------------------------
 
     def declare(self, queues: Iterable[str]) -> None:
-        """Create the consumer group of every band stream of ``queues``."""
+        """Create the consumer group of every band stream of ``queues`` (a band key that
+        holds another type is set aside and the stream made anew, see :meth:`set_aside`)."""
         p = self.client.pipeline(transaction=False)
         if self._wire is not None:  # its first fetch (EVALSHA) then meets no NOSCRIPT
             p.script_load(scripts.FETCH)
+        streams: List[Optional[str]] = [None] if self._wire is not None else []
         for queue in queues:
             p.sadd(self.keys.queues, queue)
+            streams.append(None)
             for stream in self.keys.streams(queue):
                 p.xgroup_create(stream, GROUP, id="0", mkstream=True)
-        for result in p.execute(raise_on_error=False):
-            if isinstance(result, Exception) and "BUSYGROUP" not in str(result):
+                streams.append(stream)
+        garbage: List[str] = []
+        for key, result in zip(streams, p.execute(raise_on_error=False)):
+            if not isinstance(result, Exception) or "BUSYGROUP" in str(result):
+                continue
+            if key is None or not str(result).startswith("WRONGTYPE"):
                 raise result
+            garbage.append(key)
+        self.set_aside(garbage)  # (its group is made with the stream)
 
     def fetch(self, consumer: str, queues: Sequence[str], count: int) -> List[Delivery]:
         """Take up to ``count`` new entries without blocking: the queues in the order given,
@@ -169,21 +179,49 @@ class RedisBroker:
         return out
 
     def _deliveries(self, queues: Sequence[str], rows: Any) -> List[Delivery]:
-        """The FETCH script's reply as deliveries; a queue whose group is missing is
-        declared (its entries come on a later fetch)."""
+        """The FETCH script's reply as deliveries. A queue whose group is missing is
+        declared, a band key that holds garbage is set aside (their entries come on a
+        later fetch)."""
         out: List[Delivery] = []
         missing: List[str] = []
+        unreadable: List[str] = []
         for index, entries in rows:
             i = int(index)
             if i < 0:
-                missing.append(queues[(-i - 1) // 10])
+                queue, band = queues[(-i - 1) // 10], 9 - (-i - 1) % 10
+                error = entries.decode() if isinstance(entries, bytes) else str(entries)
+                if error.startswith("NOGROUP"):
+                    missing.append(queue)
+                elif error.startswith("WRONGTYPE"):
+                    unreadable.append(self.keys.stream(queue, band))
+                else:
+                    logger.error("Cannot read %s: %s", self.keys.stream(queue, band), error)
                 continue
             queue, band = queues[(i - 1) // 10], 9 - (i - 1) % 10
             for entry_id, fields in entries:
                 out.append(_delivery(queue, band, entry_id, fields))
         if missing:
             self.declare(list(dict.fromkeys(missing)))
+        if unreadable:
+            self.set_aside(unreadable)
         return out
+
+    def set_aside(self, streams: Sequence[str]) -> List[str]:
+        """Move what each of ``streams`` holds, when it is not a stream (garbage some other
+        program wrote there), to a key of its own, and make the stream again: the node
+        reads its other queues meanwhile, and this one from then on. Returns the keys
+        moved to (each is logged as an error)."""
+        moved: List[str] = []
+        for stream in streams:
+            target = self.keys.set_aside(stream, int(time.time() * 1000))
+            kind = self._set_aside(keys=[stream, target], args=[GROUP])
+            if kind:
+                kind = kind.decode() if isinstance(kind, bytes) else kind
+                logger.error("The queue stream %s held a %s, not a stream: moved it to %s "
+                             "(kept there to look at) and made the stream again",
+                             stream, kind, target)
+                moved.append(target)
+        return moved
 
     def fetch_after(self, commands: Sequence[Command], consumer: str, queues: Sequence[str],
                     count: int) -> Tuple[List[Any], List[Delivery]]:
@@ -276,9 +314,12 @@ class RedisBroker:
                 reply = self.client.xreadgroup(GROUP, consumer, dict.fromkeys(keys, ">"),
                                                count=count, block=block_ms)
         except redis.ResponseError as exc:
-            if "NOGROUP" not in str(exc):
+            if str(exc).startswith("NOGROUP"):  # a send after a flush made the stream
+                self.declare(queues)
+            elif str(exc).startswith("UNBLOCKED"):  # deleted while waited on
+                pass  # (the next wait meets what is there now)
+            elif not (str(exc).startswith("WRONGTYPE") and self.set_aside(keys)):
                 raise
-            self.declare(queues)
             return []
         out = []
         for stream, entries in reply.items() if isinstance(reply, dict) else reply or ():
@@ -296,8 +337,15 @@ class RedisBroker:
             for band, stream in zip(range(9, -1, -1), self.keys.streams(queue)):
                 start: Any = "0"
                 while True:
-                    reply = self.client.xreadgroup(GROUP, consumer, {stream: start},
-                                                   count=page)
+                    try:
+                        reply = self.client.xreadgroup(GROUP, consumer, {stream: start},
+                                                       count=page)
+                    except redis.ResponseError as exc:  # no group, or garbage: none held
+                        if str(exc).startswith("WRONGTYPE"):
+                            self.set_aside([stream])
+                        elif not str(exc).startswith("NOGROUP"):
+                            raise
+                        break
                     pairs = list(reply.items()) if isinstance(reply, dict) else reply or []
                     entries = pairs[0][1] if pairs else []
                     for entry_id, fields in entries:
@@ -570,7 +618,8 @@ class RedisBroker:
         for stream in self.keys.streams(queue):
             p.xlen(stream)
         p.zcard(self.keys.delayed(queue))
-        return sum(int(x) for x in p.execute())
+        # a key that holds another type (garbage) counts as empty
+        return sum(x for x in p.execute(raise_on_error=False) if isinstance(x, int))
 
     def batch(self) -> Pipeline:
         """A pipeline for writes across queues: a transaction on one Redis; on a cluster,

@@ -7,20 +7,23 @@ stream of band ``b`` is ``KEYS[10 - b]``.
 
 # KEYS: 10 band streams per queue, queue after queue. ARGV: group, consumer, count.
 # Reads up to ``count`` new entries: the queues in the order given, highest band first
-# within each. Returns {{key index, entries}, ...}. A stream without the group (created
-# by a send after a flush) gives {-key index, error} and the others are still read: an
-# aborted script would strand what it had read already. Any other error aborts.
+# within each. Returns {{key index, entries}, ...}. A key it cannot read gives
+# {-key index, error} and the others are still read (an aborted script would strand what
+# it had read already): a stream without the group (created by a send after a flush),
+# or a key that holds another type (garbage some other program wrote there).
 FETCH = """
 local out = {}
 local left = tonumber(ARGV[3])
 for i = 1, #KEYS do
   if left <= 0 then break end
   -- an empty band (the usual case for all but one) costs an XLEN, not a group read
-  if redis.call('XLEN', KEYS[i]) > 0 then
+  local n = redis.pcall('XLEN', KEYS[i])
+  if type(n) == 'table' then
+    out[#out + 1] = {-i, n['err']}
+  elseif n > 0 then
     local r = redis.pcall('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', left,
                           'STREAMS', KEYS[i], '>')
     if type(r) == 'table' and r['err'] then
-      if string.sub(r['err'], 1, 7) ~= 'NOGROUP' then return r end
       out[#out + 1] = {-i, r['err']}
     elseif r and r[1] and #r[1][2] > 0 then
       out[#out + 1] = {i, r[1][2]}
@@ -29,6 +32,18 @@ for i = 1, #KEYS do
   end
 end
 return out
+"""
+
+# KEYS: a band stream, the key to move what it holds to. ARGV: group.
+# When the stream's key holds another type (garbage written there), renames that value
+# to KEYS[2], where it can be looked at, and makes the stream and its group again.
+# Returns the type moved, or false when the key is a stream or absent.
+SET_ASIDE = """
+local t = redis.call('TYPE', KEYS[1])['ok']
+if t == 'stream' or t == 'none' then return false end
+redis.call('RENAME', KEYS[1], KEYS[2])
+redis.call('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
+return t
 """
 
 # KEYS: 10 band streams, delayed zset, delayed bodies hash, dead-letter stream.
@@ -81,7 +96,11 @@ if KEYS[13] and redis.call('EXISTS', KEYS[13]) == 1 then
 end
 for i = 1, 10 do
   local key = KEYS[i]
-  local pend = redis.call('XPENDING', key, group, '-', '+', 10000, consumer)
+  -- a key of another type (garbage written there) holds nothing of the dead consumer's
+  local pend = {}
+  if redis.call('TYPE', key)['ok'] == 'stream' then
+    pend = redis.call('XPENDING', key, group, '-', '+', 10000, consumer)
+  end
   for _, p in ipairs(pend) do
     local id = p[1]
     local e = redis.call('XRANGE', key, id, id)
@@ -114,7 +133,7 @@ for i = 1, 10 do
       redis.call('XDEL', key, id)
     end
   end
-  if #pend == 0 then
+  if #pend == 0 and redis.call('TYPE', key)['ok'] == 'stream' then
     redis.call('XGROUP', 'DELCONSUMER', key, group, consumer)
   end
 end
@@ -146,10 +165,11 @@ return n
 """
 
 # KEYS: 10 band streams. ARGV: group, consumer.
-# Removes a consumer from each stream's group, unless it still holds entries there.
+# Removes a consumer from each stream's group, unless it still holds entries there (a key
+# that is not a stream is passed over).
 RETIRE = """
 for i = 1, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 1 then
+  if redis.call('TYPE', KEYS[i])['ok'] == 'stream' then
     local held = redis.call('XPENDING', KEYS[i], ARGV[1], '-', '+', 1, ARGV[2])
     if #held == 0 then
       redis.call('XGROUP', 'DELCONSUMER', KEYS[i], ARGV[1], ARGV[2])

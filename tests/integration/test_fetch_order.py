@@ -8,7 +8,6 @@ import time
 from typing import Any, List
 
 import pytest
-import redis
 
 from multiq.broker.redis import Delivery, RedisBroker
 from multiq.keys import GROUP
@@ -144,15 +143,79 @@ def test_a_wait_whose_connection_is_killed_raises_an_outage_and_the_next_one_wor
     broker.close()
 
 
+def _garbage(redis_client: Any, key: str) -> None:
+    redis_client.delete(key)
+    redis_client.rpush(key, b"not a stream")
+
+
+def _set_aside(redis_client: Any, key: str) -> List[Any]:
+    """What was moved aside from ``key``, once it is a stream again."""
+    assert redis_client.type(key) == b"stream"
+    assert [g["name"] for g in redis_client.xinfo_groups(key)] == [GROUP.encode()]
+    return [redis_client.lrange(k, 0, -1) for k in redis_client.scan_iter(f"{key}:garbage:*")]
+
+
 @pytest.mark.timeout(30)
-def test_a_wait_on_a_stream_key_that_holds_garbage_raises_and_loses_nothing(
+def test_a_wait_on_a_stream_key_that_holds_garbage_sets_it_aside_and_loses_nothing(
         redis_url: str, redis_client: Any) -> None:
     broker = _broker(redis_url, "a", "b")
     _send(broker, "a", 1)
-    redis_client.delete(broker.keys.stream("b", 0))
-    redis_client.set(broker.keys.stream("b", 0), b"garbage")
-    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
-        broker.wait("c1", ["a", "b"], 4, 50)
-    # the read failed as a whole: what waits in "a" is still there for the next one
-    assert _where(broker.wait("c1", ["a"], 4, 5000)) == [("a", 0)]
+    _garbage(redis_client, broker.keys.stream("b", 0))
+    assert broker.wait("c1", ["a", "b"], 4, 50) == []  # the read failed as a whole
+    assert _set_aside(redis_client, broker.keys.stream("b", 0)) == [[b"not a stream"]]
+    # what waits in "a" is still there for the next wait, and "b" is read again
+    assert _where(broker.wait("c1", ["a", "b"], 4, 5000)) == [("a", 0)]
+    _send(broker, "b", 1)
+    assert _where(broker.wait("c1", ["a", "b"], 4, 5000)) == [("b", 0)]
+    broker.close()
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("posted", [False, True])
+def test_a_fetch_reads_past_a_band_key_that_holds_garbage_and_sets_it_aside(
+        redis_url: str, redis_client: Any, posted: bool) -> None:
+    broker = _broker(redis_url, "a", "b")
+    _send(broker, "a", 2)
+    _send(broker, "b", 1, priority=9)
+    _garbage(redis_client, broker.keys.stream("a", 5))
+    if posted:
+        _, got = broker.post_fetch([], "c1", ["a", "b"], 10).result()
+    else:
+        got = broker.fetch("c1", ["a", "b"], 10)
+    # the bands before and after the bad key are read in the one call; none is stranded
+    assert _where(got) == [("a", 0), ("a", 0), ("b", 9)]
+    assert _set_aside(redis_client, broker.keys.stream("a", 5)) == [[b"not a stream"]]
+    _send(broker, "a", 1, priority=5)
+    assert _where(broker.fetch("c1", ["a", "b"], 10)) == [("a", 5)]
+    broker.close()
+
+
+@pytest.mark.timeout(30)
+def test_declaring_a_queue_sets_aside_a_band_key_that_holds_garbage(
+        redis_url: str, redis_client: Any) -> None:
+    broker = RedisBroker(redis_url)
+    _garbage(redis_client, broker.keys.stream("a", 3))
+    broker.declare(["a"])
+    assert _set_aside(redis_client, broker.keys.stream("a", 3)) == [[b"not a stream"]]
+    _send(broker, "a", 1, priority=3)
+    assert _where(broker.fetch("c1", ["a"], 10)) == [("a", 3)]
+    broker.close()
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(60)
+def test_on_a_cluster_a_band_key_that_holds_garbage_is_set_aside_too(
+        redis_cluster: Any, cluster_url: str) -> None:
+    broker = _broker(cluster_url, "a", "b")
+    client = redis_cluster.client()
+    _send(broker, "a", 1)
+    _send(broker, "b", 1)
+    _garbage(client, broker.keys.stream("a", 5))
+    assert sorted(_where(broker.fetch("c1", ["a", "b"], 10))) == [("a", 0), ("b", 0)]
+    assert _set_aside(client, broker.keys.stream("a", 5)) == [[b"not a stream"]]
+    _garbage(client, broker.keys.stream("b", 5))
+    assert broker.wait("c1", ["b"], 4, 50) == []
+    assert _set_aside(client, broker.keys.stream("b", 5)) == [[b"not a stream"]]
+    _send(broker, "b", 1, priority=5)
+    assert _where(broker.wait("c1", ["b"], 4, 5000)) == [("b", 5)]
     broker.close()

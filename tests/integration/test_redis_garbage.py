@@ -117,6 +117,59 @@ def test_revoked_ids_of_a_key_that_is_no_sorted_set_are_none_with_a_warning(
     assert broker.revoked_ids() == {"later-id"}  # (the same connections serve on)
 
 
+# -- a band stream's key that holds another type ------------------------------------------
+
+
+def _garbage_band(broker: Any, redis_client: Any, queue: str, band: int) -> str:
+    key = K.stream(queue, band)
+    redis_client.delete(key)
+    redis_client.set(key, b"garbage")
+    return key
+
+
+def test_recovery_of_a_dead_consumer_passes_over_a_band_key_that_holds_garbage(
+        make_app, redis_client):
+    broker = make_app().broker
+    broker.declare(["rq"])
+    for band in (9, 0):
+        broker.publish("rq", envelope(f"t-rq{band}"), priority=band)
+    assert len(broker.fetch("dead@x|1", ["rq"], 10)) == 2
+    _garbage_band(broker, redis_client, "rq", 5)
+    requeued, dead, lost = broker.recover("rq", "dead@x|1")
+    assert (requeued, dead, lost) == (2, 0, [])  # both bands around the bad key
+    assert sorted(d.band for d in broker.fetch("c1", ["rq"], 10)) == [0, 9]
+    assert redis_client.type(K.stream("rq", 5)) == b"stream"  # (set aside by that fetch)
+
+
+def test_own_pending_and_leaving_the_groups_pass_over_a_band_key_that_holds_garbage(
+        make_app, redis_client, caplog):
+    broker = make_app().broker
+    broker.declare(["op"])
+    broker.publish("op", envelope("t-op"))
+    [held] = broker.fetch("c1", ["op"], 10)
+    key = _garbage_band(broker, redis_client, "op", 5)
+    with caplog.at_level(logging.ERROR, logger="multiq.broker"):
+        assert [d.entry_id for d in broker.own_pending("c1", ["op"])] == [held.entry_id]
+    assert redis_client.type(key) == b"stream" and f"{key}:garbage:" in caplog.text
+    redis_client.delete(key)
+    redis_client.set(key, b"garbage")
+    pipe = broker.client.pipeline()
+    broker.ack_many(pipe, [(held, False)])
+    pipe.execute()
+    broker.retire("c1", ["op"])  # raises nothing; the consumer leaves the other streams
+    consumers = redis_client.xinfo_consumers(K.stream("op", 0), "multiq")
+    assert consumers == []
+
+
+def test_the_length_of_a_queue_counts_a_band_key_that_holds_garbage_as_empty(
+        make_app, redis_client):
+    broker = make_app().broker
+    broker.declare(["ln"])
+    broker.publish("ln", envelope("t-ln"))
+    _garbage_band(broker, redis_client, "ln", 5)
+    assert broker.queue_length("ln") == 1
+
+
 def test_live_nodes_skip_garbage_records(make_app, redis_client, caplog):
     broker = make_app().broker
     broker.heartbeat("good@h|1", {"hostname": "good@h", "pid": 1}, ttl=60)

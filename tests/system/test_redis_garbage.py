@@ -180,3 +180,34 @@ def test_time_limit_garbage_is_refused_and_a_prefork_node_runs_on(start_worker, 
     assert w.alive and child_pids(w.pid) == [kid]
     assert [r[0] for r in recorded(rec, "tg-1") + recorded(rec, "tg-2") + recorded(rec, "tg-3")
             ] == ["tg-1", "tg-3"]
+
+
+@pytest.mark.parametrize("pool", ["solo", "prefork"])
+def test_a_band_stream_overwritten_with_garbage_is_set_aside_and_the_node_serves_on(
+        start_worker, client, rec, redis_client, pool):
+    w = start_node(start_worker, "-c", "1", "-Q", "ga,gb", pool=pool, hostname="gs@%h")
+    assert client.send_task(TASK("record"), args=["gs-warm"], queue="gb").get(timeout=15)
+    stream = K.stream("gb", 5)
+    redis_client.delete(stream)
+    redis_client.rpush(stream, b"not", b"a stream")  # what some other program wrote there
+
+    # the good queue is served; the queue with the garbage key heals and is served too
+    assert client.send_task(TASK("record"), args=["gs-a"], queue="ga").get(timeout=15)
+    assert client.send_task(TASK("record"), args=["gs-b"], queue="gb",
+                            priority=5).get(timeout=15)
+    assert redis_client.type(stream) == b"stream"
+    [aside] = [k for k in redis_client.scan_iter(match=f"{stream}:garbage:*")]
+    assert redis_client.lrange(aside, 0, -1) == [b"not", b"a stream"]  # kept, to inspect
+    w.wait_for_log(aside.decode(), timeout=10)
+    assert w.alive
+
+
+def test_a_node_starts_on_a_queue_whose_band_stream_holds_garbage(start_worker, client, rec,
+                                                                 redis_client):
+    stream = K.stream("gc", 0)
+    redis_client.set(stream, b"garbage")
+    w = start_node(start_worker, "-Q", "gc", hostname="gc@%h")
+    assert client.send_task(TASK("record"), args=["gc-1"], queue="gc").get(timeout=15)
+    [aside] = redis_client.scan_iter(match=f"{stream}:garbage:*")
+    assert redis_client.get(aside) == b"garbage"
+    assert w.alive
