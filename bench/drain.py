@@ -3,12 +3,19 @@
 Two rates, as asked: the reference's ``(N-1)/(t_last-t_first)`` from the stamps the tasks
 write, and ``N / (Popen -> last result stored)`` seen by the driver (polling every 20 ms).
 Worker and redis-server CPU per task are sampled at the first and the last completion.
+
+The same again with the ``noop`` task, whose only write is its result (figures ``noop-``):
+completions are the result documents in the results db (polled with ``DBSIZE``), and the
+first rate is ``(N-1)/(last - first date_done)`` of those documents (multiq and Celery
+both stamp ``date_done`` when the task ends); systems without such a field are not run.
 """
 from __future__ import annotations
 
+import datetime as dt
+import json
 import time
 from pathlib import Path
-from typing import Any, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import psutil
 
@@ -25,10 +32,13 @@ def drain_n(bench: Bench, setting: Setting) -> int:
     return max(2, bench.opts.n // setting.n_div)
 
 
-def prequeue(bench: Bench, system: System, n: int) -> Tuple[float, List[str]]:
-    """Send ``n`` counted tasks one by one; return the enqueue rate and the result keys."""
+def prequeue(bench: Bench, system: System, n: int,
+             counted: bool = True) -> Tuple[float, List[str]]:
+    """Send ``n`` counted (or ``noop``) tasks one by one; return the enqueue rate and the
+    result keys."""
     keys_path = bench.path(f"{system.name}-keys", ".txt")
-    out = bench.producer(system, "enqueue", "-n", str(n), "--counted", "--keys", str(keys_path))
+    out = bench.producer(system, "enqueue", "-n", str(n), *(["--counted"] if counted else []),
+                         "--keys", str(keys_path))
     return float(out["rate"]), bench.read_keys(keys_path)
 
 
@@ -66,9 +76,9 @@ def missing_keys(client: Any, keys: List[str]) -> List[str]:
 Sample = Tuple[int, float, float]  # (tasks counted, workers' CPU s, redis CPU s)
 
 
-def _until_counted(counter: Any, n: int, procs: List[Any], redis_proc: Any,
+def _until_counted(count: Callable[[], int], n: int, procs: List[Any], redis_proc: Any,
                    log: Path) -> Tuple[Optional[Sample], Sample, float]:
-    """Wait until the workers counted ``n`` tasks: the samples at the first and last
+    """Wait until ``count()`` (tasks done) reaches ``n``: the samples at the first and last
     count, and when the count last moved."""
     def sample(done: int) -> Sample:
         return (done, sum(_cpu(_tree(p.pid)) for p in procs),
@@ -77,7 +87,7 @@ def _until_counted(counter: Any, n: int, procs: List[Any], redis_proc: Any,
     first: Optional[Sample] = None
     last_done, last_change = 0, time.monotonic()
     while True:
-        done = int(counter.get(COUNTER) or 0)
+        done = count()
         if done and first is None:
             first = sample(done)
         if done >= n:
@@ -94,13 +104,14 @@ def _until_counted(counter: Any, n: int, procs: List[Any], redis_proc: Any,
 
 
 def run(bench: Bench, system: System, setting: Setting, run_no: int,
-        prefix: str = "") -> None:
+        prefix: str = "", counted: bool = True) -> None:
     """One drain of one system and setting; adds its samples to the results (figures
-    ``drain``, ``drain-wall``, ``worker-cpu`` and ``redis-cpu``, each after ``prefix``)."""
+    ``drain``, ``drain-wall``, ``worker-cpu`` and ``redis-cpu``, each after ``prefix``).
+    Without ``counted``, of the ``noop`` task (see the module's docstring)."""
     n = drain_n(bench, setting)
     bench.flush()
-    rate, keys = prequeue(bench, system, n)
-    if n == bench.opts.n and "enqueue" in bench.opts.only and not prefix:
+    rate, keys = prequeue(bench, system, n, counted)
+    if n == bench.opts.n and "enqueue" in bench.opts.only and not prefix and counted:
         bench.results.add("enqueue", system.name, "one-by-one", rate, n=n)
     counter = bench.redis.client(COUNTER_DB)
     store = bench.redis.client(system.results_db)
@@ -113,8 +124,11 @@ def run(bench: Bench, system: System, setting: Setting, run_no: int,
                                cwd=Path(bench.root(system)))
              for i in range(1, setting.procs + 1)]
 
+    def count() -> int:
+        return int(counter.get(COUNTER) or 0) if counted else int(store.dbsize())
+
     try:
-        first, end, last_change = _until_counted(counter, n, procs, redis_proc, log)
+        first, end, last_change = _until_counted(count, n, procs, redis_proc, log)
         missing = keys
         while True:
             missing = missing_keys(store, missing)
@@ -124,7 +138,7 @@ def run(bench: Bench, system: System, setting: Setting, run_no: int,
             if time.monotonic() - last_change > STALL:
                 raise ProcessError(f"{len(missing)} results never stored; log:\n{tail(log)}")
             time.sleep(POLL)
-        stamps = _stamps(counter)
+        stamps = _stamps(counter) if counted else _done_stamps(store, keys)
     finally:
         for proc in procs:
             bench.procs.stop(proc, bench.opts.stop_grace)
@@ -155,3 +169,16 @@ def _stamps(counter: Any) -> Tuple[float, float]:
         if time.monotonic() > deadline:
             raise ProcessError("the tasks did not stamp bench:t_first / bench:t_last")
         time.sleep(POLL)
+
+
+def _done_stamps(store: Any, keys: List[str]) -> Tuple[float, float]:
+    """The first and last ``date_done`` of the result documents at ``keys``."""
+    stamps: List[float] = []
+    for low in range(0, len(keys), 1000):
+        for raw in store.mget(keys[low:low + 1000]):
+            done = json.loads(raw).get("date_done")
+            when = dt.datetime.fromisoformat(done)
+            if when.tzinfo is None:  # (naive: UTC)
+                when = when.replace(tzinfo=dt.timezone.utc)
+            stamps.append(when.timestamp())
+    return min(stamps), max(stamps)

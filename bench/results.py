@@ -20,6 +20,12 @@ FIGURES: Dict[str, Figure] = {
     "drain-wall": Figure("tasks/s", True, "N / (worker Popen -> last result stored)"),
     "worker-cpu": Figure("us/task", False, "worker process tree CPU, first..last completion"),
     "redis-cpu": Figure("us/task", False, "redis-server CPU, first..last completion"),
+    "noop-drain": Figure("tasks/s", True, "noop task, completions = result documents: "
+                                          "(N-1)/(last-first date_done)"),
+    "noop-drain-wall": Figure("tasks/s", True, "noop task: N / (worker Popen -> last result "
+                                               "stored)"),
+    "noop-worker-cpu": Figure("us/task", False, "noop task: worker-cpu, first..last result"),
+    "noop-redis-cpu": Figure("us/task", False, "noop task: redis-cpu, first..last result"),
     "latency-p50": Figure("ms", False, "sequential send->get against a warm worker"),
     "latency-p99": Figure("ms", False, "sequential send->get against a warm worker"),
     "alatency-p50": Figure("ms", False, "sequential await adelay() -> await aget(), warm worker"),

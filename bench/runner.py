@@ -62,6 +62,9 @@ def _drain(bench: Bench, systems: List[System], run_no: int) -> None:
     for system in systems:
         for setting in system.settings(system.drain, bench.opts.quick):
             _attempt(bench, "drain", system, setting.key, drain.run, setting, run_no)
+            if system.stamped_results:
+                _attempt(bench, "noop-drain", system, setting.key, drain.run, setting, run_no,
+                         "noop-", False)
 
 
 def _node(bench: Bench, systems: List[System], run_no: int) -> None:

@@ -48,6 +48,9 @@ class System:
     canvas: Tuple[Setting, ...] = ()  # chord, chain, roundtrips (none: not measured)
     io: Tuple[Setting, ...] = ()  # I/O-bound tasks on green threads or coroutines
     results_db: int = 2  # where the result keys live (RQ keeps them in its one db)
+    #: its result documents are alone in ``results_db`` and carry ``date_done`` (the
+    #: ``noop-`` drain figures, see bench.drain)
+    stamped_results: bool = False
     multi: Optional[str] = None  # the module whose ``multi`` command is measured
     app: str = ""
     root: Optional[str] = None  # another checkout whose multiq and bench apps it runs
@@ -101,7 +104,7 @@ MULTIQ = System(
     node=(_SOLO, _PREFORK, dataclasses.replace(_ASYNCIO, full_only=True),
           dataclasses.replace(_GEVENT, full_only=True)),
     canvas=(_PREFORK, _SOLO_FULL), multi="multiq", app="bench.apps.mq_app",
-    io=(_ASYNCIO, _GEVENT),
+    io=(_ASYNCIO, _GEVENT), stamped_results=True,
 )
 
 CELERY = System(
@@ -114,6 +117,7 @@ CELERY = System(
           dataclasses.replace(_GEVENT, full_only=True)),
     canvas=(_PREFORK, _SOLO_FULL), multi="celery", app="bench.apps.celery_app",
     io=(dataclasses.replace(_GEVENT, also=(("gevent1000 (same runs)", "asyncio1000"),)),),
+    stamped_results=True,
 )
 
 _RQ_SIMPLE = ("-q", "-u", "{broker}", "-w", "rq.SimpleWorker", "bench")

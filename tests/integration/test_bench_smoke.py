@@ -14,10 +14,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.timeout(120)
 
-FIGURES = ("enqueue", "drain", "drain-wall", "latency-p50", "latency-p99", "startup", "rss",
-           "pss", "multi-start", "multi-ready", "multi-stopwait")
+FIGURES = ("enqueue", "drain", "drain-wall", "noop-drain", "noop-drain-wall",
+           "latency-p50", "latency-p99", "startup", "rss", "pss", "multi-start", "multi-ready",
+           "multi-stopwait")
 
 
+@pytest.mark.timeout(240)  # every figure of two systems: about 75 s on an idle box
 def test_bench_smoke(tmp_path: Path) -> None:
     systems = ["multiq"] + (["celery"] if importlib.util.find_spec("celery") else [])
     out = tmp_path / "bench.json"
@@ -28,7 +30,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
          "--settle", "0.2", "--systems", ",".join(systems), "--json", str(out),
          "--only", "enqueue,drain,latency,startup,memory,multi"],  # canvas: test_bench_canvas
         cwd=str(tmp_path), env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-        timeout=110,
+        timeout=220,
     )
     assert proc.returncode == 0, f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
     assert "multiq/peer" in proc.stdout
@@ -46,9 +48,10 @@ def test_bench_smoke(tmp_path: Path) -> None:
                     continue
                 assert r["median"] > 0 and r["min"] > 0 and r["runs"] >= 1, r
                 assert set(r) >= {"unit", "samples", "max", "multiq_over_peer", "n"}
-        drains = {setting for (f, s, setting) in rows if f == "drain" and s == system}
         pools = {"solo", "threads4", "prefork2"}
-        assert drains == (pools | {"2x-solo"} if system == "multiq" else pools)
+        for figure in ("drain", "noop-drain"):
+            drains = {setting for (f, s, setting) in rows if f == figure and s == system}
+            assert drains == (pools | {"2x-solo"} if system == "multiq" else pools), figure
     batch = rows[("enqueue", "multiq", "batch")]
     assert batch["median"] is not None or batch["na"]
     if "celery" in systems:
