@@ -27,10 +27,10 @@ Broker (one Redis, ``broker_url``; all names start with the prefix, default ``mu
     multiq:beat:last                HASH     periodic task name -> time of its last run
     multiq:beat:entries             HASH     the dynamic beat table (``app.beat.add``)
     multiq:q:{<queue>}:deadletter   STREAM   messages of <queue> that cannot be run, with why
-    multiq:q:{<queue>}:<band>:garbage:<ms>   what a band stream's key held when a node
+    multiq:q:{<queue>}:<key>:garbage:<ms>    what one of the keys above held when a node
                                              found another type there (written by some
                                              other program): moved aside at that time
-                                             (Unix ms), kept to look at; the stream is
+                                             (Unix ms), kept to look at; a band stream is
                                              made again
     multiq:metrics:tasks            HASH     tasks finished by every node, by outcome: field
                                              ``["<name>","<state>","<queue>"]`` (a JSON array)
@@ -204,9 +204,9 @@ class Keys:
     def deadletter(self, queue: str) -> str:
         return f"{self._q(queue)}:deadletter"
 
-    def set_aside(self, stream: str, millis: int) -> str:
-        """Where a band stream's key that held another type is moved (see the table)."""
-        return f"{stream}:garbage:{millis}"
+    def set_aside(self, key: str, millis: int) -> str:
+        """Where a queue's key that held another type is moved (see the table)."""
+        return f"{key}:garbage:{millis}"
 
     def reply(self, ticket: str) -> str:
         return f"{self.prefix}:reply:{ticket}"

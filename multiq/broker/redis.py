@@ -211,15 +211,28 @@ class RedisBroker:
         program wrote there), to a key of its own, and make the stream again: the node
         reads its other queues meanwhile, and this one from then on. Returns the keys
         moved to (each is logged as an error)."""
+        return self._set_aside_all([(stream, "stream", GROUP) for stream in streams])
+
+    def heal(self, queue: str) -> List[str]:
+        """:meth:`set_aside` for every key of ``queue`` that holds another type than
+        multiq keeps there (its streams, start markers, dead letters and delayed
+        messages): called when a write to them failed with ``WRONGTYPE``."""
+        k = self.keys
+        return self._set_aside_all([
+            *[(stream, "stream", GROUP) for stream in k.streams(queue)],
+            (k.started(queue), "hash", ""), (k.deadletter(queue), "stream", ""),
+            (k.delayed(queue), "zset", ""), (k.delayed_bodies(queue), "hash", "")])
+
+    def _set_aside_all(self, keys: Sequence[Tuple[str, str, str]]) -> List[str]:
         moved: List[str] = []
-        for stream in streams:
-            target = self.keys.set_aside(stream, int(time.time() * 1000))
-            kind = self._set_aside(keys=[stream, target], args=[GROUP])
-            if kind:
-                kind = kind.decode() if isinstance(kind, bytes) else kind
-                logger.error("The queue stream %s held a %s, not a stream: moved it to %s "
-                             "(kept there to look at) and made the stream again",
-                             stream, kind, target)
+        for key, kind, group in keys:
+            target = self.keys.set_aside(key, int(time.time() * 1000))
+            found = self._set_aside(keys=[key, target], args=[kind, group])
+            if found:
+                found = found.decode() if isinstance(found, bytes) else found
+                logger.error("The key %s held a %s, not a %s: moved it to %s (kept there to "
+                             "look at)%s", key, found, kind, target,
+                             " and made the stream again" if group else "")
                 moved.append(target)
         return moved
 

@@ -34,15 +34,18 @@ end
 return out
 """
 
-# KEYS: a band stream, the key to move what it holds to. ARGV: group.
-# When the stream's key holds another type (garbage written there), renames that value
-# to KEYS[2], where it can be looked at, and makes the stream and its group again.
-# Returns the type moved, or false when the key is a stream or absent.
+# KEYS: a queue's key, the key to move what it holds to. ARGV: the type multiq keeps
+# there, the consumer group of a band stream ('' for none).
+# When the key holds another type (garbage written there), renames that value to KEYS[2],
+# where it can be looked at; a band stream is made again with its group. Returns the
+# type moved, or false when the key is of its type or absent.
 SET_ASIDE = """
 local t = redis.call('TYPE', KEYS[1])['ok']
-if t == 'stream' or t == 'none' then return false end
+if t == ARGV[1] or t == 'none' then return false end
 redis.call('RENAME', KEYS[1], KEYS[2])
-redis.call('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
+if ARGV[2] ~= '' then
+  redis.call('XGROUP', 'CREATE', KEYS[1], ARGV[2], '0', 'MKSTREAM')
+end
 return t
 """
 

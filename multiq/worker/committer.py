@@ -328,15 +328,36 @@ class Committer:
 
     def _one_by_one(self, batch: List[Item]) -> None:
         """(Handling the exception a batch failed with, for another reason than an outage.)
-        Write each item alone, so that whatever is wrong with one costs only that one."""
-        if len(batch) == 1:
-            self._give_up(batch[0], sys.exc_info()[1])
-            return
+        Write each item alone, so that whatever is wrong with one costs only that one. An
+        item that failed on a key of its queue holding another type (garbage written into
+        Redis) is written again once that key is set aside."""
+        failed = sys.exc_info()[1]
         for item in batch:
-            try:
-                self._retrying(lambda i=item: self._commit([i]))
-            except Exception as exc:
+            exc = failed if len(batch) == 1 else self._alone(item)
+            if exc is not None and "WRONGTYPE" in str(exc) and self._heal(item):
+                exc = self._alone(item)
+            if exc is not None:
                 self._give_up(item, exc)
+
+    def _alone(self, item: Item) -> Optional[BaseException]:
+        """Write ``item`` by itself; the exception it failed with, if any."""
+        try:
+            self._retrying(lambda: self._commit([item]))
+        except Exception as exc:
+            return exc
+        return None
+
+    def _heal(self, item: Item) -> bool:
+        """Whether a key of the item's queue held another type and was set aside."""
+        d = getattr(item[0], "delivery", item[0])
+        queue = getattr(d, "queue", None)
+        if not isinstance(queue, str):
+            return False
+        try:
+            return bool(self.broker.heal(queue))
+        except Exception:
+            logger.exception("Could not look at the keys of queue %r", queue)
+            return False
 
     def _give_up(self, item: Item, exc: Optional[BaseException]) -> None:
         """An item that cannot be written, alone, for another reason than an outage: its

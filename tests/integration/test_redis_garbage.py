@@ -161,6 +161,27 @@ def test_own_pending_and_leaving_the_groups_pass_over_a_band_key_that_holds_garb
     assert consumers == []
 
 
+def test_heal_sets_aside_each_key_of_a_queue_of_another_type_and_leaves_the_rest(
+        make_app, redis_client, caplog):
+    broker = make_app().broker
+    broker.declare(["hl"])
+    broker.publish("hl", envelope("t-hl"))  # band 0 stays a good stream
+    bad = [K.stream("hl", 7), K.started("hl"), K.deadletter("hl"), K.delayed("hl"),
+           K.delayed_bodies("hl")]
+    for key in bad:
+        redis_client.delete(key)
+        redis_client.rpush(key, b"garbage")
+    with caplog.at_level(logging.ERROR, logger="multiq.broker"):
+        moved = broker.heal("hl")
+    assert sorted(m.rsplit(":garbage:", 1)[0] for m in moved) == sorted(bad)
+    assert all(redis_client.lrange(m, 0, -1) == [b"garbage"] for m in moved)
+    assert redis_client.type(K.stream("hl", 7)) == b"stream"  # made again, with its group
+    assert redis_client.exists(K.started("hl"), K.deadletter("hl"), K.delayed("hl")) == 0
+    assert all(key in caplog.text for key in bad)
+    assert broker.heal("hl") == []  # nothing else to move
+    assert [d.band for d in broker.fetch("c1", ["hl"], 10)] == [0]
+
+
 def test_the_length_of_a_queue_counts_a_band_key_that_holds_garbage_as_empty(
         make_app, redis_client):
     broker = make_app().broker

@@ -211,3 +211,26 @@ def test_a_node_starts_on_a_queue_whose_band_stream_holds_garbage(start_worker, 
     [aside] = redis_client.scan_iter(match=f"{stream}:garbage:*")
     assert redis_client.get(aside) == b"garbage"
     assert w.alive
+
+
+@pytest.mark.parametrize("pool", ["solo", "prefork"])
+def test_garbage_in_a_queue_s_start_markers_or_dead_letters_is_set_aside_and_nothing_is_lost(
+        start_worker, client, rec, redis_client, pool):
+    for key in (K.started("gm"), K.deadletter("gm")):
+        redis_client.set(key, b"garbage")
+    w = start_node(start_worker, "-c", "1", "-Q", "gm", pool=pool, hostname="gm@%h")
+    # an early-ack task: its start marker is written to, and deleted from, the hash
+    r = client.send_task(TASK("record"), args=["gm-1"], queue="gm")
+    assert r.get(timeout=15) and r.status == "SUCCESS"
+    # a message that cannot run is dead-lettered, in the stream made anew
+    redis_client.xadd(K.stream("gm", 0), {"m": b"not an envelope", "n": 0})
+    wait_until(lambda: redis_client.type(K.deadletter("gm")) == b"stream"
+               and redis_client.xlen(K.deadletter("gm")) == 1, timeout=15,
+               message="the bad message was not dead-lettered")
+    assert client.send_task(TASK("record"), args=["gm-2"], queue="gm").get(timeout=15)
+    assert [r[0] for r in recorded(rec, "gm-1") + recorded(rec, "gm-2")] == ["gm-1", "gm-2"]
+    for key in (K.started("gm"), K.deadletter("gm")):
+        [aside] = redis_client.scan_iter(match=f"{key}:garbage:*")
+        assert redis_client.get(aside) == b"garbage"  # kept, to inspect
+    assert redis_client.xpending(K.stream("gm", 0), "multiq")["pending"] == 0  # none held
+    assert w.alive
