@@ -85,19 +85,28 @@ class RedisBroker:
         member: str = "",
         pipe: Optional[Pipeline] = None,
     ) -> None:
-        """Enqueue ``data``; with ``eta`` in the future it waits in the delayed set."""
-        own = pipe is None
-        p: Any = self.client.pipeline(transaction=False) if own else pipe
-        band = band_of(priority)
-        if queue not in self._known_queues:
-            self.note_queue(p, queue)
-        if eta is not None and eta > time.time():
-            self.add_delayed(p, queue, band, member, data, eta)
-        else:
-            p.xadd(self.keys.stream(queue, band), {"m": data, "n": 0})
-        if own:
+        """Enqueue ``data``; with ``eta`` in the future it waits in the delayed set. A send
+        of its own that meets a key of ``queue`` holding another type (garbage) sets that
+        key aside (see :meth:`heal`) and is sent again."""
+        for attempt in (1, 2):
+            own = pipe is None
+            p: Any = self.client.pipeline(transaction=False) if own else pipe
+            band = band_of(priority)
+            if queue not in self._known_queues:
+                self.note_queue(p, queue)
+            if eta is not None and eta > time.time():
+                self.add_delayed(p, queue, band, member, data, eta)
+            else:
+                p.xadd(self.keys.stream(queue, band), {"m": data, "n": 0})
+            if not own:
+                return
             self.seal(p)
-            p.execute()
+            try:
+                p.execute()
+                return
+            except redis.ResponseError as exc:
+                if attempt == 2 or "WRONGTYPE" not in str(exc) or not self.heal(queue):
+                    raise
 
     def note_queue(self, p: Any, queue: str) -> None:
         """Add ``queue`` to the set of queue names (once per process)."""
@@ -458,8 +467,13 @@ class RedisBroker:
         keys = [*k.streams(queue), k.delayed(queue), k.delayed_bodies(queue),
                 k.deadletter(queue)]
         try:
-            moved, nxt, bad, bodiless = self._promote(keys=keys, args=[now, limit])
-        except redis.ResponseError as exc:  # e.g. a key of another type: skip this queue
+            try:
+                moved, nxt, bad, bodiless = self._promote(keys=keys, args=[now, limit])
+            except redis.ResponseError as exc:  # a key of another type: set aside, again
+                if "WRONGTYPE" not in str(exc) or not self.heal(queue):
+                    raise
+                moved, nxt, bad, bodiless = self._promote(keys=keys, args=[now, limit])
+        except redis.ResponseError as exc:  # still: skip this queue
             logger.warning("Cannot promote the delayed messages of queue %r (%s, %s): %s",
                            queue, k.delayed(queue), k.delayed_bodies(queue), exc)
             return 0, None

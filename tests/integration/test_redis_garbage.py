@@ -182,6 +182,41 @@ def test_heal_sets_aside_each_key_of_a_queue_of_another_type_and_leaves_the_rest
     assert [d.band for d in broker.fetch("c1", ["hl"], 10)] == [0]
 
 
+@pytest.mark.parametrize("which", ["stream", "delayed", "delayed_bodies"])
+def test_a_send_that_meets_garbage_in_its_queue_sets_it_aside_and_is_sent_once(
+        make_app, redis_client, which):
+    app = make_app()
+    broker = app.broker
+    broker.declare(["ps"])
+    key = K.stream("ps", 0) if which == "stream" else getattr(K, which)("ps")
+    redis_client.delete(key)
+    redis_client.set(key, b"garbage")
+    eta = None if which == "stream" else time.time() + 600
+    data = envelope("t-ps")
+    broker.publish("ps", data, eta=eta, member="t-ps")
+    [aside] = redis_client.scan_iter(match=f"{key}:garbage:*")
+    assert redis_client.get(aside) == b"garbage"
+    if eta is None:
+        assert [d.data for d in broker.fetch("c1", ["ps"], 10)] == [data]
+    else:
+        assert redis_client.zrange(K.delayed("ps"), 0, -1) == [b"t-ps"]
+        assert redis_client.hlen(K.delayed_bodies("ps")) == 1
+
+
+def test_promote_sets_aside_a_band_stream_that_holds_garbage_and_moves_the_due_ones(
+        make_app, redis_client):
+    broker = make_app().broker
+    broker.declare(["pm"])
+    data = envelope("t-pm")
+    pipe = broker.client.pipeline()
+    broker.add_delayed(pipe, "pm", 0, "t-pm", data, time.time() - 1)  # due
+    pipe.execute()
+    _garbage_band(broker, redis_client, "pm", 0)
+    moved, _ = broker.promote("pm", time.time())
+    assert moved == 1
+    assert [d.data for d in broker.fetch("c1", ["pm"], 10)] == [data]
+
+
 def test_the_length_of_a_queue_counts_a_band_key_that_holds_garbage_as_empty(
         make_app, redis_client):
     broker = make_app().broker
