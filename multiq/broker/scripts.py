@@ -100,8 +100,9 @@ end
 for i = 1, 10 do
   local key = KEYS[i]
   -- a key of another type (garbage written there) holds nothing of the dead consumer's
+  local stream = redis.call('TYPE', key)['ok'] == 'stream'
   local pend = {}
-  if redis.call('TYPE', key)['ok'] == 'stream' then
+  if stream then
     pend = redis.call('XPENDING', key, group, '-', '+', 10000, consumer)
   end
   for _, p in ipairs(pend) do
@@ -136,7 +137,7 @@ for i = 1, 10 do
       redis.call('XDEL', key, id)
     end
   end
-  if #pend == 0 and redis.call('TYPE', key)['ok'] == 'stream' then
+  if #pend == 0 and stream then
     redis.call('XGROUP', 'DELCONSUMER', key, group, consumer)
   end
 end

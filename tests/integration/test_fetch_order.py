@@ -143,6 +143,43 @@ def test_a_wait_whose_connection_is_killed_raises_an_outage_and_the_next_one_wor
     broker.close()
 
 
+@pytest.mark.timeout(30)
+def test_a_wait_on_a_stream_deleted_under_it_returns_empty_and_the_queue_is_read_again(
+        redis_url: str, redis_client: Any) -> None:
+    broker = _broker(redis_url, "a")
+    errors: List[BaseException] = []
+
+    def delete_the_waited_stream() -> None:
+        for _ in range(500):  # (until the wait has begun)
+            if any(c.get("cmd") == "xreadgroup" for c in redis_client.client_list()):
+                redis_client.delete(broker.keys.stream("a", 0))
+                return
+            time.sleep(0.01)
+        errors.append(TimeoutError("the wait never began"))
+
+    deleter = threading.Thread(target=delete_the_waited_stream)
+    deleter.start()
+    began = time.monotonic()
+    assert broker.wait("c1", ["a"], 4, 10000) == []  # UNBLOCKED: no error, at once
+    deleter.join()
+    assert not errors and time.monotonic() - began < 5
+    assert broker.wait("c1", ["a"], 4, 50) == []  # (the lost group is declared here)
+    _send(broker, "a", 1)
+    assert _where(broker.wait("c1", ["a"], 4, 5000)) == [("a", 0)]
+    broker.close()
+
+
+@pytest.mark.timeout(30)
+def test_own_pending_passes_over_a_stream_without_its_group(
+        redis_url: str, redis_client: Any) -> None:
+    broker = _broker(redis_url, "a")
+    _send(broker, "a", 1)
+    [held] = broker.fetch("c1", ["a"], 10)
+    redis_client.xgroup_destroy(broker.keys.stream("a", 5), GROUP)
+    assert [d.entry_id for d in broker.own_pending("c1", ["a"])] == [held.entry_id]
+    broker.close()
+
+
 def _garbage(redis_client: Any, key: str) -> None:
     redis_client.delete(key)
     redis_client.rpush(key, b"not a stream")
